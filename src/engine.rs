@@ -1,0 +1,125 @@
+//! Evaluates a pod view against a policy set.
+//!
+//! The engine knows nothing of HTTP, AdmissionReviews or files: admission, `portier check` and
+//! (later) the cluster audit all call [`evaluate`] on the same view, so they cannot disagree.
+//! When nothing is wrong it allocates nothing.
+
+use crate::pod::{PodSpec, WorkloadKind};
+use crate::policy::{Mode, PolicySet, Sink};
+
+pub use crate::policy::Violation;
+
+/// What a policy needs to know about the request besides the pod.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'r> {
+    pub kind: WorkloadKind,
+    pub namespace: &'r str,
+    /// The requesting user; `None` outside admission (offline check, audit).
+    pub user: Option<&'r str>,
+}
+
+/// Every violation found, in policy order.
+#[derive(Debug, Default)]
+pub struct Verdict<'p, 'v> {
+    pub violations: Vec<Violation<'p, 'v>>,
+}
+
+impl<'p, 'v> Verdict<'p, 'v> {
+    /// Whether an enforce-mode policy was violated.
+    pub fn denies(&self) -> bool {
+        self.violations
+            .iter()
+            .any(|v| v.policy.mode == Mode::Enforce)
+    }
+
+    pub fn in_mode(&self, mode: Mode) -> impl Iterator<Item = &Violation<'p, 'v>> {
+        self.violations.iter().filter(move |v| v.policy.mode == mode)
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Judges `pod` (the pod spec of a `request.kind` workload) against every policy that selects
+/// the request.
+pub fn evaluate<'p, 'v>(
+    set: &'p PolicySet,
+    request: &Request<'_>,
+    pod: &'v PodSpec<'_>,
+) -> Verdict<'p, 'v> {
+    let mut violations = Vec::new();
+    for policy in set.policies() {
+        if policy
+            .selector
+            .judges(request.kind, request.namespace, request.user)
+        {
+            policy
+                .check
+                .evaluate(pod, &mut Sink::new(policy, &mut violations));
+        }
+    }
+    Verdict { violations }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::decode_workload;
+
+    const SET: &str = r#"
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: no-privileged}
+spec: {check: privileged, mode: enforce}
+---
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: non-root}
+spec: {check: run-as-non-root, mode: warn, exclude: {namespaces: [legacy]}}
+"#;
+
+    #[test]
+    fn collects_per_policy_and_respects_selectors_and_modes() {
+        let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
+        let json = r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","securityContext":{"privileged":true}}]}}}}"#;
+        let w = decode_workload(WorkloadKind::Deployment, json).unwrap();
+        let pod = w.spec.unwrap();
+        let req = Request {
+            kind: WorkloadKind::Deployment,
+            namespace: "shop",
+            user: Some("alice"),
+        };
+        let verdict = evaluate(&set, &req, &pod);
+        assert!(verdict.denies());
+        assert_eq!(verdict.violations.len(), 2);
+        assert_eq!(
+            verdict.violations[0].message(WorkloadKind::Deployment.pod_spec_path()),
+            "no-privileged/privileged: container \"app\" spec.template.spec.containers[0].securityContext.privileged: \
+             is true: a privileged container has full access to the host — remove securityContext.privileged or set it to false"
+        );
+        assert_eq!(verdict.in_mode(Mode::Warn).count(), 1);
+
+        let legacy = Request {
+            namespace: "legacy",
+            ..req
+        };
+        assert_eq!(evaluate(&set, &legacy, &pod).violations.len(), 1);
+    }
+
+    #[test]
+    fn a_compliant_pod_is_clean() {
+        let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
+        let json = r#"{"spec":{"securityContext":{"runAsNonRoot":true},"containers":[{"name":"app"}]}}"#;
+        let w = decode_workload(WorkloadKind::Pod, json).unwrap();
+        let pod = w.spec.unwrap();
+        let req = Request {
+            kind: WorkloadKind::Pod,
+            namespace: "shop",
+            user: None,
+        };
+        let verdict = evaluate(&set, &req, &pod);
+        assert!(verdict.is_clean());
+        assert!(!verdict.denies());
+    }
+}

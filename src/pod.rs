@@ -1,0 +1,612 @@
+//! A borrowed view of the parts of a workload that policies read.
+//!
+//! The admission hot path never builds a full `k8s_openapi` Pod: it decodes only the fields below,
+//! borrowing strings from the request body where JSON allows it (`Cow` falls back to an owned
+//! string only when a value contains escapes). Every other field is skipped by serde.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// The kinds whose pod spec portier judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Pod,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    ReplicationController,
+    Job,
+    CronJob,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 8] = [
+        WorkloadKind::Pod,
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::ReplicationController,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+    ];
+
+    /// Maps an API group and kind (as in `request.kind` or an object's apiVersion/kind) to a
+    /// judged workload; `None` for everything portier does not judge.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
+        let found = match (group, kind) {
+            ("", "Pod") => Self::Pod,
+            ("", "ReplicationController") => Self::ReplicationController,
+            ("apps", "Deployment") => Self::Deployment,
+            ("apps", "StatefulSet") => Self::StatefulSet,
+            ("apps", "DaemonSet") => Self::DaemonSet,
+            ("apps", "ReplicaSet") => Self::ReplicaSet,
+            ("batch", "Job") => Self::Job,
+            ("batch", "CronJob") => Self::CronJob,
+            _ => return None,
+        };
+        Some(found)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pod => "Pod",
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+            Self::ReplicaSet => "ReplicaSet",
+            Self::ReplicationController => "ReplicationController",
+            Self::Job => "Job",
+            Self::CronJob => "CronJob",
+        }
+    }
+
+    /// Where the pod spec sits inside an object of this kind, as a JSON path.
+    pub fn pod_spec_path(self) -> &'static str {
+        match self {
+            Self::Pod => "spec",
+            Self::CronJob => "spec.jobTemplate.spec.template.spec",
+            _ => "spec.template.spec",
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A decoded workload: its identity and the pod spec it runs (absent when the object carries no
+/// template, which the API server would reject anyway).
+#[derive(Debug, Default)]
+pub struct Workload<'a> {
+    pub name: Option<Text<'a>>,
+    pub generate_name: Option<Text<'a>>,
+    pub namespace: Option<Text<'a>>,
+    pub spec: Option<PodSpec<'a>>,
+}
+
+/// Decodes a workload of a known kind from its JSON text.
+pub fn decode_workload(kind: WorkloadKind, json: &str) -> Result<Workload<'_>, serde_json::Error> {
+    // serde accepts a JSON array for a struct (fields by position); an object must be an object.
+    if !json.trim_start().starts_with('{') {
+        return Err(de::Error::custom(format!(
+            "a {kind} must be a JSON object"
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    let workload = decode_with(kind, &mut de)?;
+    de.end()?;
+    Ok(workload)
+}
+
+/// Like [`decode_workload`], but on failure names the JSON path of the offending field
+/// (e.g. `spec.containers[0].securityContext.runAsUser`). Slower: for error messages only.
+pub fn explain_decode_error(kind: WorkloadKind, json: &str) -> String {
+    match decode_workload(kind, json) {
+        Ok(_) => return "no error".to_owned(),
+        // Syntax errors carry a position, and the shape check no path: nothing to add.
+        Err(e) if !e.is_data() || !json.trim_start().starts_with('{') => return e.to_string(),
+        Err(_) => {}
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    let mut track = serde_path_to_error::Track::new();
+    let result = decode_with(
+        kind,
+        serde_path_to_error::Deserializer::new(&mut de, &mut track),
+    );
+    match result {
+        Ok(_) => match de.end() {
+            Ok(()) => "no error".to_owned(),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => {
+            let path = track.path().to_string();
+            if path == "." || path.is_empty() {
+                e.to_string()
+            } else {
+                format!("{path}: {e}")
+            }
+        }
+    }
+}
+
+fn decode_with<'de, D: Deserializer<'de>>(
+    kind: WorkloadKind,
+    de: D,
+) -> Result<Workload<'de>, D::Error> {
+    let (metadata, spec) = match kind {
+        WorkloadKind::Pod => {
+            let pod = PodObject::deserialize(de)?;
+            (pod.metadata, pod.spec)
+        }
+        WorkloadKind::CronJob => {
+            let cron = CronJobObject::deserialize(de)?;
+            let spec = cron
+                .spec
+                .and_then(|s| s.job_template)
+                .and_then(|t| t.spec)
+                .and_then(|s| s.template)
+                .and_then(|t| t.spec);
+            (cron.metadata, spec)
+        }
+        _ => {
+            let obj = TemplateObject::deserialize(de)?;
+            let spec = obj.spec.and_then(|s| s.template).and_then(|t| t.spec);
+            (obj.metadata, spec)
+        }
+    };
+    let metadata = metadata.unwrap_or_default();
+    Ok(Workload {
+        name: metadata.name,
+        generate_name: metadata.generate_name,
+        namespace: metadata.namespace,
+        spec,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    generate_name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PodObject<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<ObjectMeta<'a>>,
+    #[serde(borrow, default)]
+    spec: Option<PodSpec<'a>>,
+}
+
+/// Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController and Job all keep their
+/// pod under `spec.template.spec`.
+#[derive(Deserialize)]
+struct TemplateObject<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<ObjectMeta<'a>>,
+    #[serde(borrow, default)]
+    spec: Option<TemplateHolder<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TemplateHolder<'a> {
+    #[serde(borrow, default)]
+    template: Option<PodTemplate<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PodTemplate<'a> {
+    #[serde(borrow, default)]
+    spec: Option<PodSpec<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CronJobObject<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<ObjectMeta<'a>>,
+    #[serde(borrow, default)]
+    spec: Option<CronJobSpec<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CronJobSpec<'a> {
+    #[serde(borrow, default)]
+    job_template: Option<JobTemplate<'a>>,
+}
+
+#[derive(Deserialize)]
+struct JobTemplate<'a> {
+    #[serde(borrow, default)]
+    spec: Option<TemplateHolder<'a>>,
+}
+
+/// The pod spec fields policies read. Lists are `Option` because clients may send `null`;
+/// use the accessor methods.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec<'a> {
+    #[serde(default)]
+    pub host_network: Option<bool>,
+    #[serde(default, rename = "hostPID")]
+    pub host_pid: Option<bool>,
+    #[serde(default, rename = "hostIPC")]
+    pub host_ipc: Option<bool>,
+    #[serde(borrow, default)]
+    pub security_context: Option<PodSecurityContext<'a>>,
+    #[serde(borrow, default)]
+    pub containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow, default)]
+    pub init_containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow, default)]
+    pub ephemeral_containers: Option<Vec<Container<'a>>>,
+}
+
+/// The three lists a container can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerList {
+    Containers,
+    InitContainers,
+    EphemeralContainers,
+}
+
+impl ContainerList {
+    /// The field name in the pod spec.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Containers => "containers",
+            Self::InitContainers => "initContainers",
+            Self::EphemeralContainers => "ephemeralContainers",
+        }
+    }
+
+    /// How a person names a container of this list.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Containers => "container",
+            Self::InitContainers => "init container",
+            Self::EphemeralContainers => "ephemeral container",
+        }
+    }
+}
+
+/// A container together with where it sits in the pod spec.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerRef<'s, 'a> {
+    pub list: ContainerList,
+    pub index: usize,
+    pub container: &'s Container<'a>,
+}
+
+impl<'a> PodSpec<'a> {
+    pub fn containers(&self) -> &[Container<'a>] {
+        self.containers.as_deref().unwrap_or(&[])
+    }
+
+    pub fn init_containers(&self) -> &[Container<'a>] {
+        self.init_containers.as_deref().unwrap_or(&[])
+    }
+
+    pub fn ephemeral_containers(&self) -> &[Container<'a>] {
+        self.ephemeral_containers.as_deref().unwrap_or(&[])
+    }
+
+    /// Every container of the pod: init containers, containers, then ephemeral containers.
+    pub fn all_containers(&self) -> impl Iterator<Item = ContainerRef<'_, 'a>> {
+        tagged(ContainerList::InitContainers, self.init_containers())
+            .chain(tagged(ContainerList::Containers, self.containers()))
+            .chain(tagged(
+                ContainerList::EphemeralContainers,
+                self.ephemeral_containers(),
+            ))
+    }
+
+    pub fn pod_security(&self) -> Option<&PodSecurityContext<'a>> {
+        self.security_context.as_ref()
+    }
+}
+
+fn tagged<'s, 'a>(
+    list: ContainerList,
+    items: &'s [Container<'a>],
+) -> impl Iterator<Item = ContainerRef<'s, 'a>> {
+    items
+        .iter()
+        .enumerate()
+        .map(move |(index, container)| ContainerRef {
+            list,
+            index,
+            container,
+        })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext<'a> {
+    #[serde(default)]
+    pub run_as_non_root: Option<bool>,
+    #[serde(default)]
+    pub run_as_user: Option<i64>,
+    #[serde(default)]
+    pub run_as_group: Option<i64>,
+    #[serde(borrow, default)]
+    pub seccomp_profile: Option<SeccompProfile<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container<'a> {
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub image: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub security_context: Option<SecurityContext<'a>>,
+    #[serde(default)]
+    pub ports: Option<Vec<ContainerPort>>,
+    #[serde(borrow, default)]
+    pub resources: Option<Resources<'a>>,
+}
+
+impl<'a> Container<'a> {
+    pub fn image(&self) -> &str {
+        self.image.as_deref().unwrap_or("")
+    }
+
+    pub fn security(&self) -> Option<&SecurityContext<'a>> {
+        self.security_context.as_ref()
+    }
+
+    pub fn ports(&self) -> &[ContainerPort] {
+        self.ports.as_deref().unwrap_or(&[])
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext<'a> {
+    #[serde(default)]
+    pub run_as_non_root: Option<bool>,
+    #[serde(default)]
+    pub run_as_user: Option<i64>,
+    #[serde(default)]
+    pub run_as_group: Option<i64>,
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    #[serde(default)]
+    pub allow_privilege_escalation: Option<bool>,
+    #[serde(default)]
+    pub read_only_root_filesystem: Option<bool>,
+    #[serde(borrow, default)]
+    pub capabilities: Option<Capabilities<'a>>,
+    #[serde(borrow, default)]
+    pub seccomp_profile: Option<SeccompProfile<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Capabilities<'a> {
+    #[serde(borrow, default)]
+    pub add: Option<Vec<Text<'a>>>,
+    #[serde(borrow, default)]
+    pub drop: Option<Vec<Text<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompProfile<'a> {
+    #[serde(borrow, rename = "type", default)]
+    pub kind: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub localhost_profile: Option<Text<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default)]
+    pub container_port: Option<i32>,
+    #[serde(default)]
+    pub host_port: Option<i32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Resources<'a> {
+    #[serde(borrow, default)]
+    pub requests: Option<ResourceList<'a>>,
+    #[serde(borrow, default)]
+    pub limits: Option<ResourceList<'a>>,
+}
+
+/// The resources policies know; others (GPUs, ephemeral-storage, ...) are skipped.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResourceList<'a> {
+    #[serde(borrow, default)]
+    pub cpu: Option<Quantity<'a>>,
+    #[serde(borrow, default)]
+    pub memory: Option<Quantity<'a>>,
+}
+
+/// A string borrowed from the JSON text when it holds no escapes. serde only borrows into a bare
+/// `Cow` field; inside `Option` or `Vec` a `Cow` would always be owned, so views use this.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_str(CowStrVisitor { numbers: false })
+            .map(Text)
+    }
+}
+
+/// A resource quantity as written ("500m", "1Gi"). The API server always sends strings; a YAML
+/// manifest may say `cpu: 1`, so numbers are accepted and kept in their decimal form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quantity<'a>(pub Cow<'a, str>);
+
+impl Quantity<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Quantity<'a> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_any(CowStrVisitor { numbers: true })
+            .map(Quantity)
+    }
+}
+
+struct CowStrVisitor {
+    numbers: bool,
+}
+
+impl CowStrVisitor {
+    fn number<'de, E: de::Error>(&self, v: impl ToString, unexp: de::Unexpected<'_>) -> Result<Cow<'de, str>, E> {
+        if self.numbers {
+            Ok(Cow::Owned(v.to_string()))
+        } else {
+            Err(E::invalid_type(unexp, self))
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for CowStrVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.numbers {
+            f.write_str("a resource quantity such as \"500m\" or \"1Gi\"")
+        } else {
+            f.write_str("a string")
+        }
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.number(v, de::Unexpected::Unsigned(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.number(v, de::Unexpected::Signed(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.number(v, de::Unexpected::Float(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_deployment_template_and_borrows_strings() {
+        let json = r#"{"apiVersion":"apps/v1","kind":"Deployment",
+            "metadata":{"name":"web","namespace":"shop","labels":{"a":"b"}},
+            "spec":{"replicas":2,"template":{"metadata":{"labels":{"a":"b"}},
+              "spec":{"hostNetwork":true,"containers":[{"name":"app","image":"nginx:1",
+                "resources":{"limits":{"cpu":"1","memory":"1Gi","nvidia.com/gpu":"1"}}}]}}}}"#;
+        let w = decode_workload(WorkloadKind::Deployment, json).unwrap();
+        assert_eq!(w.name.as_deref(), Some("web"));
+        let spec = w.spec.unwrap();
+        assert_eq!(spec.host_network, Some(true));
+        let c = &spec.containers()[0];
+        assert!(matches!(c.name, Cow::Borrowed("app")));
+        assert!(matches!(c.image.as_ref().unwrap().0, Cow::Borrowed("nginx:1")));
+        let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits.cpu.as_ref().unwrap().as_str(), "1");
+    }
+
+    #[test]
+    fn decodes_a_cronjob_and_tolerates_nulls() {
+        let json = r#"{"metadata":{"name":"nightly"},"spec":{"schedule":"@daily","jobTemplate":
+            {"spec":{"template":{"spec":{"containers":[{"name":"x","ports":null,
+              "securityContext":null}],"initContainers":null}}}}}}"#;
+        let w = decode_workload(WorkloadKind::CronJob, json).unwrap();
+        let spec = w.spec.unwrap();
+        assert_eq!(spec.containers().len(), 1);
+        assert!(spec.init_containers().is_empty());
+        assert_eq!(WorkloadKind::CronJob.pod_spec_path(), "spec.jobTemplate.spec.template.spec");
+    }
+
+    #[test]
+    fn all_containers_walks_every_list_with_positions() {
+        let json = r#"{"spec":{"initContainers":[{"name":"i"}],"containers":[{"name":"a"},{"name":"b"}],
+            "ephemeralContainers":[{"name":"e"}]}}"#;
+        let w = decode_workload(WorkloadKind::Pod, json).unwrap();
+        let spec = w.spec.unwrap();
+        let seen: Vec<_> = spec
+            .all_containers()
+            .map(|c| (c.list.field(), c.index, c.container.name.to_string()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("initContainers", 0, "i".to_owned()),
+                ("containers", 0, "a".to_owned()),
+                ("containers", 1, "b".to_owned()),
+                ("ephemeralContainers", 0, "e".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_that_name_the_field() {
+        let json = r#"{"spec":{"containers":[{"name":"a","securityContext":{"runAsUser":"root"}}]}}"#;
+        assert!(decode_workload(WorkloadKind::Pod, json).is_err());
+        let why = explain_decode_error(WorkloadKind::Pod, json);
+        assert!(
+            why.starts_with("spec.containers[0].securityContext.runAsUser"),
+            "{why}"
+        );
+        assert!(decode_workload(WorkloadKind::Pod, r#"{"spec":{"containers":{}}}"#).is_err());
+        assert!(decode_workload(WorkloadKind::Pod, r#"[]"#).is_err());
+    }
+
+    #[test]
+    fn quantities_accept_numbers_from_yaml() {
+        let json = r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":1,"memory":0.5}}}]}}"#;
+        let w = decode_workload(WorkloadKind::Pod, json).unwrap();
+        let spec = w.spec.unwrap();
+        let req = spec.containers()[0].resources.as_ref().unwrap().requests.as_ref().unwrap();
+        assert_eq!(req.cpu.as_ref().unwrap().as_str(), "1");
+        assert_eq!(req.memory.as_ref().unwrap().as_str(), "0.5");
+    }
+
+    #[test]
+    fn only_judged_kinds_are_recognised() {
+        assert_eq!(WorkloadKind::from_group_kind("apps", "Deployment"), Some(WorkloadKind::Deployment));
+        assert_eq!(WorkloadKind::from_group_kind("", "Deployment"), None);
+        assert_eq!(WorkloadKind::from_group_kind("", "ConfigMap"), None);
+        assert_eq!(WorkloadKind::from_group_kind("batch", "CronJob"), Some(WorkloadKind::CronJob));
+    }
+}

@@ -1,0 +1,167 @@
+//! What a check reports, and the sink it reports into.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::pod::{ContainerList, ContainerRef};
+
+use super::Policy;
+use super::selector::Selector;
+
+/// Where a finding points, relative to the pod spec (the engine adds the workload's prefix,
+/// e.g. `spec.template.spec` for a Deployment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldPath {
+    /// A field of the pod spec itself, e.g. `hostNetwork` or `securityContext.runAsUser`.
+    Pod(&'static str),
+    /// A field of one container, e.g. `securityContext.privileged`.
+    Container {
+        list: ContainerList,
+        index: usize,
+        field: Cow<'static, str>,
+    },
+}
+
+impl FieldPath {
+    pub fn container(at: &ContainerRef<'_, '_>, field: impl Into<Cow<'static, str>>) -> Self {
+        FieldPath::Container {
+            list: at.list,
+            index: at.index,
+            field: field.into(),
+        }
+    }
+
+    /// Writes the full JSON path below `pod_spec_path`.
+    pub fn write(&self, pod_spec_path: &str, out: &mut impl fmt::Write) -> fmt::Result {
+        match self {
+            FieldPath::Pod(field) => write!(out, "{pod_spec_path}.{field}"),
+            FieldPath::Container { list, index, field } => {
+                write!(out, "{pod_spec_path}.{}[{index}].{field}", list.field())
+            }
+        }
+    }
+
+    pub fn render(&self, pod_spec_path: &str) -> String {
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write(pod_spec_path, &mut s);
+        s
+    }
+}
+
+/// One thing wrong with a pod, as a check found it. It borrows from the pod view (`'v`).
+#[derive(Debug, Clone)]
+pub struct Finding<'v> {
+    /// The container concerned (with the list it is in), `None` for pod-level findings.
+    pub container: Option<(ContainerList, &'v str)>,
+    pub path: FieldPath,
+    /// What is wrong, e.g. "privileged is true".
+    pub problem: Cow<'static, str>,
+    /// How to fix it, e.g. "remove securityContext.privileged or set it to false".
+    pub fix: Cow<'static, str>,
+}
+
+impl<'v> Finding<'v> {
+    /// A pod-level finding, e.g. `hostNetwork`.
+    pub fn pod(
+        field: &'static str,
+        problem: impl Into<Cow<'static, str>>,
+        fix: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Finding {
+            container: None,
+            path: FieldPath::Pod(field),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// A container that is wrong because of a pod-level value it inherits: names the container,
+    /// points at the pod's field.
+    pub fn inherited(
+        at: &ContainerRef<'v, '_>,
+        pod_field: &'static str,
+        problem: impl Into<Cow<'static, str>>,
+        fix: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Finding {
+            container: Some((at.list, &at.container.name)),
+            path: FieldPath::Pod(pod_field),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// A finding on a field of one container.
+    pub fn for_container(
+        at: &ContainerRef<'v, '_>,
+        field: impl Into<Cow<'static, str>>,
+        problem: impl Into<Cow<'static, str>>,
+        fix: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Finding {
+            container: Some((at.list, &at.container.name)),
+            path: FieldPath::container(at, field),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Collects findings for one policy. The engine creates one per policy and passes it to the
+/// policy's check; the sink knows which containers the policy's selector leaves in scope.
+pub struct Sink<'o, 'p, 'v> {
+    policy: &'p Policy,
+    out: &'o mut Vec<Violation<'p, 'v>>,
+}
+
+/// A finding together with the policy that reported it.
+#[derive(Debug, Clone)]
+pub struct Violation<'p, 'v> {
+    pub policy: &'p Policy,
+    pub finding: Finding<'v>,
+}
+
+impl Violation<'_, '_> {
+    /// `policy/check: container "app" spec.containers[0].securityContext.privileged: what is
+    /// wrong — how to fix it`, with the JSON path below the workload's pod spec path.
+    pub fn write_message(&self, pod_spec_path: &str, out: &mut impl fmt::Write) -> fmt::Result {
+        let f = &self.finding;
+        write!(out, "{}/{}: ", self.policy.name, self.policy.check.id())?;
+        match f.container {
+            Some((list, name)) => write!(out, "{} {name:?} ", list.noun())?,
+            None => out.write_str("pod ")?,
+        }
+        f.path.write(pod_spec_path, out)?;
+        write!(out, ": {} — {}", f.problem, f.fix)
+    }
+
+    pub fn message(&self, pod_spec_path: &str) -> String {
+        let mut s = String::with_capacity(160);
+        // Writing into a String cannot fail.
+        let _ = self.write_message(pod_spec_path, &mut s);
+        s
+    }
+}
+
+impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
+    pub fn new(policy: &'p Policy, out: &'o mut Vec<Violation<'p, 'v>>) -> Self {
+        Sink { policy, out }
+    }
+
+    pub fn report(&mut self, finding: Finding<'v>) {
+        self.out.push(Violation {
+            policy: self.policy,
+            finding,
+        });
+    }
+
+    /// Whether a container is judged by this policy (its image is matched and not excluded).
+    pub fn in_scope(&self, at: &ContainerRef<'_, '_>) -> bool {
+        self.selector().judges_image(at.container.image())
+    }
+
+    fn selector(&self) -> &Selector {
+        &self.policy.selector
+    }
+}

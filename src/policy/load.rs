@@ -1,0 +1,350 @@
+//! Reading and validating a policy set from YAML.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::selector::CriteriaDoc;
+use super::{Check, Mode, Policy, Selector};
+
+pub const API_VERSION: &str = "portier.dev/v1";
+pub const KIND: &str = "Policy";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read policy directory {}: {source}", dir.display())]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read policy file {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: not valid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error("{origin} document {document}: {field}: {message}")]
+    Invalid {
+        origin: String,
+        /// 1-based index among the file's non-empty documents.
+        document: usize,
+        field: String,
+        message: String,
+    },
+    #[error("policy name {name:?} is used twice: {first} and {second}")]
+    DuplicateName {
+        name: String,
+        first: String,
+        second: String,
+    },
+    #[error("no policies found in {} (expected *.yaml or *.yml files with kind: Policy)", dir.display())]
+    Empty { dir: PathBuf },
+}
+
+/// The YAML form of a policy. Unknown fields are errors: a misspelt `exclude` must not
+/// silently widen a policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PolicyDoc {
+    api_version: String,
+    kind: String,
+    metadata: MetadataDoc,
+    spec: SpecDoc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataDoc {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)] // accepted so policies can carry the usual Kubernetes metadata
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecDoc {
+    check: String,
+    /// Enforce unless said otherwise: the safe default for a policy someone wrote down.
+    #[serde(default = "default_mode")]
+    mode: Mode,
+    #[serde(default, rename = "match")]
+    include: Option<CriteriaDoc>,
+    #[serde(default)]
+    exclude: Option<CriteriaDoc>,
+    #[serde(default)]
+    params: serde_json::Value,
+}
+
+fn default_mode() -> Mode {
+    Mode::Enforce
+}
+
+/// A validated, compiled set of policies, in file order.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    policies: Vec<Policy>,
+    fingerprint: u64,
+}
+
+/// The policy files of a directory, read but not yet parsed.
+#[derive(Debug)]
+pub struct Sources {
+    files: Vec<(String, String)>,
+    fingerprint: u64,
+}
+
+impl Sources {
+    /// Reads every `*.yaml` / `*.yml` file of `dir` (not recursive) in name order. Names that
+    /// start with a dot are skipped: a mounted ConfigMap keeps its real files in `..data` and
+    /// timestamped `..2026_...` directories, and exposes each key as a symlink beside them.
+    pub fn read_dir(dir: &Path) -> Result<Sources, LoadError> {
+        let read_dir_err = |source| LoadError::ReadDir {
+            dir: dir.to_owned(),
+            source,
+        };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_dir_err)? {
+            let entry = entry.map_err(read_dir_err)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                continue;
+            }
+            let path = entry.path();
+            // Follows symlinks, as the ConfigMap layout needs.
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => paths.push(path),
+                Ok(_) => {}
+                Err(source) => return Err(LoadError::ReadFile { path, source }),
+            }
+        }
+        paths.sort();
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            files.push((path.display().to_string(), text));
+        }
+        Ok(Sources::from_files(files))
+    }
+
+    /// Sources from in-memory files: (name used in error messages, YAML text).
+    pub fn from_files(files: Vec<(String, String)>) -> Sources {
+        let mut hasher = DefaultHasher::new();
+        files.hash(&mut hasher);
+        Sources {
+            fingerprint: hasher.finish(),
+            files,
+        }
+    }
+
+    /// Identifies the content: two reads with the same fingerprint hold the same policies.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Parses and validates every document.
+    pub fn compile(&self) -> Result<PolicySet, LoadError> {
+        let mut policies: Vec<Policy> = Vec::new();
+        let mut origins: Vec<&str> = Vec::new();
+        for (origin, text) in &self.files {
+            for policy in parse_file(origin, text)? {
+                if let Some(i) = policies.iter().position(|p| p.name == policy.name) {
+                    return Err(LoadError::DuplicateName {
+                        name: policy.name,
+                        first: origins[i].to_owned(),
+                        second: origin.clone(),
+                    });
+                }
+                policies.push(policy);
+                origins.push(origin);
+            }
+        }
+        Ok(PolicySet {
+            policies,
+            fingerprint: self.fingerprint,
+        })
+    }
+}
+
+impl PolicySet {
+    /// Reads and compiles a directory; an empty directory is an error.
+    pub fn from_dir(dir: &Path) -> Result<PolicySet, LoadError> {
+        let set = Sources::read_dir(dir)?.compile()?;
+        if set.is_empty() {
+            return Err(LoadError::Empty {
+                dir: dir.to_owned(),
+            });
+        }
+        Ok(set)
+    }
+
+    /// Compiles one YAML text; `origin` names it in error messages.
+    pub fn from_yaml(origin: &str, text: &str) -> Result<PolicySet, LoadError> {
+        Sources::from_files(vec![(origin.to_owned(), text.to_owned())]).compile()
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+fn parse_file(origin: &str, text: &str) -> Result<Vec<Policy>, LoadError> {
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| LoadError::Yaml {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+    documents
+        .into_iter()
+        .enumerate()
+        .map(|(i, doc)| compile_document(doc).map_err(|(field, message)| LoadError::Invalid {
+            origin: origin.to_owned(),
+            document: i + 1,
+            field,
+            message,
+        }))
+        .collect()
+}
+
+fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> {
+    let doc: PolicyDoc = serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "(document)".to_owned() } else { path };
+        (field, e.into_inner().to_string())
+    })?;
+    if doc.api_version != API_VERSION {
+        return Err((
+            "apiVersion".into(),
+            format!("is {:?}, expected {API_VERSION:?}", doc.api_version),
+        ));
+    }
+    if doc.kind != KIND {
+        return Err(("kind".into(), format!("is {:?}, expected {KIND:?}", doc.kind)));
+    }
+    validate_name(&doc.metadata.name).map_err(|m| ("metadata.name".to_owned(), m))?;
+    let selector = Selector::compile(doc.spec.include.as_ref(), doc.spec.exclude.as_ref())
+        .map_err(|e| (e.field.clone(), format!("invalid glob {:?}: {}", e.pattern, e.reason)))?;
+    let check = Check::compile(&doc.spec.check, doc.spec.params).map_err(|e| (e.field, e.message))?;
+    Ok(Policy {
+        name: doc.metadata.name,
+        mode: doc.spec.mode,
+        check,
+        selector,
+    })
+}
+
+/// Policy names appear in audit annotation keys, metric labels and messages, so they follow
+/// the Kubernetes rules for the name part of a label key.
+fn validate_name(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let alnum_ends = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
+    if name.len() > 63 || !valid_chars || !alnum_ends {
+        return Err(format!(
+            "{name:?} is not a valid policy name: use at most 63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        PolicySet::from_yaml("p.yaml", yaml).unwrap_err().to_string()
+    }
+
+    const GOOD: &str = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: no-priv}\nspec: {check: privileged, mode: warn}\n";
+
+    #[test]
+    fn loads_several_documents_and_defaults_mode_to_enforce() {
+        let yaml = format!(
+            "{GOOD}---\napiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: non-root}}\nspec:\n  check: run-as-non-root\n---\n"
+        );
+        let set = PolicySet::from_yaml("p.yaml", &yaml).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.policies()[0].mode, Mode::Warn);
+        assert_eq!(set.policies()[1].mode, Mode::Enforce);
+        assert_eq!(set.policies()[1].check.id(), "run-as-non-root");
+    }
+
+    #[test]
+    fn errors_name_file_document_and_field() {
+        let second = GOOD.replace("no-priv", "two").replace("mode: warn", "mode: block");
+        let e = err(&format!("{GOOD}---\n{second}"));
+        assert!(e.starts_with("p.yaml document 2: spec.mode: unknown variant `block`"), "{e}");
+
+        let e = err(&GOOD.replace("check: privileged", "check: nope"));
+        assert!(e.contains("document 1: spec.check: unknown check `nope`"), "{e}");
+
+        let e = err(&GOOD.replace("mode: warn", "mode: warn, params: {colour: red}"));
+        assert!(e.contains("spec.params.colour: unknown field `colour`"), "{e}");
+
+        let e = err(&GOOD.replace("mode: warn", "mode: warn, exlude: {}"));
+        assert!(e.contains("spec.exlude: unknown field `exlude`"), "{e}");
+
+        let e = err(&GOOD.replace("mode: warn", "mode: warn, match: {namespaces: ['a[']}"));
+        assert!(e.contains("spec.match.namespaces: invalid glob"), "{e}");
+
+        let e = err(&GOOD.replace("portier.dev/v1", "portier.dev/v2"));
+        assert!(e.contains("apiVersion: is \"portier.dev/v2\""), "{e}");
+
+        let e = err(&GOOD.replace("no-priv", "No_Priv"));
+        assert!(e.contains("metadata.name"), "{e}");
+
+        let e = err("a: [unclosed");
+        assert!(e.starts_with("p.yaml: not valid YAML"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let e = err(&format!("{GOOD}---\n{GOOD}"));
+        assert!(e.contains("\"no-priv\" is used twice"), "{e}");
+    }
+
+    #[test]
+    fn reads_a_directory_skipping_dotfiles_and_other_extensions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not yaml: [").unwrap();
+        std::fs::create_dir(dir.path().join("..data")).unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), "broken: [").unwrap();
+        let set = PolicySet::from_dir(dir.path()).unwrap();
+        assert_eq!(set.len(), 1);
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            PolicySet::from_dir(empty.path()),
+            Err(LoadError::Empty { .. })
+        ));
+    }
+}

@@ -1,0 +1,160 @@
+//! Policies: their YAML form, how it is validated and compiled, and the built-in checks.
+//!
+//! Everything is parsed and checked at load time (globs compiled, params typed, quantities
+//! parsed), so evaluating a compiled [`Policy`] does no parsing and, when nothing is wrong, no
+//! allocation. One file per check; each check is a pure function over the pod view.
+
+mod finding;
+mod load;
+pub mod quantity;
+mod selector;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub mod host_namespaces;
+pub mod privileged;
+pub mod resource_limits;
+pub mod run_as_non_root;
+
+use std::fmt;
+
+use serde::Deserialize;
+
+pub use finding::{FieldPath, Finding, Sink, Violation};
+pub use load::{LoadError, PolicySet, Sources};
+pub use selector::{Selector, SelectorError};
+
+use crate::pod::PodSpec;
+
+/// What a violation of a policy does to an admission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny the request.
+    Enforce,
+    /// Allow it and return a warning that kubectl shows.
+    Warn,
+    /// Allow it and record an audit annotation (a dry run at admission time).
+    Audit,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A compiled built-in check with its validated parameters.
+#[derive(Debug)]
+pub enum Check {
+    RunAsNonRoot(run_as_non_root::Params),
+    Privileged(privileged::Params),
+    HostNamespaces(host_namespaces::Params),
+    ResourceLimits(resource_limits::Params),
+}
+
+/// The check ids a policy's `spec.check` may name.
+pub const CHECK_IDS: &[&str] = &[
+    run_as_non_root::ID,
+    privileged::ID,
+    host_namespaces::ID,
+    resource_limits::ID,
+];
+
+impl Check {
+    pub fn id(&self) -> &'static str {
+        match self {
+            Check::RunAsNonRoot(_) => run_as_non_root::ID,
+            Check::Privileged(_) => privileged::ID,
+            Check::HostNamespaces(_) => host_namespaces::ID,
+            Check::ResourceLimits(_) => resource_limits::ID,
+        }
+    }
+
+    /// Builds a check from its id and raw params, validating the params.
+    fn compile(id: &str, params: serde_json::Value) -> Result<Check, ParamError> {
+        Ok(match id {
+            run_as_non_root::ID => Check::RunAsNonRoot(typed(params)?),
+            privileged::ID => Check::Privileged(typed(params)?),
+            host_namespaces::ID => Check::HostNamespaces(typed(params)?),
+            resource_limits::ID => {
+                Check::ResourceLimits(resource_limits::Params::compile(typed(params)?)?)
+            }
+            other => {
+                return Err(ParamError {
+                    field: "spec.check".into(),
+                    message: format!(
+                        "unknown check `{other}`; known checks: {}",
+                        CHECK_IDS.join(", ")
+                    ),
+                });
+            }
+        })
+    }
+
+    /// Reports every way `pod` breaks this check into `sink`.
+    pub fn evaluate<'v>(&self, pod: &'v PodSpec<'_>, sink: &mut Sink<'_, '_, 'v>) {
+        match self {
+            Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod, sink),
+            Check::Privileged(p) => privileged::evaluate(p, pod, sink),
+            Check::HostNamespaces(p) => host_namespaces::evaluate(p, pod, sink),
+            Check::ResourceLimits(p) => resource_limits::evaluate(p, pod, sink),
+        }
+    }
+}
+
+/// A params problem, with the path of the offending field below `spec`.
+#[derive(Debug)]
+pub struct ParamError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ParamError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserializes params into a check's typed form, naming the offending field on failure.
+fn typed<T: serde::de::DeserializeOwned>(params: serde_json::Value) -> Result<T, ParamError> {
+    let params = if params.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        params
+    };
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "spec.params".to_owned()
+        } else {
+            format!("spec.params.{path}")
+        };
+        ParamError {
+            field,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// One compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub mode: Mode,
+    pub check: Check,
+    pub selector: Selector,
+}

@@ -1,0 +1,37 @@
+//! Helpers for the checks' unit tests: compile one policy from a spec fragment and run it on a
+//! pod spec given as JSON.
+
+use super::{PolicySet, Sink, Violation};
+use crate::pod::{WorkloadKind, decode_workload};
+
+fn run(spec: &str, pod_spec_json: &str, render: impl Fn(&Violation<'_, '_>) -> String) -> Vec<String> {
+    let indented = spec.replace('\n', "\n  ");
+    let yaml = format!(
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: t}}\nspec:\n  {indented}\n"
+    );
+    let set = PolicySet::from_yaml("test.yaml", &yaml).expect("test policy compiles");
+    let json = format!(r#"{{"spec":{pod_spec_json}}}"#);
+    let workload = decode_workload(WorkloadKind::Pod, &json).expect("test pod decodes");
+    let pod = workload.spec.unwrap_or_default();
+    let mut out = Vec::new();
+    for policy in set.policies() {
+        policy.check.evaluate(&pod, &mut Sink::new(policy, &mut out));
+    }
+    out.iter().map(render).collect()
+}
+
+/// One line per finding: `<container noun> <name> <path>` or `pod <path>`.
+pub fn findings(spec: &str, pod_spec_json: &str) -> Vec<String> {
+    run(spec, pod_spec_json, |v| {
+        let path = v.finding.path.render("spec");
+        match v.finding.container {
+            Some((list, name)) => format!("{} {name} {path}", list.noun()),
+            None => format!("pod {path}"),
+        }
+    })
+}
+
+/// The full messages the engine would give.
+pub fn messages(spec: &str, pod_spec_json: &str) -> Vec<String> {
+    run(spec, pod_spec_json, |v| v.message("spec"))
+}
