@@ -33,7 +33,9 @@ impl<'p, 'v> Verdict<'p, 'v> {
     }
 
     pub fn in_mode(&self, mode: Mode) -> impl Iterator<Item = &Violation<'p, 'v>> {
-        self.violations.iter().filter(move |v| v.policy.mode == mode)
+        self.violations
+            .iter()
+            .filter(move |v| v.policy.mode == mode)
     }
 
     pub fn is_clean(&self) -> bool {
@@ -110,7 +112,8 @@ spec: {check: run-as-non-root, mode: warn, exclude: {namespaces: [legacy]}}
     #[test]
     fn a_compliant_pod_is_clean() {
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
-        let json = r#"{"spec":{"securityContext":{"runAsNonRoot":true},"containers":[{"name":"app"}]}}"#;
+        let json =
+            r#"{"spec":{"securityContext":{"runAsNonRoot":true},"containers":[{"name":"app"}]}}"#;
         let w = decode_workload(WorkloadKind::Pod, json).unwrap();
         let pod = w.spec.unwrap();
         let req = Request {

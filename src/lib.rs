@@ -2,8 +2,15 @@
 //!
 //! Data flows one way: `server` (HTTPS, routes) → `admission` (AdmissionReview in/out) →
 //! `engine` (evaluate a pod view) → `policy` (one file per check). `pod` is the borrowed view
-//! they share; `reload`, `metrics`, `tls`, `offline` and `cli` sit beside them.
+//! they share; `reload`, `metrics`, `tls` and `offline` sit beside them, and the command line
+//! lives in the binary.
 
+pub mod admission;
 pub mod engine;
+pub mod metrics;
+pub mod offline;
 pub mod pod;
 pub mod policy;
+pub mod reload;
+pub mod server;
+pub mod tls;

@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 /// The kinds whose pod spec portier judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,9 +95,7 @@ pub struct Workload<'a> {
 pub fn decode_workload(kind: WorkloadKind, json: &str) -> Result<Workload<'_>, serde_json::Error> {
     // serde accepts a JSON array for a struct (fields by position); an object must be an object.
     if !json.trim_start().starts_with('{') {
-        return Err(de::Error::custom(format!(
-            "a {kind} must be a JSON object"
-        )));
+        return Err(de::Error::custom(format!("a {kind} must be a JSON object")));
     }
     let mut de = serde_json::Deserializer::from_str(json);
     let workload = decode_with(kind, &mut de)?;
@@ -479,7 +477,11 @@ struct CowStrVisitor {
 }
 
 impl CowStrVisitor {
-    fn number<'de, E: de::Error>(&self, v: impl ToString, unexp: de::Unexpected<'_>) -> Result<Cow<'de, str>, E> {
+    fn number<'de, E: de::Error>(
+        &self,
+        v: impl ToString,
+        unexp: de::Unexpected<'_>,
+    ) -> Result<Cow<'de, str>, E> {
         if self.numbers {
             Ok(Cow::Owned(v.to_string()))
         } else {
@@ -541,7 +543,10 @@ mod tests {
         assert_eq!(spec.host_network, Some(true));
         let c = &spec.containers()[0];
         assert!(matches!(c.name, Cow::Borrowed("app")));
-        assert!(matches!(c.image.as_ref().unwrap().0, Cow::Borrowed("nginx:1")));
+        assert!(matches!(
+            c.image.as_ref().unwrap().0,
+            Cow::Borrowed("nginx:1")
+        ));
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits.cpu.as_ref().unwrap().as_str(), "1");
     }
@@ -555,7 +560,10 @@ mod tests {
         let spec = w.spec.unwrap();
         assert_eq!(spec.containers().len(), 1);
         assert!(spec.init_containers().is_empty());
-        assert_eq!(WorkloadKind::CronJob.pod_spec_path(), "spec.jobTemplate.spec.template.spec");
+        assert_eq!(
+            WorkloadKind::CronJob.pod_spec_path(),
+            "spec.jobTemplate.spec.template.spec"
+        );
     }
 
     #[test]
@@ -581,7 +589,8 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_errors_that_name_the_field() {
-        let json = r#"{"spec":{"containers":[{"name":"a","securityContext":{"runAsUser":"root"}}]}}"#;
+        let json =
+            r#"{"spec":{"containers":[{"name":"a","securityContext":{"runAsUser":"root"}}]}}"#;
         assert!(decode_workload(WorkloadKind::Pod, json).is_err());
         let why = explain_decode_error(WorkloadKind::Pod, json);
         assert!(
@@ -597,16 +606,28 @@ mod tests {
         let json = r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":1,"memory":0.5}}}]}}"#;
         let w = decode_workload(WorkloadKind::Pod, json).unwrap();
         let spec = w.spec.unwrap();
-        let req = spec.containers()[0].resources.as_ref().unwrap().requests.as_ref().unwrap();
+        let req = spec.containers()[0]
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap();
         assert_eq!(req.cpu.as_ref().unwrap().as_str(), "1");
         assert_eq!(req.memory.as_ref().unwrap().as_str(), "0.5");
     }
 
     #[test]
     fn only_judged_kinds_are_recognised() {
-        assert_eq!(WorkloadKind::from_group_kind("apps", "Deployment"), Some(WorkloadKind::Deployment));
+        assert_eq!(
+            WorkloadKind::from_group_kind("apps", "Deployment"),
+            Some(WorkloadKind::Deployment)
+        );
         assert_eq!(WorkloadKind::from_group_kind("", "Deployment"), None);
         assert_eq!(WorkloadKind::from_group_kind("", "ConfigMap"), None);
-        assert_eq!(WorkloadKind::from_group_kind("batch", "CronJob"), Some(WorkloadKind::CronJob));
+        assert_eq!(
+            WorkloadKind::from_group_kind("batch", "CronJob"),
+            Some(WorkloadKind::CronJob)
+        );
     }
 }

@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn host_namespaces_are_denied_false_and_unset_pass() {
-        let pod = r#"{"hostNetwork":true,"hostPID":true,"hostIPC":false,"containers":[{"name":"a"}]}"#;
+        let pod =
+            r#"{"hostNetwork":true,"hostPID":true,"hostIPC":false,"containers":[{"name":"a"}]}"#;
         assert_eq!(
             findings("check: host-namespaces", pod),
             vec!["pod spec.hostNetwork", "pod spec.hostPID"]
@@ -104,14 +105,18 @@ mod tests {
             "initContainers":[{"name":"i","ports":[{"containerPort":9,"hostPort":9090}]}]}"#;
         assert!(findings("check: host-namespaces", pod).is_empty());
         let policy = "check: host-namespaces\nparams: {hostPorts: {allowed: [9090]}}";
-        assert_eq!(findings(policy, pod), vec!["container a spec.containers[0].ports[1].hostPort"]);
+        assert_eq!(
+            findings(policy, pod),
+            vec!["container a spec.containers[0].ports[1].hostPort"]
+        );
         let all = "check: host-namespaces\nparams: {hostPorts: {}}";
         assert_eq!(findings(all, pod).len(), 2);
     }
 
     #[test]
     fn host_network_implies_host_ports() {
-        let pod = r#"{"hostNetwork":true,"containers":[{"name":"a","ports":[{"containerPort":80}]}]}"#;
+        let pod =
+            r#"{"hostNetwork":true,"containers":[{"name":"a","ports":[{"containerPort":80}]}]}"#;
         let policy = "check: host-namespaces\nparams: {hostPorts: {}}";
         let msgs = messages(policy, pod);
         assert_eq!(msgs.len(), 2);

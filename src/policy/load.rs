@@ -220,19 +220,25 @@ fn parse_file(origin: &str, text: &str) -> Result<Vec<Policy>, LoadError> {
     documents
         .into_iter()
         .enumerate()
-        .map(|(i, doc)| compile_document(doc).map_err(|(field, message)| LoadError::Invalid {
-            origin: origin.to_owned(),
-            document: i + 1,
-            field,
-            message,
-        }))
+        .map(|(i, doc)| {
+            compile_document(doc).map_err(|(field, message)| LoadError::Invalid {
+                origin: origin.to_owned(),
+                document: i + 1,
+                field,
+                message,
+            })
+        })
         .collect()
 }
 
 fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> {
     let doc: PolicyDoc = serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "(document)".to_owned() } else { path };
+        let field = if path == "." {
+            "(document)".to_owned()
+        } else {
+            path
+        };
         (field, e.into_inner().to_string())
     })?;
     if doc.api_version != API_VERSION {
@@ -242,12 +248,21 @@ fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> 
         ));
     }
     if doc.kind != KIND {
-        return Err(("kind".into(), format!("is {:?}, expected {KIND:?}", doc.kind)));
+        return Err((
+            "kind".into(),
+            format!("is {:?}, expected {KIND:?}", doc.kind),
+        ));
     }
     validate_name(&doc.metadata.name).map_err(|m| ("metadata.name".to_owned(), m))?;
     let selector = Selector::compile(doc.spec.include.as_ref(), doc.spec.exclude.as_ref())
-        .map_err(|e| (e.field.clone(), format!("invalid glob {:?}: {}", e.pattern, e.reason)))?;
-    let check = Check::compile(&doc.spec.check, doc.spec.params).map_err(|e| (e.field, e.message))?;
+        .map_err(|e| {
+            (
+                e.field.clone(),
+                format!("invalid glob {:?}: {}", e.pattern, e.reason),
+            )
+        })?;
+    let check =
+        Check::compile(&doc.spec.check, doc.spec.params).map_err(|e| (e.field, e.message))?;
     Ok(Policy {
         name: doc.metadata.name,
         mode: doc.spec.mode,
@@ -280,7 +295,9 @@ mod tests {
     use super::*;
 
     fn err(yaml: &str) -> String {
-        PolicySet::from_yaml("p.yaml", yaml).unwrap_err().to_string()
+        PolicySet::from_yaml("p.yaml", yaml)
+            .unwrap_err()
+            .to_string()
     }
 
     const GOOD: &str = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: no-priv}\nspec: {check: privileged, mode: warn}\n";
@@ -299,15 +316,26 @@ mod tests {
 
     #[test]
     fn errors_name_file_document_and_field() {
-        let second = GOOD.replace("no-priv", "two").replace("mode: warn", "mode: block");
+        let second = GOOD
+            .replace("no-priv", "two")
+            .replace("mode: warn", "mode: block");
         let e = err(&format!("{GOOD}---\n{second}"));
-        assert!(e.starts_with("p.yaml document 2: spec.mode: unknown variant `block`"), "{e}");
+        assert!(
+            e.starts_with("p.yaml document 2: spec.mode: unknown variant `block`"),
+            "{e}"
+        );
 
         let e = err(&GOOD.replace("check: privileged", "check: nope"));
-        assert!(e.contains("document 1: spec.check: unknown check `nope`"), "{e}");
+        assert!(
+            e.contains("document 1: spec.check: unknown check `nope`"),
+            "{e}"
+        );
 
         let e = err(&GOOD.replace("mode: warn", "mode: warn, params: {colour: red}"));
-        assert!(e.contains("spec.params.colour: unknown field `colour`"), "{e}");
+        assert!(
+            e.contains("spec.params.colour: unknown field `colour`"),
+            "{e}"
+        );
 
         let e = err(&GOOD.replace("mode: warn", "mode: warn, exlude: {}"));
         assert!(e.contains("spec.exlude: unknown field `exlude`"), "{e}");

@@ -137,6 +137,9 @@ mod tests {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} parsed");
         }
         let err = Quantity::parse("12parsecs").unwrap_err();
-        assert_eq!(err.to_string(), "\"12parsecs\" is not a valid quantity: unknown suffix");
+        assert_eq!(
+            err.to_string(),
+            "\"12parsecs\" is not a valid quantity: unknown suffix"
+        );
     }
 }

@@ -221,10 +221,17 @@ pub fn evaluate<'v>(params: &Params, pod: &'v PodSpec<'_>, sink: &mut Sink<'_, '
                         &at,
                         path,
                         e.to_string(),
-                        format!("write {path} as a Kubernetes quantity such as {}", resource.example()),
+                        format!(
+                            "write {path} as a Kubernetes quantity such as {}",
+                            resource.example()
+                        ),
                     )),
                     Ok(v) if v > max.value => {
-                        let origin = if defaulted { " (defaulted from its limit)" } else { "" };
+                        let origin = if defaulted {
+                            " (defaulted from its limit)"
+                        } else {
+                            ""
+                        };
                         sink.report(Finding::for_container(
                             &at,
                             path,
@@ -268,7 +275,8 @@ mod tests {
 
     #[test]
     fn a_limit_alone_satisfies_the_request_as_the_api_server_defaults_it() {
-        let pod = r#"{"containers":[{"name":"a","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}"#;
+        let pod =
+            r#"{"containers":[{"name":"a","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}"#;
         assert!(findings("check: resource-limits", pod).is_empty());
     }
 
@@ -284,13 +292,20 @@ mod tests {
 
     #[test]
     fn maximums_compare_quantities_across_units() {
-        let policy = "check: resource-limits\nparams: {require: {}, max: {limits: {cpu: '2', memory: 1Gi}}}";
+        let policy =
+            "check: resource-limits\nparams: {require: {}, max: {limits: {cpu: '2', memory: 1Gi}}}";
         let pod = r#"{"containers":[{"name":"a","resources":{"limits":{"cpu":"2500m","memory":"1024Mi"}}},
             {"name":"b","resources":{"limits":{"cpu":"1.5","memory":"1.1Gi"}}}]}"#;
         let msgs = messages(policy, pod);
         assert_eq!(msgs.len(), 2, "{msgs:?}");
-        assert!(msgs[0].contains("cpu limit 2500m is above the maximum 2"), "{msgs:?}");
-        assert!(msgs[1].contains("spec.containers[1].resources.limits.memory"), "{msgs:?}");
+        assert!(
+            msgs[0].contains("cpu limit 2500m is above the maximum 2"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].contains("spec.containers[1].resources.limits.memory"),
+            "{msgs:?}"
+        );
     }
 
     #[test]
@@ -299,16 +314,29 @@ mod tests {
         let pod = r#"{"containers":[{"name":"a","resources":{"requests":{"cpu":"lots","memory":"1"},"limits":{"cpu":"1","memory":"1"}}}]}"#;
         let msgs = messages(policy, pod);
         assert_eq!(msgs.len(), 1);
-        assert!(msgs[0].contains("\"lots\" is not a valid quantity"), "{msgs:?}");
+        assert!(
+            msgs[0].contains("\"lots\" is not a valid quantity"),
+            "{msgs:?}"
+        );
     }
 
     #[test]
     fn bad_params_are_load_errors() {
         let bad = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: r}\nspec: {check: resource-limits, params: {max: {limits: {cpu: 2x}}}}";
-        let e = crate::policy::PolicySet::from_yaml("r.yaml", bad).unwrap_err().to_string();
-        assert!(e.contains("spec.params.max.limits.cpu: \"2x\" is not a valid quantity"), "{e}");
+        let e = crate::policy::PolicySet::from_yaml("r.yaml", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.params.max.limits.cpu: \"2x\" is not a valid quantity"),
+            "{e}"
+        );
         let bad = bad.replace("{max: {limits: {cpu: 2x}}}", "{require: {limits: [gpu]}}");
-        let e = crate::policy::PolicySet::from_yaml("r.yaml", &bad).unwrap_err().to_string();
-        assert!(e.contains("spec.params.require.limits[0]: unknown variant `gpu`"), "{e}");
+        let e = crate::policy::PolicySet::from_yaml("r.yaml", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.params.require.limits[0]: unknown variant `gpu`"),
+            "{e}"
+        );
     }
 }

@@ -126,7 +126,10 @@ mod tests {
             vec!["container a spec.containers[0].securityContext.runAsUser"]
         );
         let pod = r#"{"securityContext":{"runAsNonRoot":true,"runAsUser":0},"containers":[{"name":"a"}]}"#;
-        assert_eq!(findings(POLICY, pod), vec!["container a spec.securityContext.runAsUser"]);
+        assert_eq!(
+            findings(POLICY, pod),
+            vec!["container a spec.securityContext.runAsUser"]
+        );
         // A container's own UID overrides the pod's root UID.
         let pod = r#"{"securityContext":{"runAsUser":0},
             "containers":[{"name":"a","securityContext":{"runAsUser":10}}]}"#;
@@ -136,7 +139,10 @@ mod tests {
     #[test]
     fn pod_level_false_is_reported_at_the_pod_path() {
         let pod = r#"{"securityContext":{"runAsNonRoot":false},"containers":[{"name":"a"}]}"#;
-        assert_eq!(findings(POLICY, pod), vec!["container a spec.securityContext.runAsNonRoot"]);
+        assert_eq!(
+            findings(POLICY, pod),
+            vec!["container a spec.securityContext.runAsNonRoot"]
+        );
     }
 
     #[test]

@@ -4,7 +4,11 @@
 use super::{PolicySet, Sink, Violation};
 use crate::pod::{WorkloadKind, decode_workload};
 
-fn run(spec: &str, pod_spec_json: &str, render: impl Fn(&Violation<'_, '_>) -> String) -> Vec<String> {
+fn run(
+    spec: &str,
+    pod_spec_json: &str,
+    render: impl Fn(&Violation<'_, '_>) -> String,
+) -> Vec<String> {
     let indented = spec.replace('\n', "\n  ");
     let yaml = format!(
         "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: t}}\nspec:\n  {indented}\n"
@@ -15,7 +19,9 @@ fn run(spec: &str, pod_spec_json: &str, render: impl Fn(&Violation<'_, '_>) -> S
     let pod = workload.spec.unwrap_or_default();
     let mut out = Vec::new();
     for policy in set.policies() {
-        policy.check.evaluate(&pod, &mut Sink::new(policy, &mut out));
+        policy
+            .check
+            .evaluate(&pod, &mut Sink::new(policy, &mut out));
     }
     out.iter().map(render).collect()
 }

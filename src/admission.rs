@@ -1,0 +1,704 @@
+//! The AdmissionReview wire format (admission.k8s.io/v1): bytes in, bytes out.
+//!
+//! Decoding borrows from the request body and reads only what policies need; the object is kept
+//! as raw JSON until its kind is known, then decoded straight into the pod view. Every input
+//! problem becomes an answer: malformed JSON is HTTP 400; a review with a readable uid but a
+//! shape portier cannot judge fails closed (`allowed: false` with a clear `status.message`).
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::engine::{self, Request, Verdict};
+use crate::pod::{self, Text, WorkloadKind};
+use crate::policy::{Mode, PolicySet};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// The longest warning returned; kubectl prints each on one line.
+pub const MAX_WARNING_CHARS: usize = 120;
+
+/// Which webhook endpoint a review came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// How a review ended, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    /// Not judged: malformed or of a shape portier cannot read.
+    Invalid,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Allowed, Outcome::Denied, Outcome::Invalid];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// The HTTP answer to one review.
+#[derive(Debug)]
+pub struct Answer {
+    /// 200 for every AdmissionReview answer, 400 when none could be given.
+    pub http_status: u16,
+    pub body: Vec<u8>,
+    pub outcome: Outcome,
+    /// Index (in the policy set) and mode of every policy that found a violation.
+    pub decisions: Vec<(usize, Mode)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    kind: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    kind: Option<GroupVersionKind<'a>>,
+    #[serde(borrow, default)]
+    sub_resource: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    operation: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    user_info: Option<UserInfo<'a>>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    group: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    kind: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct UserInfo<'a> {
+    #[serde(borrow, default)]
+    username: Option<Text<'a>>,
+}
+
+/// Just enough to fail closed when the rest of a review has the wrong shape.
+#[derive(Deserialize)]
+struct UidOnly<'a> {
+    #[serde(borrow, default)]
+    request: Option<UidRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+struct UidRequest<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Text<'a>>,
+}
+
+/// Answers one AdmissionReview posted to `endpoint`.
+pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
+    let review: ReviewIn<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) if e.is_data() => {
+            // A shape error may hide a syntax error further on: say which it really is.
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return bad_request(&format!("the body is not valid JSON: {syntax}"));
+            }
+            let why = format!("the AdmissionReview has the wrong shape: {e}");
+            return match read_uid(body) {
+                Some(uid) => fail_closed(uid, endpoint, &why),
+                None => bad_request(&why),
+            };
+        }
+        Err(e) => return bad_request(&format!("the body is not valid JSON: {e}")),
+    };
+    let api_version = review.api_version.as_deref().unwrap_or("");
+    let kind = review.kind.as_deref().unwrap_or("");
+    if api_version != API_VERSION || kind != KIND {
+        return bad_request(&format!(
+            "expected apiVersion {API_VERSION:?} and kind {KIND:?}, got {api_version:?} and {kind:?}"
+        ));
+    }
+    let Some(request) = review.request else {
+        return bad_request("the AdmissionReview has no request");
+    };
+    let uid = match request.uid.as_deref() {
+        Some(uid) if !uid.is_empty() => uid,
+        _ => return bad_request("request.uid is missing"),
+    };
+    let (kind, object) = match target(&request) {
+        Target::NotJudged => return allow(uid),
+        Target::Unreadable(why) => return fail_closed(uid, endpoint, &why),
+        Target::Workload(kind, object) => (kind, object),
+    };
+    // Mutation never denies and has no mutating checks yet: the validating webhook, which the
+    // API server calls after it, decides.
+    if endpoint == Endpoint::Mutate {
+        return allow(uid);
+    }
+    let workload = match pod::decode_workload(kind, object.get()) {
+        Ok(w) => w,
+        Err(_) => {
+            let why = pod::explain_decode_error(kind, object.get());
+            let why = format!("request.object is not a valid {kind}: {why}");
+            return fail_closed(uid, endpoint, &why);
+        }
+    };
+    let Some(spec) = &workload.spec else {
+        return allow(uid);
+    };
+    let namespace = request
+        .namespace
+        .as_deref()
+        .or(workload.namespace.as_deref())
+        .unwrap_or("");
+    let user = request
+        .user_info
+        .as_ref()
+        .and_then(|u| u.username.as_deref());
+    let engine_request = Request {
+        kind,
+        namespace,
+        user,
+    };
+    let verdict = engine::evaluate(set, &engine_request, spec);
+    encode_verdict(uid, set, &verdict, kind.pod_spec_path())
+}
+
+/// What a request asks portier to judge.
+enum Target<'a> {
+    NotJudged,
+    Unreadable(String),
+    Workload(WorkloadKind, &'a RawValue),
+}
+
+fn target<'a>(request: &RequestIn<'a>) -> Target<'a> {
+    let operation = request.operation.as_deref().unwrap_or("");
+    if operation != "CREATE" && operation != "UPDATE" {
+        return Target::NotJudged;
+    }
+    let Some(gvk) = &request.kind else {
+        return Target::Unreadable("request.kind is missing".into());
+    };
+    let group = gvk.group.as_deref().unwrap_or("");
+    let Some(kind) = WorkloadKind::from_group_kind(group, gvk.kind.as_deref().unwrap_or("")) else {
+        return Target::NotJudged;
+    };
+    // Subresources carry other objects (status, scale, binding...). The one that changes what
+    // runs is pods/ephemeralcontainers, whose object is the whole Pod.
+    match request.sub_resource.as_deref() {
+        None | Some("") => {}
+        Some("ephemeralcontainers") if kind == WorkloadKind::Pod => {}
+        Some(_) => return Target::NotJudged,
+    }
+    match request.object {
+        Some(object) => Target::Workload(kind, object),
+        None => Target::Unreadable(format!("request.object is missing for {operation} {kind}")),
+    }
+}
+
+fn read_uid(body: &[u8]) -> Option<&str> {
+    let probe: UidOnly<'_> = serde_json::from_slice(body).ok()?;
+    let uid = probe.request?.uid?;
+    match uid.0 {
+        std::borrow::Cow::Borrowed(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
+    audit_annotations: Vec<(&'a str, String)>,
+}
+
+/// A `metav1.Status`, as both AdmissionResponse.status and HTTP error bodies use it.
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    status: &'static str,
+    message: &'a str,
+    reason: &'static str,
+    code: u16,
+}
+
+fn as_map<S: Serializer>(pairs: &[(&str, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+fn write_review(response: ResponseOut<'_>) -> Vec<u8> {
+    let out = ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response,
+    };
+    let mut body = Vec::with_capacity(128);
+    // Serializing plain structs of strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, &out);
+    body
+}
+
+fn allow(uid: &str) -> Answer {
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: true,
+            status: None,
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+        }),
+        outcome: Outcome::Allowed,
+        decisions: Vec::new(),
+    }
+}
+
+fn fail_closed(uid: &str, endpoint: Endpoint, why: &str) -> Answer {
+    if endpoint == Endpoint::Mutate {
+        return Answer {
+            outcome: Outcome::Invalid,
+            ..allow(uid)
+        };
+    }
+    let message = format!("portier cannot judge this request: {why}");
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: false,
+            status: Some(StatusOut {
+                status: "Failure",
+                message: &message,
+                reason: "BadRequest",
+                code: 400,
+            }),
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+        }),
+        outcome: Outcome::Invalid,
+        decisions: Vec::new(),
+    }
+}
+
+/// An HTTP 400 with a `metav1.Status` body, for requests that carry no answerable review.
+pub fn bad_request(message: &str) -> Answer {
+    Answer {
+        http_status: 400,
+        body: status_body(400, "BadRequest", message),
+        outcome: Outcome::Invalid,
+        decisions: Vec::new(),
+    }
+}
+
+/// A `metav1.Status` JSON body for an HTTP error.
+pub fn status_body(code: u16, reason: &'static str, message: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct HttpStatus<'a> {
+        kind: &'static str,
+        api_version: &'static str,
+        #[serde(flatten)]
+        status: StatusOut<'a>,
+    }
+    let body = HttpStatus {
+        kind: "Status",
+        api_version: "v1",
+        status: StatusOut {
+            status: "Failure",
+            message,
+            reason,
+            code,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+fn encode_verdict(
+    uid: &str,
+    set: &PolicySet,
+    verdict: &Verdict<'_, '_>,
+    pod_spec_path: &str,
+) -> Answer {
+    if verdict.is_clean() {
+        return allow(uid);
+    }
+    let denied = verdict.denies();
+    let mut deny_message = String::new();
+    let mut warnings = Vec::new();
+    let mut audit_annotations: Vec<(&str, String)> = Vec::new();
+    let mut decisions: Vec<(usize, Mode)> = Vec::new();
+    for violation in &verdict.violations {
+        let policy = violation.policy;
+        if let Some(index) = set.policies().iter().position(|p| std::ptr::eq(p, policy))
+            && !decisions.iter().any(|&(i, _)| i == index)
+        {
+            decisions.push((index, policy.mode));
+        }
+        match policy.mode {
+            Mode::Enforce => {
+                if !deny_message.is_empty() {
+                    deny_message.push_str("; ");
+                }
+                let _ = violation.write_message(pod_spec_path, &mut deny_message);
+            }
+            Mode::Warn => {
+                warnings.push(truncate_chars(
+                    violation.message(pod_spec_path),
+                    MAX_WARNING_CHARS,
+                ));
+            }
+            Mode::Audit => {
+                // One annotation per policy. The API server prefixes the key with the webhook
+                // name and accepts a single '/', so the key is the bare policy name.
+                let message = violation.message(pod_spec_path);
+                match audit_annotations
+                    .iter_mut()
+                    .find(|(name, _)| *name == policy.name)
+                {
+                    Some((_, value)) => {
+                        let _ = write!(value, "; {message}");
+                    }
+                    None => audit_annotations.push((&policy.name, message)),
+                }
+            }
+        }
+    }
+    let status = denied.then(|| StatusOut {
+        status: "Failure",
+        message: &deny_message,
+        reason: "Forbidden",
+        code: 403,
+    });
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: !denied,
+            status,
+            warnings,
+            audit_annotations,
+        }),
+        outcome: if denied {
+            Outcome::Denied
+        } else {
+            Outcome::Allowed
+        },
+        decisions,
+    }
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with an ellipsis.
+fn truncate_chars(mut s: String, max: usize) -> String {
+    if let Some((cut, _)) = s.char_indices().nth(max.saturating_sub(1))
+        && s[cut..].chars().count() > 1
+    {
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const SET: &str = r#"
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: no-privileged}
+spec: {check: privileged, mode: enforce}
+---
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: non-root}
+spec: {check: run-as-non-root, mode: warn}
+---
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: limits}
+spec: {check: resource-limits, mode: audit, params: {require: {limits: [memory]}}}
+"#;
+
+    fn set() -> PolicySet {
+        PolicySet::from_yaml("set.yaml", SET).unwrap()
+    }
+
+    fn review_of(kind: (&str, &str), operation: &str, object: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+                "resource": {"group": kind.0, "version": "v1", "resource": "pods"},
+                "namespace": "shop",
+                "operation": operation,
+                "userInfo": {"username": "alice"},
+                "object": object,
+                "oldObject": null,
+                "dryRun": false
+            }
+        }))
+        .unwrap()
+    }
+
+    fn response(answer: &Answer) -> Value {
+        let v: Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["kind"], "AdmissionReview");
+        v["response"].clone()
+    }
+
+    fn pod(containers: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}})
+    }
+
+    #[test]
+    fn compliant_pod_is_allowed_with_nothing_else() {
+        let body = review_of(
+            ("", "Pod"),
+            "CREATE",
+            pod(
+                json!([{"name": "a", "securityContext": {"runAsNonRoot": true},
+                "resources": {"limits": {"memory": "1Gi"}}}]),
+            ),
+        );
+        let answer = review(&body, &set(), Endpoint::Validate);
+        assert_eq!(answer.http_status, 200);
+        assert_eq!(answer.outcome, Outcome::Allowed);
+        assert_eq!(
+            response(&answer),
+            json!({"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true})
+        );
+    }
+
+    #[test]
+    fn modes_decide_deny_warning_and_audit_annotation() {
+        let body = review_of(
+            ("", "Pod"),
+            "CREATE",
+            pod(json!([{"name": "a", "securityContext": {"privileged": true}}])),
+        );
+        let answer = review(&body, &set(), Endpoint::Validate);
+        let r = response(&answer);
+        assert_eq!(r["allowed"], false);
+        assert_eq!(r["status"]["code"], 403);
+        assert_eq!(r["status"]["reason"], "Forbidden");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("no-privileged/privileged: container \"a\" spec.containers[0].securityContext.privileged: is true"),
+            "{message}"
+        );
+        let warnings = r["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1);
+        let warning = warnings[0].as_str().unwrap();
+        assert!(
+            warning.starts_with("non-root/run-as-non-root: container \"a\""),
+            "{warning}"
+        );
+        assert!(warning.chars().count() <= MAX_WARNING_CHARS);
+        let audit = r["auditAnnotations"]["limits"].as_str().unwrap();
+        assert!(audit.contains("resources.limits.memory"), "{audit}");
+        assert_eq!(answer.outcome, Outcome::Denied);
+        assert_eq!(
+            answer.decisions,
+            vec![(0, Mode::Enforce), (1, Mode::Warn), (2, Mode::Audit)]
+        );
+    }
+
+    #[test]
+    fn deployment_paths_point_into_the_template() {
+        let object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"hostNetwork": true,
+                "containers": [{"name": "web", "securityContext": {"privileged": true}}]}}}});
+        let body = review_of(("apps", "Deployment"), "CREATE", object);
+        let r = response(&review(&body, &set(), Endpoint::Validate));
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("spec.template.spec.containers[0].securityContext.privileged"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unjudged_kinds_operations_and_subresources_are_allowed() {
+        let privileged = pod(json!([{"name": "a", "securityContext": {"privileged": true}}]));
+        for (kind, op) in [
+            (("", "ConfigMap"), "CREATE"),
+            (("", "Pod"), "DELETE"),
+            (("", "Pod"), "CONNECT"),
+        ] {
+            let body = review_of(kind, op, privileged.clone());
+            assert_eq!(
+                response(&review(&body, &set(), Endpoint::Validate))["allowed"],
+                true
+            );
+        }
+        let mut status_update: Value =
+            serde_json::from_slice(&review_of(("", "Pod"), "UPDATE", privileged.clone())).unwrap();
+        status_update["request"]["subResource"] = json!("status");
+        let body = serde_json::to_vec(&status_update).unwrap();
+        assert_eq!(
+            response(&review(&body, &set(), Endpoint::Validate))["allowed"],
+            true
+        );
+        status_update["request"]["subResource"] = json!("ephemeralcontainers");
+        let body = serde_json::to_vec(&status_update).unwrap();
+        assert_eq!(
+            response(&review(&body, &set(), Endpoint::Validate))["allowed"],
+            false
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_http_400_with_a_status_body() {
+        for body in [&b"{not json"[..], b"", b"\xff\xfe", b"[1,2"] {
+            let answer = review(body, &set(), Endpoint::Validate);
+            assert_eq!(answer.http_status, 400);
+            let status: Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(status["kind"], "Status");
+            assert_eq!(status["code"], 400);
+            assert!(
+                status["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not valid JSON")
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_shape_with_a_uid_fails_closed() {
+        let mut v: Value =
+            serde_json::from_slice(&review_of(("", "Pod"), "CREATE", json!({}))).unwrap();
+        v["request"]["object"] = json!({"spec": {"containers": "not-a-list"}});
+        let answer = review(&serde_json::to_vec(&v).unwrap(), &set(), Endpoint::Validate);
+        let r = response(&answer);
+        assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(r["allowed"], false);
+        assert_eq!(r["status"]["code"], 400);
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(message.contains("spec.containers"), "{message}");
+        assert_eq!(answer.outcome, Outcome::Invalid);
+
+        v["request"]["object"] = json!("a string");
+        let r = response(&review(
+            &serde_json::to_vec(&v).unwrap(),
+            &set(),
+            Endpoint::Validate,
+        ));
+        assert_eq!(r["allowed"], false);
+
+        // The request itself of the wrong shape, uid still readable.
+        v["request"]["operation"] = json!(42);
+        let r = response(&review(
+            &serde_json::to_vec(&v).unwrap(),
+            &set(),
+            Endpoint::Validate,
+        ));
+        assert_eq!(r["allowed"], false);
+        assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+
+        // Mutation never denies.
+        let r = response(&review(
+            &serde_json::to_vec(&v).unwrap(),
+            &set(),
+            Endpoint::Mutate,
+        ));
+        assert_eq!(r["allowed"], true);
+    }
+
+    #[test]
+    fn reviews_without_a_uid_or_of_another_kind_are_rejected() {
+        let answer = review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#, &set(), Endpoint::Validate);
+        assert_eq!(answer.http_status, 400);
+        let answer = review(
+            br#"{"apiVersion":"v1","kind":"ConfigMap"}"#,
+            &set(),
+            Endpoint::Validate,
+        );
+        assert_eq!(answer.http_status, 400);
+        let answer = review(
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            &set(),
+            Endpoint::Validate,
+        );
+        assert_eq!(answer.http_status, 400);
+        let answer = review(b"42", &set(), Endpoint::Validate);
+        assert_eq!(answer.http_status, 400);
+    }
+
+    #[test]
+    fn create_without_object_fails_closed() {
+        let mut v: Value =
+            serde_json::from_slice(&review_of(("", "Pod"), "CREATE", json!(null))).unwrap();
+        v["request"].as_object_mut().unwrap().remove("object");
+        let r = response(&review(
+            &serde_json::to_vec(&v).unwrap(),
+            &set(),
+            Endpoint::Validate,
+        ));
+        assert_eq!(r["allowed"], false);
+        assert!(
+            r["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("request.object is missing")
+        );
+    }
+
+    #[test]
+    fn truncation_counts_characters_not_bytes() {
+        let s = "é".repeat(130);
+        let t = truncate_chars(s, 120);
+        assert_eq!(t.chars().count(), 120);
+        assert!(t.ends_with('…'));
+        assert_eq!(truncate_chars("short".into(), 120), "short");
+        assert_eq!(truncate_chars("x".repeat(120), 120), "x".repeat(120));
+    }
+}

@@ -1,0 +1,186 @@
+//! Prometheus metrics.
+//!
+//! Label handles are resolved ahead of time (per endpoint and outcome at start, per policy at
+//! load), because `with_label_values` takes a lock inside the vector: the request path only
+//! touches atomics.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::admission::{Endpoint, Outcome};
+use crate::policy::PolicySet;
+
+/// Buckets for request latency: a webhook answers in microseconds; the API server gives up after
+/// its timeout (seconds).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+
+const ENDPOINTS: [Endpoint; 2] = [Endpoint::Validate, Endpoint::Mutate];
+
+pub struct Metrics {
+    registry: Registry,
+    /// [endpoint][outcome]
+    requests: [[IntCounter; 3]; 2],
+    latency: [Histogram; 2],
+    decisions: IntCounterVec,
+    reloads_ok: IntCounter,
+    reloads_failed: IntCounter,
+    policies_loaded: IntGauge,
+}
+
+fn endpoint_index(endpoint: Endpoint) -> usize {
+    match endpoint {
+        Endpoint::Validate => 0,
+        Endpoint::Mutate => 1,
+    }
+}
+
+fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Allowed => 0,
+        Outcome::Denied => 1,
+        Outcome::Invalid => 2,
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        // The metric definitions below are constants: registering them cannot fail except by
+        // a programming error (a duplicate name), which the unit test catches.
+        let requests_vec = IntCounterVec::new(
+            Opts::new(
+                "portier_admission_requests_total",
+                "Admission reviews answered, by endpoint and outcome (allowed, denied, invalid).",
+            ),
+            &["endpoint", "outcome"],
+        )
+        .expect("valid metric");
+        let latency_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "portier_admission_duration_seconds",
+                "Time to answer one admission review, body read to response encoded.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "portier_policy_decisions_total",
+                "Reviews in which a policy found a violation, by policy and mode.",
+            ),
+            &["policy", "mode"],
+        )
+        .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "portier_policy_reloads_total",
+                "Policy set loads, by result (ok, failed). A failed load keeps the previous set.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let policies_loaded =
+            IntGauge::new("portier_policies_loaded", "Policies in the set in force.")
+                .expect("valid metric");
+        for collector in [
+            Box::new(requests_vec.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency_vec.clone()),
+            Box::new(decisions.clone()),
+            Box::new(reloads.clone()),
+            Box::new(policies_loaded.clone()),
+        ] {
+            registry.register(collector).expect("unique metric");
+        }
+        let requests = ENDPOINTS.map(|e| {
+            Outcome::ALL.map(|o| requests_vec.with_label_values(&[e.as_str(), o.as_str()]))
+        });
+        let latency = ENDPOINTS.map(|e| latency_vec.with_label_values(&[e.as_str()]));
+        Metrics {
+            registry,
+            requests,
+            latency,
+            decisions,
+            reloads_ok: reloads.with_label_values(&["ok"]),
+            reloads_failed: reloads.with_label_values(&["failed"]),
+            policies_loaded,
+        }
+    }
+
+    pub fn record_request(&self, endpoint: Endpoint, outcome: Outcome, seconds: f64) {
+        let e = endpoint_index(endpoint);
+        self.requests[e][outcome_index(outcome)].inc();
+        self.latency[e].observe(seconds);
+    }
+
+    /// Resolves one decision counter per policy of `set`, in set order.
+    pub fn decision_counters(&self, set: &PolicySet) -> Vec<IntCounter> {
+        set.policies()
+            .iter()
+            .map(|p| {
+                self.decisions
+                    .with_label_values(&[p.name.as_str(), p.mode.as_str()])
+            })
+            .collect()
+    }
+
+    pub fn record_reload(&self, ok: bool, policies: usize) {
+        if ok {
+            self.reloads_ok.inc();
+            self.policies_loaded
+                .set(i64::try_from(policies).unwrap_or(i64::MAX));
+        } else {
+            self.reloads_failed.inc();
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(4096);
+        // Encoding gathered families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_its_labels() {
+        let m = Metrics::new();
+        m.record_request(Endpoint::Validate, Outcome::Denied, 0.0002);
+        m.record_reload(true, 4);
+        m.record_reload(false, 0);
+        let set = PolicySet::from_yaml(
+            "p.yaml",
+            "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: np}\nspec: {check: privileged}",
+        )
+        .unwrap();
+        m.decision_counters(&set)[0].inc();
+        let text = m.render();
+        for needle in [
+            r#"portier_admission_requests_total{endpoint="validate",outcome="denied"} 1"#,
+            r#"portier_admission_requests_total{endpoint="mutate",outcome="allowed"} 0"#,
+            r#"portier_admission_duration_seconds_bucket{endpoint="validate",le="0.00025"} 1"#,
+            r#"portier_policy_decisions_total{mode="enforce",policy="np"} 1"#,
+            r#"portier_policy_reloads_total{result="ok"} 1"#,
+            r#"portier_policy_reloads_total{result="failed"} 1"#,
+            "portier_policies_loaded 4",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

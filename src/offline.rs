@@ -1,0 +1,366 @@
+//! `portier check`: judge manifests from files as admission would.
+//!
+//! Each YAML or JSON document (or each item of a `List`) is turned back into JSON and decoded
+//! by the very decoder admission uses, then evaluated by the same engine, so `check` and the
+//! webhook cannot disagree on an object. There is no requesting user offline, so `users`
+//! selectors do not apply; a namespace-less object is judged in `default`, as kubectl would
+//! create it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::engine::{self, Request};
+use crate::pod::{self, WorkloadKind};
+use crate::policy::{Mode, PolicySet};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: not valid YAML or JSON: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin} document {document}: {message}")]
+    Object {
+        origin: String,
+        document: usize,
+        message: String,
+    },
+}
+
+/// One violation found in one resource.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Row {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub policy: String,
+    pub check: String,
+    pub mode: String,
+    /// The container concerned, absent for pod-level findings.
+    pub container: Option<String>,
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The result of checking some inputs.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Workloads judged.
+    pub judged: usize,
+    /// Documents of kinds portier does not judge.
+    pub skipped: usize,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// Whether something violates an enforce policy, i.e. admission would deny it.
+    pub fn denies(&self) -> bool {
+        self.rows.iter().any(|r| r.mode == Mode::Enforce.as_str())
+    }
+}
+
+/// Reads every input (a file, a directory of `*.yaml`/`*.yml`/`*.json` files, or `-` for
+/// `stdin`) and judges what it holds.
+pub fn check_paths(
+    paths: &[PathBuf],
+    set: &PolicySet,
+    stdin: &mut dyn std::io::Read,
+) -> Result<Report, OfflineError> {
+    let mut report = Report::default();
+    for path in paths {
+        if path == Path::new("-") {
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .map_err(|source| OfflineError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+            check_text("<stdin>", &text, set, &mut report)?;
+            continue;
+        }
+        for file in expand(path)? {
+            let text = std::fs::read_to_string(&file).map_err(|source| OfflineError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            check_text(&file.display().to_string(), &text, set, &mut report)?;
+        }
+    }
+    Ok(report)
+}
+
+fn expand(path: &Path) -> Result<Vec<PathBuf>, OfflineError> {
+    let read_err = |source| OfflineError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    if !std::fs::metadata(path).map_err(read_err)?.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(read_err)? {
+        let p = entry.map_err(read_err)?.path();
+        let manifest = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        if manifest && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Judges every object in one YAML/JSON text (several documents, `List`s allowed).
+pub fn check_text(
+    origin: &str,
+    text: &str,
+    set: &PolicySet,
+    report: &mut Report,
+) -> Result<(), OfflineError> {
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| OfflineError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+    for (i, document) in documents.iter().enumerate() {
+        let fail = |message: String| OfflineError::Object {
+            origin: origin.to_owned(),
+            document: i + 1,
+            message,
+        };
+        let mut objects = Vec::new();
+        flatten(document, &mut objects).map_err(fail)?;
+        for object in objects {
+            judge(object, set, report).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// Collects the objects of a document, unpacking `List` kinds (`List`, `PodList`, ...).
+fn flatten<'v>(
+    value: &'v serde_json::Value,
+    out: &mut Vec<&'v serde_json::Value>,
+) -> Result<(), String> {
+    let Some(object) = value.as_object() else {
+        return Err(
+            "is not a Kubernetes object (expected a mapping with apiVersion and kind)".into(),
+        );
+    };
+    let kind = object.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    if kind.ends_with("List")
+        && let Some(items) = object.get("items")
+    {
+        let items = items
+            .as_array()
+            .ok_or_else(|| format!("{kind}.items is not a list"))?;
+        for item in items {
+            flatten(item, out)?;
+        }
+        return Ok(());
+    }
+    out.push(value);
+    Ok(())
+}
+
+fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Result<(), String> {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .ok_or("has no apiVersion")?;
+    let kind_name = object
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .ok_or("has no kind")?;
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let Some(kind) = WorkloadKind::from_group_kind(group, kind_name) else {
+        report.skipped += 1;
+        return Ok(());
+    };
+    let json = object.to_string();
+    let workload = pod::decode_workload(kind, &json).map_err(|_| {
+        format!(
+            "not a valid {kind}: {}",
+            pod::explain_decode_error(kind, &json)
+        )
+    })?;
+    report.judged += 1;
+    let Some(spec) = &workload.spec else {
+        return Ok(());
+    };
+    let namespace = workload.namespace.as_deref().unwrap_or("default");
+    let name = workload
+        .name
+        .as_deref()
+        .or(workload.generate_name.as_deref())
+        .unwrap_or("");
+    let request = Request {
+        kind,
+        namespace,
+        user: None,
+    };
+    let verdict = engine::evaluate(set, &request, spec);
+    for v in &verdict.violations {
+        let f = &v.finding;
+        report.rows.push(Row {
+            kind: kind.as_str().to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            policy: v.policy.name.clone(),
+            check: v.policy.check.id().to_owned(),
+            mode: v.policy.mode.as_str().to_owned(),
+            container: f.container.map(|(_, name)| name.to_owned()),
+            path: f.path.render(kind.pod_spec_path()),
+            message: format!("{} — {}", f.problem, f.fix),
+        });
+    }
+    Ok(())
+}
+
+/// Renders rows as an aligned table with a summary line.
+pub fn render_table(report: &Report) -> String {
+    let header = ["RESOURCE", "POLICY", "MODE", "CONTAINER", "PATH", "MESSAGE"];
+    let rows: Vec<[String; 6]> = report
+        .rows
+        .iter()
+        .map(|r| {
+            [
+                format!("{}/{}/{}", r.kind, r.namespace, r.name),
+                format!("{}/{}", r.policy, r.check),
+                r.mode.clone(),
+                r.container.clone().unwrap_or_else(|| "-".into()),
+                r.path.clone(),
+                r.message.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    if !rows.is_empty() {
+        line(&header);
+        for row in &rows {
+            line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+    let count = |mode: Mode| {
+        report
+            .rows
+            .iter()
+            .filter(|r| r.mode == mode.as_str())
+            .count()
+    };
+    out.push_str(&format!(
+        "{} workload(s) judged, {} violation(s): {} enforce, {} warn, {} audit; {} other object(s) not judged\n",
+        report.judged,
+        report.rows.len(),
+        count(Mode::Enforce),
+        count(Mode::Warn),
+        count(Mode::Audit),
+        report.skipped
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SET: &str = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: np}\nspec: {check: privileged}\n---\napiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: hn}\nspec: {check: host-namespaces, mode: warn}\n";
+
+    const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    spec:
+      hostNetwork: true
+      containers:
+        - name: app
+          image: nginx
+          securityContext: {privileged: true}
+---
+apiVersion: v1
+kind: List
+items:
+  - {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ok"}, "spec": {"containers": [{"name": "a"}]}}
+"#;
+
+    #[test]
+    fn judges_every_workload_like_admission() {
+        let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
+        let mut report = Report::default();
+        check_text("m.yaml", MANIFESTS, &set, &mut report).unwrap();
+        assert_eq!(report.judged, 2);
+        assert_eq!(report.skipped, 1);
+        assert!(report.denies());
+        assert_eq!(report.rows.len(), 2);
+        let row = &report.rows[0];
+        assert_eq!(
+            (row.kind.as_str(), row.namespace.as_str(), row.name.as_str()),
+            ("Deployment", "shop", "web")
+        );
+        assert_eq!(
+            row.path,
+            "spec.template.spec.containers[0].securityContext.privileged"
+        );
+        assert_eq!(row.container.as_deref(), Some("app"));
+        assert_eq!(report.rows[1].path, "spec.template.spec.hostNetwork");
+        assert_eq!(report.rows[1].container, None);
+        let table = render_table(&report);
+        assert!(table.contains("Deployment/shop/web"), "{table}");
+        assert!(
+            table.contains("2 workload(s) judged, 2 violation(s): 1 enforce, 1 warn"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn bad_documents_are_errors_naming_the_document() {
+        let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
+        let mut report = Report::default();
+        let e = check_text("m.yaml", "kind: Pod\n", &set, &mut report).unwrap_err();
+        assert_eq!(e.to_string(), "m.yaml document 1: has no apiVersion");
+        let e = check_text("m.yaml", "a: [", &set, &mut report).unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.yaml: not valid YAML or JSON"),
+            "{e}"
+        );
+        let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: {a: 1}}\n";
+        let e = check_text("m.yaml", bad, &set, &mut report).unwrap_err();
+        assert!(
+            e.to_string().contains("not a valid Pod: spec.containers"),
+            "{e}"
+        );
+        let e = check_text("m.yaml", "- 1\n- 2\n", &set, &mut report).unwrap_err();
+        assert!(e.to_string().contains("is not a Kubernetes object"), "{e}");
+    }
+}

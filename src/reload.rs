@@ -1,0 +1,217 @@
+//! The policy set in force, and its hot reload.
+//!
+//! Requests read the current [`Snapshot`] through an `ArcSwap`: no lock, one atomic load. A
+//! reload reads the whole directory, compiles and validates every policy, and only then swaps
+//! the new snapshot in; a set that fails to load is logged and counted and never stored.
+//!
+//! The directory is watched with inotify (through `notify`), which also sees a mounted
+//! ConfigMap's update: the kubelet writes a new timestamped directory and renames the `..data`
+//! symlink over the old one. A slow poll backs the watcher up, for file systems whose events do
+//! not reach us. Unchanged content (same fingerprint) is not reloaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher as _};
+use prometheus::IntCounter;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::policy::{LoadError, PolicySet, Sources};
+
+/// Events arrive in bursts (a ConfigMap update is several renames): wait this long after the
+/// first one before reading.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// A loaded policy set and the metric handles that go with it.
+pub struct Snapshot {
+    pub set: PolicySet,
+    /// One per policy, in set order: `portier_policy_decisions_total{policy,mode}`.
+    pub decision_counters: Vec<IntCounter>,
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum Reloaded {
+    /// The files are as they were.
+    Unchanged,
+    /// A new set with this many policies is in force.
+    Swapped(usize),
+}
+
+pub struct PolicyStore {
+    dir: PathBuf,
+    allow_empty: bool,
+    current: ArcSwap<Snapshot>,
+    metrics: Arc<Metrics>,
+    /// Serialises reloads (watcher and poll may fire together); never taken by requests.
+    reloading: Mutex<()>,
+}
+
+impl PolicyStore {
+    /// Loads `dir`; fails when it holds no valid set (an empty one counts as invalid unless
+    /// `allow_empty`), so a webhook never comes up without its policies.
+    pub fn open(
+        dir: &Path,
+        allow_empty: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<PolicyStore, LoadError> {
+        let set = load(dir, allow_empty)?;
+        metrics.record_reload(true, set.len());
+        let snapshot = Snapshot {
+            decision_counters: metrics.decision_counters(&set),
+            set,
+        };
+        Ok(PolicyStore {
+            dir: dir.to_owned(),
+            allow_empty,
+            current: ArcSwap::from_pointee(snapshot),
+            metrics,
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The set in force. Lock-free; hold the guard only for the length of one request.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Re-reads the directory and swaps in the new set if it changed and is valid.
+    pub fn reload(&self) -> Result<Reloaded, LoadError> {
+        let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.try_reload();
+        match &result {
+            Ok(Reloaded::Unchanged) => {}
+            Ok(Reloaded::Swapped(n)) => {
+                self.metrics.record_reload(true, *n);
+                tracing::info!(policies = n, dir = %self.dir.display(), "policy set reloaded");
+            }
+            Err(e) => {
+                self.metrics.record_reload(false, 0);
+                tracing::error!(error = %e, dir = %self.dir.display(), "policy reload failed; the previous set stays in force");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Reloaded, LoadError> {
+        let sources = Sources::read_dir(&self.dir)?;
+        if sources.fingerprint() == self.current.load().set.fingerprint() {
+            return Ok(Reloaded::Unchanged);
+        }
+        let set = compile(&self.dir, &sources, self.allow_empty)?;
+        let n = set.len();
+        self.current.store(Arc::new(Snapshot {
+            decision_counters: self.metrics.decision_counters(&set),
+            set,
+        }));
+        Ok(Reloaded::Swapped(n))
+    }
+
+    /// Watches the directory and reloads on change until the returned [`Watcher`] is dropped.
+    /// `poll` is the backup interval for changes the file system does not report.
+    pub fn watch(self: &Arc<Self>, poll: Duration) -> Result<Watcher, notify::Error> {
+        let changed = Arc::new(Notify::new());
+        let signal = Arc::clone(&changed);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(e) if e.kind.is_access() => {}
+                Ok(_) => signal.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "policy directory watch error"),
+            })?;
+        watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
+        let store = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = changed.notified() => tokio::time::sleep(SETTLE).await,
+                    () = tokio::time::sleep(poll) => {}
+                }
+                let store = Arc::clone(&store);
+                // Reading files and compiling is blocking work: keep it off the request threads.
+                let _ = tokio::task::spawn_blocking(move || store.reload()).await;
+            }
+        });
+        Ok(Watcher {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+fn load(dir: &Path, allow_empty: bool) -> Result<PolicySet, LoadError> {
+    compile(dir, &Sources::read_dir(dir)?, allow_empty)
+}
+
+fn compile(dir: &Path, sources: &Sources, allow_empty: bool) -> Result<PolicySet, LoadError> {
+    let set = sources.compile()?;
+    if set.is_empty() && !allow_empty {
+        return Err(LoadError::Empty {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(set)
+}
+
+/// Keeps the directory watched; dropping it stops the watch.
+pub struct Watcher {
+    _watcher: notify::RecommendedWatcher,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIVILEGED: &str = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: np}\nspec: {check: privileged}\n";
+
+    #[test]
+    fn a_bad_set_never_replaces_a_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.yaml"), PRIVILEGED).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let store = PolicyStore::open(dir.path(), false, Arc::clone(&metrics)).unwrap();
+        assert!(matches!(store.reload(), Ok(Reloaded::Unchanged)));
+
+        std::fs::write(dir.path().join("p.yaml"), "spec: [broken").unwrap();
+        assert!(store.reload().is_err());
+        assert_eq!(store.snapshot().set.policies()[0].name, "np");
+
+        std::fs::remove_file(dir.path().join("p.yaml")).unwrap();
+        assert!(matches!(store.reload(), Err(LoadError::Empty { .. })));
+        assert_eq!(store.snapshot().set.len(), 1);
+
+        let two = format!("{PRIVILEGED}---\n{}", PRIVILEGED.replace("np", "np2"));
+        std::fs::write(dir.path().join("p.yaml"), two).unwrap();
+        assert!(matches!(store.reload(), Ok(Reloaded::Swapped(2))));
+        assert_eq!(store.snapshot().decision_counters.len(), 2);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"portier_policy_reloads_total{result="failed"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("portier_policies_loaded 2"), "{text}");
+    }
+
+    #[test]
+    fn opening_an_invalid_or_empty_directory_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        assert!(PolicyStore::open(dir.path(), false, Arc::clone(&metrics)).is_err());
+        assert!(PolicyStore::open(dir.path(), true, Arc::clone(&metrics)).is_ok());
+        assert!(PolicyStore::open(&dir.path().join("missing"), true, metrics).is_err());
+    }
+}

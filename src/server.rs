@@ -1,0 +1,374 @@
+//! The HTTPS server: routes, body limits, TLS accept loop, graceful shutdown.
+//!
+//! `POST /validate` and `POST /mutate` take AdmissionReviews; `GET /healthz` says the process
+//! is alive, `GET /readyz` that a policy set is loaded and the TLS listener is up, and
+//! `GET /metrics` exports Prometheus text. Every error answer carries a `metav1.Status` JSON
+//! body. HTTP/1.1 (keep-alive) and HTTP/2 are served on the same port, chosen by ALPN.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admission::{self, Endpoint, Outcome};
+use crate::metrics::Metrics;
+use crate::reload::PolicyStore;
+
+/// The API server never sends more than 3 MiB (its own request limit); anything larger is
+/// refused before it is read.
+pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub body_limit: usize,
+    /// A client that has not finished its TLS handshake by then is dropped.
+    pub handshake_timeout: Duration,
+    /// A client that has not sent a request's headers by then is dropped (also idle keep-alive).
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            body_limit: DEFAULT_BODY_LIMIT,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct AppState {
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    body_limit: usize,
+    ready: AtomicBool,
+}
+
+/// A running server. Call [`Server::shutdown`] to stop it; dropping it stops accepting too.
+pub struct Server {
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `options.addr` and starts serving in the background.
+    pub async fn start(
+        options: ServeOptions,
+        tls: rustls::ServerConfig,
+        store: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(options.addr).await?;
+        let local_addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            store,
+            metrics,
+            body_limit: options.body_limit,
+            ready: AtomicBool::new(false),
+        });
+        let router = router(Arc::clone(&state));
+        let (stop, stopped) = watch::channel(false);
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        state.ready.store(true, Ordering::Release);
+        let task = tokio::spawn(accept_loop(listener, acceptor, router, options, stopped));
+        Ok(Server {
+            local_addr,
+            state,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Reports not ready, stops accepting, and waits (bounded) for in-flight requests.
+    pub async fn shutdown(mut self) {
+        self.state.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Marks the server not ready (so load balancers drain it) without stopping it.
+    pub fn set_ready(&self, ready: bool) {
+        self.state.ready.store(ready, Ordering::Release);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    options: ServeOptions,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    http.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = options.handshake_timeout;
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = http.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: in-flight connections did not finish in time");
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    admit(&state, Endpoint::Validate, request).await
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    admit(&state, Endpoint::Mutate, request).await
+}
+
+async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
+    let started = Instant::now();
+    let body = match read_body(request, state.body_limit).await {
+        Ok(body) => body,
+        Err(response) => {
+            let elapsed = started.elapsed().as_secs_f64();
+            state
+                .metrics
+                .record_request(endpoint, Outcome::Invalid, elapsed);
+            return response;
+        }
+    };
+    let snapshot = state.store.snapshot();
+    let answer = admission::review(&body, &snapshot.set, endpoint);
+    for &(index, _) in &answer.decisions {
+        if let Some(counter) = snapshot.decision_counters.get(index) {
+            counter.inc();
+        }
+    }
+    drop(snapshot);
+    state
+        .metrics
+        .record_request(endpoint, answer.outcome, started.elapsed().as_secs_f64());
+    json(status_code(answer.http_status), answer.body)
+}
+
+/// Reads the whole body, refusing (413) anything over `limit`.
+///
+/// Before answering 413 the rest of an oversized body is read and dropped (up to
+/// [`DRAIN_CAP`] bytes and [`DRAIN_TIME`]): closing a socket with unread data makes the kernel
+/// reset the connection, and the client would see a broken pipe instead of the answer.
+async fn read_body(request: Request, limit: usize) -> Result<bytes::Bytes, Response> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = request.into_body();
+    if declared.is_some_and(|len| len > limit as u64) {
+        if declared.is_some_and(|len| len <= (limit + DRAIN_CAP) as u64) {
+            drain(body, limit + DRAIN_CAP).await;
+        }
+        return Err(too_large(limit));
+    }
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("cannot read the request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if collected.len() + data.len() > limit {
+            drain(body, DRAIN_CAP).await;
+            return Err(too_large(limit));
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok(bytes::Bytes::from(collected))
+}
+
+/// How much of an oversized body is read and dropped before answering 413, and for how long.
+const DRAIN_CAP: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+async fn drain(body: Body, cap: usize) {
+    let discard = async {
+        let mut body = body;
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > cap {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+}
+
+fn too_large(limit: usize) -> Response {
+    let mut response = error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!("the request body is larger than {limit} bytes"),
+    );
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+async fn healthz() -> Response {
+    text(StatusCode::OK, "ok")
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) && !state.store.snapshot().set.is_empty() {
+        text(StatusCode::OK, "ok")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("no route for {}", request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        &format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+fn status_code(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn error(code: StatusCode, reason: &'static str, message: &str) -> Response {
+    json(code, admission::status_body(code.as_u16(), reason, message))
+}
+
+fn json(code: StatusCode, body: Vec<u8>) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
