@@ -1,0 +1,233 @@
+//! The `portier` binary: `check` exit codes and output, `serve` refusing to start without
+//! valid policies, `dev-cert` output that `serve` accepts.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portier");
+const SHIPPED_POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+
+fn portier(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const COMPLIANT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      securityContext: {runAsNonRoot: true}
+      containers:
+        - name: web
+          image: registry.example.com/web:1
+          resources:
+            requests: {cpu: 100m, memory: 64Mi}
+            limits: {memory: 128Mi}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{port: 80}]}
+"#;
+
+#[test]
+fn check_passes_a_compliant_manifest_against_the_shipped_policies() {
+    let out = portier(
+        &["check", "--policies", SHIPPED_POLICIES, "-f", "-"],
+        Some(COMPLIANT),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("1 workload(s) judged, 0 violation(s)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn check_exits_1_on_an_enforce_violation_with_json_rows() {
+    let bad = COMPLIANT.replace(
+        "securityContext: {runAsNonRoot: true}",
+        "securityContext: {runAsNonRoot: true}\n      hostNetwork: true",
+    );
+    let out = portier(
+        &[
+            "check",
+            "--policies",
+            SHIPPED_POLICIES,
+            "-f",
+            "-",
+            "-o",
+            "json",
+        ],
+        Some(&bad),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["kind"], "Deployment");
+    assert_eq!(row["namespace"], "shop");
+    assert_eq!(row["name"], "web");
+    assert_eq!(row["policy"], "disallow-host-namespaces");
+    assert_eq!(row["check"], "host-namespaces");
+    assert_eq!(row["mode"], "enforce");
+    assert_eq!(row["container"], serde_json::Value::Null);
+    assert_eq!(row["path"], "spec.template.spec.hostNetwork");
+    assert!(
+        row["message"].as_str().unwrap().contains("set it to false"),
+        "{row}"
+    );
+}
+
+#[test]
+fn check_exits_2_on_bad_input_or_bad_policies() {
+    let out = portier(
+        &["check", "--policies", SHIPPED_POLICIES, "-f", "-"],
+        Some("a: [1"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not valid YAML or JSON"),
+        "{}",
+        stderr(&out)
+    );
+
+    let missing = portier(
+        &[
+            "check",
+            "--policies",
+            SHIPPED_POLICIES,
+            "-f",
+            "/no/such/file.yaml",
+        ],
+        None,
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("/no/such/file.yaml"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: x}\nspec: {check: teleport}\n",
+    )
+    .unwrap();
+    let policies = dir.path().to_str().unwrap();
+    let out = portier(
+        &["check", "--policies", policies, "-f", "-"],
+        Some(COMPLIANT),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.yaml document 1: spec.check: unknown check `teleport`"),
+        "{err}"
+    );
+
+    let usage = portier(&["check", "--policies", SHIPPED_POLICIES], None);
+    assert_eq!(usage.status.code(), Some(2), "missing -f is a usage error");
+}
+
+#[test]
+fn check_reads_a_directory_of_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), COMPLIANT).unwrap();
+    std::fs::write(
+        dir.path().join("b.json"),
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","securityContext":{"privileged":true}}]}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    let out = portier(
+        &[
+            "check",
+            "--policies",
+            SHIPPED_POLICIES,
+            "-f",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let table = stdout(&out);
+    assert!(table.contains("Pod/default/p"), "{table}");
+    assert!(table.contains("2 workload(s) judged"), "{table}");
+}
+
+#[test]
+fn serve_refuses_to_start_without_valid_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = portier(&["dev-cert", "--out-dir", certs.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("broken.yaml"), "spec: [").unwrap();
+    let serve = |policies: &Path| {
+        portier(
+            &[
+                "serve",
+                "--policies",
+                policies.to_str().unwrap(),
+                "--tls-cert",
+                certs.join("tls.crt").to_str().unwrap(),
+                "--tls-key",
+                certs.join("tls.key").to_str().unwrap(),
+                "--addr",
+                "127.0.0.1:0",
+            ],
+            None,
+        )
+    };
+    let out = serve(&policies);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing to start without valid policies"),
+        "{err}"
+    );
+    assert!(err.contains("broken.yaml"), "{err}");
+
+    std::fs::remove_file(policies.join("broken.yaml")).unwrap();
+    let out = serve(&policies);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("no policies found"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,281 @@
+//! Test harness: a real portier server (real TLS with a CA this harness makes with rcgen,
+//! bound to 127.0.0.1:0) and a real HTTPS client (reqwest over rustls) that trusts that CA.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portier::metrics::Metrics;
+use portier::reload::{PolicyStore, Watcher};
+use portier::server::{ServeOptions, Server};
+use portier::tls;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Value, json};
+
+/// A CA and a serving certificate for 127.0.0.1 / localhost, made for one test.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(DnType::CommonName, "portier test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            cert_pem: leaf.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// An HTTPS client that trusts only this CA. `http2` offers h2 by ALPN, else HTTP/1.1 only.
+    pub fn client(&self, http2: bool) -> reqwest::Client {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        let builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .timeout(Duration::from_secs(20));
+        let builder = if http2 { builder } else { builder.http1_only() };
+        builder.build().unwrap()
+    }
+}
+
+/// A running portier with its own policy directory.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub pki: TestPki,
+    pub server: Option<Server>,
+    pub store: Arc<PolicyStore>,
+    pub metrics: Arc<Metrics>,
+    pub client: reqwest::Client,
+    pub base: String,
+    _watcher: Option<Watcher>,
+}
+
+impl TestServer {
+    /// Starts a server whose policy directory holds `files` (name, YAML).
+    pub async fn start(files: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Self::start_in(dir, Duration::from_secs(30)).await
+    }
+
+    /// Starts a server on an existing policy directory, watching it with `poll` as backup.
+    pub async fn start_in(dir: tempfile::TempDir, poll: Duration) -> TestServer {
+        Self::start_at(dir, None, poll).await
+    }
+
+    /// Like `start_in`, with the policies in `policies` (e.g. a ConfigMap-like layout).
+    pub async fn start_at(
+        dir: tempfile::TempDir,
+        policies: Option<PathBuf>,
+        poll: Duration,
+    ) -> TestServer {
+        let pki = TestPki::new();
+        let cert = dir.path().join("tls.crt.pem");
+        let key = dir.path().join("tls.key.pem");
+        std::fs::write(&cert, &pki.cert_pem).unwrap();
+        std::fs::write(&key, &pki.key_pem).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let policy_dir = policies.unwrap_or_else(|| dir.path().to_owned());
+        let store = Arc::new(PolicyStore::open(&policy_dir, false, Arc::clone(&metrics)).unwrap());
+        let watcher = store.watch(poll).unwrap();
+        let tls_config = tls::server_config(tls::CertResolver::new(
+            tls::load_key_pair(&cert, &key).unwrap(),
+        ))
+        .unwrap();
+        let options = ServeOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServeOptions::default()
+        };
+        let server = Server::start(
+            options,
+            tls_config,
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+        )
+        .await
+        .unwrap();
+        let base = format!("https://127.0.0.1:{}", server.local_addr().port());
+        let client = pki.client(true);
+        TestServer {
+            dir,
+            pki,
+            server: Some(server),
+            store,
+            metrics,
+            client,
+            base,
+            _watcher: Some(watcher),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// POSTs a body and returns the status and the JSON answer.
+    pub async fn post(&self, endpoint: &str, body: Vec<u8>) -> (u16, Value) {
+        post_with(&self.client, &self.base, endpoint, body).await
+    }
+
+    /// POSTs a review for `object` to /validate and returns the `response` part.
+    pub async fn validate(&self, object: Value) -> Value {
+        let (status, answer) = self.post("/validate", review_bytes(&object)).await;
+        assert_eq!(status, 200, "{answer}");
+        answer["response"].clone()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+pub async fn post_with(
+    client: &reqwest::Client,
+    base: &str,
+    endpoint: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let r = client
+        .post(format!("{base}{endpoint}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "answer is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, value)
+}
+
+/// The group a kind belongs to, as the API server puts it in `request.kind`.
+fn group_of(kind: &str) -> &'static str {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps",
+        "Job" | "CronJob" => "batch",
+        _ => "",
+    }
+}
+
+/// An AdmissionReview as the API server sends it for a CREATE of `object`.
+pub fn review(object: &Value) -> Value {
+    review_op(object, "CREATE")
+}
+
+pub fn review_op(object: &Value, operation: &str) -> Value {
+    let kind = object["kind"].as_str().unwrap_or("Pod");
+    let group = group_of(kind);
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default");
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "2b752327-a529-4ffd-b2e2-478455e80a0d",
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": format!("{}s", kind.to_lowercase())},
+            "requestKind": {"group": group, "version": "v1", "kind": kind},
+            "namespace": namespace,
+            "name": object["metadata"]["name"],
+            "operation": operation,
+            "userInfo": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+pub fn review_bytes(object: &Value) -> Vec<u8> {
+    serde_json::to_vec(&review(object)).unwrap()
+}
+
+/// A container that passes every built-in check.
+pub fn good_container(name: &str) -> Value {
+    json!({
+        "name": name,
+        "image": "registry.example.com/shop/app:1.0",
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]}},
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+            "limits": {"cpu": "500m", "memory": "128Mi"}}
+    })
+}
+
+pub fn pod(namespace: &str, containers: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": namespace, "labels": {"app": "web"}},
+        "spec": {"containers": containers}
+    })
+}
+
+/// A Deployment whose pod template has `spec` as its pod spec.
+pub fn deployment(namespace: &str, pod_spec: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}}
+    })
+}
+
+/// A policy document.
+pub fn policy(name: &str, check: &str, mode: &str, params: &str) -> String {
+    format!(
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  check: {check}\n  mode: {mode}\n  params: {params}\n"
+    )
+}
