@@ -64,8 +64,33 @@ pub struct Answer {
     pub http_status: u16,
     pub body: Vec<u8>,
     pub outcome: Outcome,
-    /// Index (in the policy set) and mode of every policy that found a violation.
-    pub decisions: Vec<(usize, Mode)>,
+    /// What was judged, when something was violated (for the decision log).
+    pub subject: Option<Subject>,
+    /// One per violation, in policy order.
+    pub decisions: Vec<Decision>,
+}
+
+/// The request a decision was about: identity only, never the object's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub uid: String,
+    pub operation: String,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub user: String,
+}
+
+/// One violation and what its policy's mode made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the policy in the set in force.
+    pub policy_index: usize,
+    pub policy: String,
+    pub check: &'static str,
+    pub mode: Mode,
+    /// `policy/check: container "x" path: what is wrong — how to fix it`.
+    pub message: String,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +113,8 @@ struct RequestIn<'a> {
     kind: Option<GroupVersionKind<'a>>,
     #[serde(borrow, default)]
     sub_resource: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
     #[serde(borrow, default)]
     namespace: Option<Text<'a>>,
     #[serde(borrow, default)]
@@ -192,7 +219,25 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         user,
     };
     let verdict = engine::evaluate(set, &engine_request, spec);
-    encode_verdict(uid, set, &verdict, kind.pod_spec_path())
+    if verdict.is_clean() {
+        return allow(uid);
+    }
+    let subject = Subject {
+        uid: uid.to_owned(),
+        operation: request.operation.as_deref().unwrap_or("").to_owned(),
+        kind: kind.as_str(),
+        namespace: namespace.to_owned(),
+        name: request
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(workload.name.as_deref())
+            .or(workload.generate_name.as_deref())
+            .unwrap_or("")
+            .to_owned(),
+        user: user.unwrap_or("").to_owned(),
+    };
+    encode_verdict(subject, set, &verdict, kind.pod_spec_path())
 }
 
 /// What a request asks portier to judge.
@@ -293,6 +338,7 @@ fn allow(uid: &str) -> Answer {
             audit_annotations: Vec::new(),
         }),
         outcome: Outcome::Allowed,
+        subject: None,
         decisions: Vec::new(),
     }
 }
@@ -320,6 +366,7 @@ fn fail_closed(uid: &str, endpoint: Endpoint, why: &str) -> Answer {
             audit_annotations: Vec::new(),
         }),
         outcome: Outcome::Invalid,
+        subject: None,
         decisions: Vec::new(),
     }
 }
@@ -330,6 +377,7 @@ pub fn bad_request(message: &str) -> Answer {
         http_status: 400,
         body: status_body(400, "BadRequest", message),
         outcome: Outcome::Invalid,
+        subject: None,
         decisions: Vec::new(),
     }
 }
@@ -358,51 +406,50 @@ pub fn status_body(code: u16, reason: &'static str, message: &str) -> Vec<u8> {
 }
 
 fn encode_verdict(
-    uid: &str,
+    subject: Subject,
     set: &PolicySet,
     verdict: &Verdict<'_, '_>,
     pod_spec_path: &str,
 ) -> Answer {
-    if verdict.is_clean() {
-        return allow(uid);
-    }
+    let decisions: Vec<Decision> = verdict
+        .violations
+        .iter()
+        .map(|v| Decision {
+            policy_index: set
+                .policies()
+                .iter()
+                .position(|p| std::ptr::eq(p, v.policy))
+                .unwrap_or(usize::MAX),
+            policy: v.policy.name.clone(),
+            check: v.policy.check.id(),
+            mode: v.policy.mode,
+            message: v.message(pod_spec_path),
+        })
+        .collect();
     let denied = verdict.denies();
     let mut deny_message = String::new();
     let mut warnings = Vec::new();
     let mut audit_annotations: Vec<(&str, String)> = Vec::new();
-    let mut decisions: Vec<(usize, Mode)> = Vec::new();
-    for violation in &verdict.violations {
-        let policy = violation.policy;
-        if let Some(index) = set.policies().iter().position(|p| std::ptr::eq(p, policy))
-            && !decisions.iter().any(|&(i, _)| i == index)
-        {
-            decisions.push((index, policy.mode));
-        }
-        match policy.mode {
+    for d in &decisions {
+        match d.mode {
             Mode::Enforce => {
                 if !deny_message.is_empty() {
                     deny_message.push_str("; ");
                 }
-                let _ = violation.write_message(pod_spec_path, &mut deny_message);
+                deny_message.push_str(&d.message);
             }
-            Mode::Warn => {
-                warnings.push(truncate_chars(
-                    violation.message(pod_spec_path),
-                    MAX_WARNING_CHARS,
-                ));
-            }
+            Mode::Warn => warnings.push(truncate_chars(d.message.clone(), MAX_WARNING_CHARS)),
             Mode::Audit => {
                 // One annotation per policy. The API server prefixes the key with the webhook
                 // name and accepts a single '/', so the key is the bare policy name.
-                let message = violation.message(pod_spec_path);
                 match audit_annotations
                     .iter_mut()
-                    .find(|(name, _)| *name == policy.name)
+                    .find(|(name, _)| *name == d.policy)
                 {
                     Some((_, value)) => {
-                        let _ = write!(value, "; {message}");
+                        let _ = write!(value, "; {}", d.message);
                     }
-                    None => audit_annotations.push((&policy.name, message)),
+                    None => audit_annotations.push((&d.policy, d.message.clone())),
                 }
             }
         }
@@ -413,20 +460,22 @@ fn encode_verdict(
         reason: "Forbidden",
         code: 403,
     });
+    let body = write_review(ResponseOut {
+        uid: &subject.uid,
+        allowed: !denied,
+        status,
+        warnings,
+        audit_annotations,
+    });
     Answer {
         http_status: 200,
-        body: write_review(ResponseOut {
-            uid,
-            allowed: !denied,
-            status,
-            warnings,
-            audit_annotations,
-        }),
+        body,
         outcome: if denied {
             Outcome::Denied
         } else {
             Outcome::Allowed
         },
+        subject: Some(subject),
         decisions,
     }
 }
@@ -545,10 +594,30 @@ spec: {check: resource-limits, mode: audit, params: {require: {limits: [memory]}
         let audit = r["auditAnnotations"]["limits"].as_str().unwrap();
         assert!(audit.contains("resources.limits.memory"), "{audit}");
         assert_eq!(answer.outcome, Outcome::Denied);
+        let decided: Vec<_> = answer
+            .decisions
+            .iter()
+            .map(|d| (d.policy_index, d.policy.as_str(), d.check, d.mode))
+            .collect();
         assert_eq!(
-            answer.decisions,
-            vec![(0, Mode::Enforce), (1, Mode::Warn), (2, Mode::Audit)]
+            decided,
+            vec![
+                (0, "no-privileged", "privileged", Mode::Enforce),
+                (1, "non-root", "run-as-non-root", Mode::Warn),
+                (2, "limits", "resource-limits", Mode::Audit),
+            ]
         );
+        let subject = answer.subject.unwrap();
+        assert_eq!(subject.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(
+            (subject.operation.as_str(), subject.kind),
+            ("CREATE", "Pod")
+        );
+        assert_eq!(
+            (subject.namespace.as_str(), subject.name.as_str()),
+            ("shop", "p")
+        );
+        assert_eq!(subject.user, "alice");
     }
 
     #[test]

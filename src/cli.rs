@@ -57,12 +57,35 @@ enum Command {
         /// PEM private key for the HTTPS listener.
         #[arg(long, env = "PORTIER_TLS_KEY")]
         tls_key: PathBuf,
-        /// Address to listen on.
+        /// Address of the webhook listener (HTTPS: /validate, /mutate).
         #[arg(long, default_value = "0.0.0.0:8443", env = "PORTIER_ADDR")]
         addr: SocketAddr,
+        /// Address of the operations listener (plain HTTP: /metrics, /healthz, /readyz).
+        #[arg(long, default_value = "0.0.0.0:9090", env = "PORTIER_METRICS_ADDR")]
+        metrics_addr: SocketAddr,
+        /// Require client certificates signed by this CA (PEM) on the webhook listener.
+        #[arg(long, env = "PORTIER_CLIENT_CA")]
+        client_ca: Option<PathBuf>,
+        /// With --client-ca: accept only client certificates whose subject CN matches one of
+        /// these globs (repeatable).
+        #[arg(long = "client-cn-allow", requires = "client_ca")]
+        client_cn_allow: Vec<String>,
         /// Start even when the policy directory holds no policy (every request is then allowed).
         #[arg(long)]
         allow_empty: bool,
+        /// Accept a TLS private key file that every user can read.
+        #[arg(long)]
+        allow_world_readable_key: bool,
+        /// Reviews answered at once; more get HTTP 503.
+        #[arg(long, default_value_t = 1024)]
+        max_in_flight: usize,
+        /// A review not answered by then gets HTTP 503 (keep it below the webhook's
+        /// timeoutSeconds).
+        #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
+        request_timeout: Duration,
+        /// On SIGTERM, report not ready this long before closing the listeners.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        shutdown_delay: Duration,
     },
     /// Judge manifests offline, exactly as admission would (exit 1 if an enforce policy denies).
     Check {
@@ -101,13 +124,41 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             tls_cert,
             tls_key,
             addr,
+            metrics_addr,
+            client_ca,
+            client_cn_allow,
             allow_empty,
+            allow_world_readable_key,
+            max_in_flight,
+            request_timeout,
+            shutdown_delay,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(&policies, &tls_cert, &tls_key, addr, allow_empty))?;
+            let serve_args = ServeArgs {
+                policies,
+                key_pair: tls::KeyPairFiles {
+                    cert: tls_cert,
+                    key: tls_key,
+                    allow_world_readable_key,
+                },
+                client_auth: client_ca.map(|ca| tls::ClientAuth {
+                    ca,
+                    allowed_subjects: client_cn_allow,
+                }),
+                allow_empty,
+                options: ServeOptions {
+                    addr,
+                    metrics_addr: Some(metrics_addr),
+                    max_in_flight,
+                    request_timeout,
+                    shutdown_delay,
+                    ..ServeOptions::default()
+                },
+            };
+            runtime.block_on(serve(serve_args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
@@ -131,43 +182,54 @@ fn init_logging(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 
-async fn serve(
-    policies: &Path,
-    cert: &Path,
-    key: &Path,
-    addr: SocketAddr,
+struct ServeArgs {
+    policies: PathBuf,
+    key_pair: tls::KeyPairFiles,
+    client_auth: Option<tls::ClientAuth>,
     allow_empty: bool,
-) -> Result<()> {
+    options: ServeOptions,
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(
-        PolicyStore::open(policies, allow_empty, Arc::clone(&metrics))
+        PolicyStore::open(&args.policies, args.allow_empty, Arc::clone(&metrics))
             .context("cannot load the policy set; refusing to start without valid policies")?,
     );
-    let key_pair = tls::load_key_pair(cert, key)?;
-    let tls_config = tls::server_config(tls::CertResolver::new(key_pair))?;
-    let _watcher = store
+    let (key_pair, not_after) = args.key_pair.load()?;
+    metrics.set_tls_expiry(not_after);
+    let resolver = tls::CertResolver::new(key_pair);
+    let tls_config = tls::server_config(Arc::clone(&resolver), args.client_auth.as_ref())?;
+    let _policy_watch = store
         .watch(POLL_INTERVAL)
-        .with_context(|| format!("cannot watch {}", policies.display()))?;
-    let options = ServeOptions {
-        addr,
-        ..ServeOptions::default()
-    };
-    let server = Server::start(options, tls_config, Arc::clone(&store), metrics)
+        .with_context(|| format!("cannot watch {}", args.policies.display()))?;
+    let _key_pair_watch = tls::watch_key_pair(
+        args.key_pair.clone(),
+        resolver,
+        Arc::clone(&metrics),
+        POLL_INTERVAL,
+    )
+    .context("cannot watch the TLS key pair")?;
+    let addr = args.options.addr;
+    let server = Server::start(args.options, tls_config, Arc::clone(&store), metrics)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(
         addr = %server.local_addr(),
+        metrics_addr = %server.metrics_addr().map(|a| a.to_string()).unwrap_or_default(),
+        mutual_tls = args.client_auth.is_some(),
         policies = store.snapshot().set.len(),
-        dir = %policies.display(),
+        dir = %args.policies.display(),
         "portier is serving HTTPS"
     );
     shutdown_signal().await;
     tracing::info!("shutting down: no longer ready, finishing in-flight requests");
     server.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 

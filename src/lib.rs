@@ -14,3 +14,4 @@ pub mod policy;
 pub mod reload;
 pub mod server;
 pub mod tls;
+pub mod watch;

@@ -30,6 +30,9 @@ pub struct Metrics {
     reloads_ok: IntCounter,
     reloads_failed: IntCounter,
     policies_loaded: IntGauge,
+    tls_reloads_ok: IntCounter,
+    tls_reloads_failed: IntCounter,
+    tls_expiry: IntGauge,
 }
 
 fn endpoint_index(endpoint: Endpoint) -> usize {
@@ -88,8 +91,23 @@ impl Metrics {
         let policies_loaded =
             IntGauge::new("portier_policies_loaded", "Policies in the set in force.")
                 .expect("valid metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "portier_tls_reloads_total",
+                "Serving key pair reloads after a file change, by result (ok, failed). A failed reload keeps the previous pair.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let tls_expiry = IntGauge::new(
+            "portier_tls_cert_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time).",
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(requests_vec.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tls_reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tls_expiry.clone()),
+            Box::new(requests_vec.clone()),
             Box::new(latency_vec.clone()),
             Box::new(decisions.clone()),
             Box::new(reloads.clone()),
@@ -109,7 +127,27 @@ impl Metrics {
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_failed: reloads.with_label_values(&["failed"]),
             policies_loaded,
+            tls_reloads_ok: tls_reloads.with_label_values(&["ok"]),
+            tls_reloads_failed: tls_reloads.with_label_values(&["failed"]),
+            tls_expiry,
         }
+    }
+
+    /// Records a key pair (re)load; `not_after` is the new certificate's expiry.
+    pub fn record_tls_reload(&self, ok: bool, not_after: Option<i64>) {
+        if ok {
+            self.tls_reloads_ok.inc();
+        } else {
+            self.tls_reloads_failed.inc();
+        }
+        if let Some(t) = not_after {
+            self.tls_expiry.set(t);
+        }
+    }
+
+    /// Records the expiry of the certificate loaded at start.
+    pub fn set_tls_expiry(&self, not_after: i64) {
+        self.tls_expiry.set(not_after);
     }
 
     pub fn record_request(&self, endpoint: Endpoint, outcome: Outcome, seconds: f64) {

@@ -4,27 +4,21 @@
 //! reload reads the whole directory, compiles and validates every policy, and only then swaps
 //! the new snapshot in; a set that fails to load is logged and counted and never stored.
 //!
-//! The directory is watched with inotify (through `notify`), which also sees a mounted
-//! ConfigMap's update: the kubelet writes a new timestamped directory and renames the `..data`
-//! symlink over the old one. A slow poll backs the watcher up, for file systems whose events do
-//! not reach us. Unchanged content (same fingerprint) is not reloaded.
+//! The directory is watched (see [`crate::watch`]), which also sees a mounted ConfigMap's
+//! update: the kubelet writes a new timestamped directory and renames the `..data` symlink
+//! over the old one. Unchanged content (same fingerprint) is not reloaded.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher as _};
 use prometheus::IntCounter;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::policy::{LoadError, PolicySet, Sources};
-
-/// Events arrive in bursts (a ConfigMap update is several renames): wait this long after the
-/// first one before reading.
-const SETTLE: Duration = Duration::from_millis(100);
+pub use crate::watch::Watcher;
+use crate::watch::watch_dirs;
 
 /// A loaded policy set and the metric handles that go with it.
 pub struct Snapshot {
@@ -118,30 +112,10 @@ impl PolicyStore {
     /// Watches the directory and reloads on change until the returned [`Watcher`] is dropped.
     /// `poll` is the backup interval for changes the file system does not report.
     pub fn watch(self: &Arc<Self>, poll: Duration) -> Result<Watcher, notify::Error> {
-        let changed = Arc::new(Notify::new());
-        let signal = Arc::clone(&changed);
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-                Ok(e) if e.kind.is_access() => {}
-                Ok(_) => signal.notify_one(),
-                Err(e) => tracing::warn!(error = %e, "policy directory watch error"),
-            })?;
-        watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
         let store = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = changed.notified() => tokio::time::sleep(SETTLE).await,
-                    () = tokio::time::sleep(poll) => {}
-                }
-                let store = Arc::clone(&store);
-                // Reading files and compiling is blocking work: keep it off the request threads.
-                let _ = tokio::task::spawn_blocking(move || store.reload()).await;
-            }
-        });
-        Ok(Watcher {
-            _watcher: watcher,
-            task,
+        watch_dirs(std::slice::from_ref(&self.dir), poll, move || {
+            // The outcome is logged and counted by `reload`.
+            let _ = store.reload();
         })
     }
 }
@@ -158,18 +132,6 @@ fn compile(dir: &Path, sources: &Sources, allow_empty: bool) -> Result<PolicySet
         });
     }
     Ok(set)
-}
-
-/// Keeps the directory watched; dropping it stops the watch.
-pub struct Watcher {
-    _watcher: notify::RecommendedWatcher,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 #[cfg(test)]

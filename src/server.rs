@@ -1,9 +1,11 @@
-//! The HTTPS server: routes, body limits, TLS accept loop, graceful shutdown.
+//! The listeners: routes, body limits, TLS accept loop, load shedding, graceful shutdown.
 //!
-//! `POST /validate` and `POST /mutate` take AdmissionReviews; `GET /healthz` says the process
-//! is alive, `GET /readyz` that a policy set is loaded and the TLS listener is up, and
-//! `GET /metrics` exports Prometheus text. Every error answer carries a `metav1.Status` JSON
-//! body. HTTP/1.1 (keep-alive) and HTTP/2 are served on the same port, chosen by ALPN.
+//! The webhook listener (HTTPS, optionally mutual TLS) serves only `POST /validate` and
+//! `POST /mutate`. The operations listener (plain HTTP, for kubelet probes and Prometheus,
+//! which then need no client certificate) serves `GET /healthz` (the process is alive),
+//! `GET /readyz` (a policy set is loaded, the webhook listener is up, not shutting down) and
+//! `GET /metrics`. Every error answer carries a `metav1.Status` JSON body. HTTP/1.1
+//! (keep-alive) and HTTP/2 are served on both, chosen by ALPN on the webhook port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +24,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{self, Endpoint, Outcome};
+use crate::admission::{self, Answer, Endpoint, Outcome};
 use crate::metrics::Metrics;
 use crate::reload::PolicyStore;
 
@@ -36,8 +38,19 @@ pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// The webhook listener (HTTPS).
     pub addr: SocketAddr,
+    /// The operations listener (plain HTTP: metrics, health, readiness); none when `None`.
+    pub metrics_addr: Option<SocketAddr>,
     pub body_limit: usize,
+    /// Reviews being answered at once; more are refused with 503 so a flood cannot exhaust
+    /// memory (the API server retries or applies the failure policy).
+    pub max_in_flight: usize,
+    /// A review not answered by then gets 503: below the API server's webhook timeout, so
+    /// portier answers before the API server gives up on it.
+    pub request_timeout: Duration,
+    /// How long shutdown reports not ready before it stops accepting, so the Service drains.
+    pub shutdown_delay: Duration,
     /// A client that has not finished its TLS handshake by then is dropped.
     pub handshake_timeout: Duration,
     /// A client that has not sent a request's headers by then is dropped (also idle keep-alive).
@@ -50,7 +63,11 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             addr: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
             body_limit: DEFAULT_BODY_LIMIT,
+            max_in_flight: 1024,
+            request_timeout: Duration::from_millis(2500),
+            shutdown_delay: Duration::from_secs(0),
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
@@ -62,55 +79,93 @@ struct AppState {
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     body_limit: usize,
+    in_flight: Semaphore,
+    request_timeout: Duration,
     ready: AtomicBool,
 }
 
 /// A running server. Call [`Server::shutdown`] to stop it; dropping it stops accepting too.
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: Arc<AppState>,
+    shutdown_delay: Duration,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `options.addr` and starts serving in the background.
+    /// Binds the listeners and starts serving in the background.
     pub async fn start(
         options: ServeOptions,
         tls: rustls::ServerConfig,
         store: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(options.addr).await?;
-        let local_addr = listener.local_addr()?;
+        let webhook_listener = TcpListener::bind(options.addr).await?;
+        let local_addr = webhook_listener.local_addr()?;
+        let ops_listener = match options.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let metrics_addr = match &ops_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let state = Arc::new(AppState {
             store,
             metrics,
             body_limit: options.body_limit,
+            in_flight: Semaphore::new(options.max_in_flight.max(1)),
+            request_timeout: options.request_timeout,
             ready: AtomicBool::new(false),
         });
-        let router = router(Arc::clone(&state));
         let (stop, stopped) = watch::channel(false);
         let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            webhook_listener,
+            Some(acceptor),
+            webhook_router(Arc::clone(&state)),
+            options.clone(),
+            stopped.clone(),
+        ))];
+        if let Some(listener) = ops_listener {
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                None,
+                ops_router(Arc::clone(&state)),
+                options.clone(),
+                stopped,
+            )));
+        }
         state.ready.store(true, Ordering::Release);
-        let task = tokio::spawn(accept_loop(listener, acceptor, router, options, stopped));
         Ok(Server {
             local_addr,
+            metrics_addr,
             state,
+            shutdown_delay: options.shutdown_delay,
             stop,
-            task: Some(task),
+            tasks,
         })
     }
 
+    /// The webhook listener's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Reports not ready, stops accepting, and waits (bounded) for in-flight requests.
+    /// The operations listener's address, if it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Reports not ready, waits the shutdown delay (the Service stops sending new requests),
+    /// stops accepting, and waits (bounded) for in-flight requests.
     pub async fn shutdown(mut self) {
         self.state.ready.store(false, Ordering::Release);
+        tokio::time::sleep(self.shutdown_delay).await;
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
+        for task in self.tasks.drain(..) {
             let _ = task.await;
         }
     }
@@ -129,7 +184,7 @@ impl Drop for Server {
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     router: Router,
     options: ServeOptions,
     mut stopped: watch::Receiver<bool>,
@@ -160,6 +215,10 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let handshake_timeout = options.handshake_timeout;
         tokio::spawn(async move {
+            let Some(acceptor) = acceptor else {
+                serve(&http, TokioIo::new(tcp), service, watcher, peer).await;
+                return;
+            };
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -171,10 +230,7 @@ async fn accept_loop(
                     return;
                 }
             };
-            let conn = http.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve(&http, TokioIo::new(tls), service, watcher, peer).await;
         });
     }
     drop(listener);
@@ -186,10 +242,32 @@ async fn accept_loop(
     }
 }
 
-fn router(state: Arc<AppState>) -> Router {
+async fn serve<I>(
+    http: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: TowerToHyperService<Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = http.serve_connection(io, service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn webhook_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+fn ops_router(state: Arc<AppState>) -> Router {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -208,28 +286,95 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
 
 async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
-    let body = match read_body(request, state.body_limit).await {
-        Ok(body) => body,
+    let Ok(_permit) = state.in_flight.try_acquire() else {
+        state
+            .metrics
+            .record_request(endpoint, Outcome::Invalid, started.elapsed().as_secs_f64());
+        return unavailable("too many reviews in flight; retry");
+    };
+    let answered =
+        tokio::time::timeout(state.request_timeout, answer(state, endpoint, request)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let Ok(answered) = answered else {
+        state
+            .metrics
+            .record_request(endpoint, Outcome::Invalid, elapsed);
+        return unavailable("the review was not answered in time");
+    };
+    match answered {
+        Ok(answer) => {
+            state
+                .metrics
+                .record_request(endpoint, answer.outcome, elapsed);
+            log_decisions(endpoint, &answer);
+            json(status_code(answer.http_status), answer.body)
+        }
         Err(response) => {
-            let elapsed = started.elapsed().as_secs_f64();
             state
                 .metrics
                 .record_request(endpoint, Outcome::Invalid, elapsed);
-            return response;
+            response
         }
-    };
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: Request,
+) -> Result<Answer, Response> {
+    let body = read_body(request, state.body_limit).await?;
     let snapshot = state.store.snapshot();
     let answer = admission::review(&body, &snapshot.set, endpoint);
-    for &(index, _) in &answer.decisions {
-        if let Some(counter) = snapshot.decision_counters.get(index) {
+    for (i, d) in answer.decisions.iter().enumerate() {
+        // Counted once per review and policy.
+        let first = answer.decisions[..i]
+            .iter()
+            .all(|earlier| earlier.policy_index != d.policy_index);
+        if first && let Some(counter) = snapshot.decision_counters.get(d.policy_index) {
             counter.inc();
         }
     }
-    drop(snapshot);
-    state
-        .metrics
-        .record_request(endpoint, answer.outcome, started.elapsed().as_secs_f64());
-    json(status_code(answer.http_status), answer.body)
+    Ok(answer)
+}
+
+/// One structured line per violation decided: who asked for what, which policy, what it
+/// found. Never the object: env values and annotations can carry secrets.
+fn log_decisions(endpoint: Endpoint, answer: &Answer) {
+    let Some(subject) = &answer.subject else {
+        return;
+    };
+    let denied = answer.outcome == Outcome::Denied;
+    for d in &answer.decisions {
+        tracing::info!(
+            target: "portier::decision",
+            endpoint = endpoint.as_str(),
+            uid = %subject.uid,
+            operation = %subject.operation,
+            kind = subject.kind,
+            namespace = %subject.namespace,
+            name = %subject.name,
+            user = %subject.user,
+            policy = %d.policy,
+            check = d.check,
+            mode = d.mode.as_str(),
+            allowed = !denied,
+            message = %d.message,
+            "admission decision"
+        );
+    }
+}
+
+fn unavailable(message: &str) -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        message,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 /// Reads the whole body, refusing (413) anything over `limit`.

@@ -363,12 +363,19 @@ async fn health_readiness_metrics_and_unknown_routes() {
         metrics.contains("portier_admission_duration_seconds_bucket"),
         "{metrics}"
     );
-    let (status, body) = server.get("/nowhere").await;
+    let (status, body) = server.get_webhook("/nowhere").await;
     assert_eq!(status, 404);
     assert!(body.contains("\"kind\":\"Status\""), "{body}");
-    let (status, body) = server.get("/validate").await;
+    let (status, body) = server.get_webhook("/validate").await;
     assert_eq!(status, 405);
     assert!(body.contains("MethodNotAllowed"), "{body}");
+    // The webhook port serves reviews only; operations live on their own plain-HTTP port.
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let (status, body) = server.get_webhook(path).await;
+        assert_eq!(status, 404, "{path} on the webhook port: {body}");
+    }
+    let (status, _) = server.get("/validate").await;
+    assert_eq!(status, 404, "the ops port serves no reviews");
     server.stop().await;
 }
 

@@ -19,6 +19,7 @@ pub struct TestPki {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl TestPki {
@@ -40,20 +41,49 @@ impl TestPki {
             ca_pem: ca_cert.pem(),
             cert_pem: leaf.pem(),
             key_pem: key.serialize_pem(),
+            issuer,
         }
+    }
+
+    /// A client certificate with subject CN `cn`, signed by this CA: (cert PEM, key PEM).
+    pub fn client_cert(&self, cn: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     /// An HTTPS client that trusts only this CA. `http2` offers h2 by ALPN, else HTTP/1.1 only.
     pub fn client(&self, http2: bool) -> reqwest::Client {
+        self.client_with_identity(http2, None)
+    }
+
+    /// Like `client`, presenting a client certificate (cert PEM, key PEM) when given.
+    pub fn client_with_identity(
+        &self,
+        http2: bool,
+        identity: Option<&(String, String)>,
+    ) -> reqwest::Client {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
-        let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut config = match identity {
+            Some((cert, key)) => {
+                let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = if http2 {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         } else {
@@ -75,8 +105,22 @@ pub struct TestServer {
     pub store: Arc<PolicyStore>,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
+    /// The webhook listener, https://127.0.0.1:PORT.
     pub base: String,
+    /// The operations listener, http://127.0.0.1:PORT.
+    pub ops_base: String,
     _watcher: Option<Watcher>,
+}
+
+/// How to start a test server beyond its policies.
+#[derive(Default)]
+pub struct Options {
+    /// The policy directory, when not the temp dir itself (e.g. a ConfigMap-like layout).
+    pub policies: Option<PathBuf>,
+    /// Backup poll interval of the policy watcher (default 30 s: rely on file events).
+    pub poll: Option<Duration>,
+    /// Mutual TLS: the client CA (PEM) and the allowed subject globs.
+    pub client_auth: Option<(String, Vec<String>)>,
 }
 
 impl TestServer {
@@ -91,7 +135,11 @@ impl TestServer {
 
     /// Starts a server on an existing policy directory, watching it with `poll` as backup.
     pub async fn start_in(dir: tempfile::TempDir, poll: Duration) -> TestServer {
-        Self::start_at(dir, None, poll).await
+        let options = Options {
+            poll: Some(poll),
+            ..Options::default()
+        };
+        Self::start_with(dir, options).await
     }
 
     /// Like `start_in`, with the policies in `policies` (e.g. a ConfigMap-like layout).
@@ -100,25 +148,43 @@ impl TestServer {
         policies: Option<PathBuf>,
         poll: Duration,
     ) -> TestServer {
+        let options = Options {
+            policies,
+            poll: Some(poll),
+            ..Options::default()
+        };
+        Self::start_with(dir, options).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, options: Options) -> TestServer {
         let pki = TestPki::new();
         let cert = dir.path().join("tls.crt.pem");
         let key = dir.path().join("tls.key.pem");
         std::fs::write(&cert, &pki.cert_pem).unwrap();
         std::fs::write(&key, &pki.key_pem).unwrap();
+        let client_auth = options.client_auth.map(|(ca_pem, allowed_subjects)| {
+            let ca = dir.path().join("client-ca.pem");
+            std::fs::write(&ca, ca_pem).unwrap();
+            tls::ClientAuth {
+                ca,
+                allowed_subjects,
+            }
+        });
         let metrics = Arc::new(Metrics::new());
-        let policy_dir = policies.unwrap_or_else(|| dir.path().to_owned());
+        let policy_dir = options.policies.unwrap_or_else(|| dir.path().to_owned());
         let store = Arc::new(PolicyStore::open(&policy_dir, false, Arc::clone(&metrics)).unwrap());
-        let watcher = store.watch(poll).unwrap();
-        let tls_config = tls::server_config(tls::CertResolver::new(
-            tls::load_key_pair(&cert, &key).unwrap(),
-        ))
-        .unwrap();
-        let options = ServeOptions {
+        let watcher = store
+            .watch(options.poll.unwrap_or(Duration::from_secs(30)))
+            .unwrap();
+        let resolver = tls::CertResolver::new(tls::load_key_pair(&cert, &key).unwrap());
+        let tls_config = tls::server_config(resolver, client_auth.as_ref()).unwrap();
+        let serve_options = ServeOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
             ..ServeOptions::default()
         };
         let server = Server::start(
-            options,
+            serve_options,
             tls_config,
             Arc::clone(&store),
             Arc::clone(&metrics),
@@ -126,6 +192,7 @@ impl TestServer {
         .await
         .unwrap();
         let base = format!("https://127.0.0.1:{}", server.local_addr().port());
+        let ops_base = format!("http://127.0.0.1:{}", server.metrics_addr().unwrap().port());
         let client = pki.client(true);
         TestServer {
             dir,
@@ -135,6 +202,7 @@ impl TestServer {
             metrics,
             client,
             base,
+            ops_base,
             _watcher: Some(watcher),
         }
     }
@@ -155,14 +223,14 @@ impl TestServer {
         answer["response"].clone()
     }
 
+    /// GET on the operations listener (metrics, health, readiness).
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        get_text(&self.client, &format!("{}{path}", self.ops_base)).await
+    }
+
+    /// GET on the webhook listener.
+    pub async fn get_webhook(&self, path: &str) -> (u16, String) {
+        get_text(&self.client, &format!("{}{path}", self.base)).await
     }
 
     pub async fn stop(mut self) {
@@ -170,6 +238,13 @@ impl TestServer {
             server.shutdown().await;
         }
     }
+}
+
+pub async fn get_text(client: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = client.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub async fn post_with(
@@ -278,4 +353,106 @@ pub fn policy(name: &str, check: &str, mode: &str, params: &str) -> String {
     format!(
         "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  check: {check}\n  mode: {mode}\n  params: {params}\n"
     )
+}
+
+/// A `portier serve` child process on loopback, with its stderr (the log) collected.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub metrics_addr: String,
+    log: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl ServeProcess {
+    /// Starts the built binary with `args` after `serve` (plus loopback addresses and JSON
+    /// logs) and waits until it says it is serving.
+    pub fn start(args: &[&str]) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portier"))
+            .args(["--log-format", "json", "serve", "--addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", "127.0.0.1:0", "--shutdown-delay", "0s"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = ServeProcess {
+            child,
+            addr: String::new(),
+            metrics_addr: String::new(),
+            log,
+            seen: Vec::new(),
+        };
+        let ready = process
+            .wait_for_line(|l| l.contains("portier is serving HTTPS"))
+            .unwrap_or_else(|| panic!("portier did not start:\n{}", process.seen.join("\n")));
+        let v: Value = serde_json::from_str(&ready).unwrap();
+        process.addr = v["addr"].as_str().unwrap().to_string();
+        process.metrics_addr = v["metrics_addr"].as_str().unwrap().to_string();
+        process
+    }
+
+    /// Reads log lines until one matches (or the process's stderr closes / 20 s pass).
+    pub fn wait_for_line(&mut self, matches: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code and every log line.
+    pub fn terminate(mut self) -> (Option<i32>, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        (status.code(), std::mem::take(&mut self.seen))
+    }
+
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `text` to `path` readable by the owner only (as a private key must be).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
