@@ -154,6 +154,13 @@ struct UidRequest<'a> {
 
 /// Answers one AdmissionReview posted to `endpoint`.
 pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
+    // serde would also read a JSON array as the review's fields by position.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return bad_request(&format!("the body is not valid JSON: {syntax}"));
+        }
+        return bad_request("the body must be a JSON object (an AdmissionReview)");
+    }
     let review: ReviewIn<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) if e.is_data() => {
@@ -740,6 +747,11 @@ spec: {check: resource-limits, mode: audit, params: {require: {limits: [memory]}
         assert_eq!(answer.http_status, 400);
         let answer = review(b"42", &set(), Endpoint::Validate);
         assert_eq!(answer.http_status, 400);
+        let positional =
+            br#"["admission.k8s.io/v1","AdmissionReview",{"uid":"u","operation":"CREATE"}]"#;
+        let answer = review(positional, &set(), Endpoint::Validate);
+        assert_eq!(answer.http_status, 400);
+        assert!(String::from_utf8_lossy(&answer.body).contains("must be a JSON object"));
     }
 
     #[test]

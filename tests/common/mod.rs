@@ -110,6 +110,7 @@ pub struct TestServer {
     /// The operations listener, http://127.0.0.1:PORT.
     pub ops_base: String,
     _watcher: Option<Watcher>,
+    _key_watch: Option<Watcher>,
 }
 
 /// How to start a test server beyond its policies.
@@ -121,6 +122,8 @@ pub struct Options {
     pub poll: Option<Duration>,
     /// Mutual TLS: the client CA (PEM) and the allowed subject globs.
     pub client_auth: Option<(String, Vec<String>)>,
+    /// Server options to change (addresses are always loopback, port 0).
+    pub serve: Option<ServeOptions>,
 }
 
 impl TestServer {
@@ -161,7 +164,7 @@ impl TestServer {
         let cert = dir.path().join("tls.crt.pem");
         let key = dir.path().join("tls.key.pem");
         std::fs::write(&cert, &pki.cert_pem).unwrap();
-        std::fs::write(&key, &pki.key_pem).unwrap();
+        write_private(&key, &pki.key_pem);
         let client_auth = options.client_auth.map(|(ca_pem, allowed_subjects)| {
             let ca = dir.path().join("client-ca.pem");
             std::fs::write(&ca, ca_pem).unwrap();
@@ -176,12 +179,24 @@ impl TestServer {
         let watcher = store
             .watch(options.poll.unwrap_or(Duration::from_secs(30)))
             .unwrap();
-        let resolver = tls::CertResolver::new(tls::load_key_pair(&cert, &key).unwrap());
+        let key_pair = tls::KeyPairFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            allow_world_readable_key: false,
+        };
+        let resolver = tls::CertResolver::new(key_pair.load().unwrap().0);
+        let key_watch = tls::watch_key_pair(
+            key_pair,
+            Arc::clone(&resolver),
+            Arc::clone(&metrics),
+            Duration::from_secs(30),
+        )
+        .unwrap();
         let tls_config = tls::server_config(resolver, client_auth.as_ref()).unwrap();
         let serve_options = ServeOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
-            ..ServeOptions::default()
+            ..options.serve.unwrap_or_default()
         };
         let server = Server::start(
             serve_options,
@@ -204,7 +219,17 @@ impl TestServer {
             base,
             ops_base,
             _watcher: Some(watcher),
+            _key_watch: Some(key_watch),
         }
+    }
+
+    /// Replaces the serving key pair's files with a pair from a new CA, as cert-manager
+    /// renewing a Secret would; returns the new PKI.
+    pub fn rotate_key_pair(&self) -> TestPki {
+        let pki = TestPki::new();
+        replace_file(&self.dir.path().join("tls.key.pem"), &pki.key_pem, 0o600);
+        replace_file(&self.dir.path().join("tls.crt.pem"), &pki.cert_pem, 0o644);
+        pki
     }
 
     pub fn path(&self) -> &Path {
@@ -455,4 +480,13 @@ pub fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Writes a new file and renames it over `path` (atomic for readers), with `mode`.
+pub fn replace_file(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
