@@ -41,8 +41,10 @@ pub struct PolicyStore {
     allow_empty: bool,
     current: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
-    /// Serialises reloads (watcher and poll may fire together); never taken by requests.
-    reloading: Mutex<()>,
+    /// Serialises reloads (watcher and poll may fire together) and remembers the fingerprint
+    /// of the last content that failed, so a broken file is reported once, not on every poll.
+    /// Never taken by requests.
+    reloading: Mutex<Option<u64>>,
 }
 
 impl PolicyStore {
@@ -64,7 +66,7 @@ impl PolicyStore {
             allow_empty,
             current: ArcSwap::from_pointee(snapshot),
             metrics,
-            reloading: Mutex::new(()),
+            reloading: Mutex::new(None),
         })
     }
 
@@ -79,8 +81,8 @@ impl PolicyStore {
 
     /// Re-reads the directory and swaps in the new set if it changed and is valid.
     pub fn reload(&self) -> Result<Reloaded, LoadError> {
-        let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.try_reload();
+        let mut last_failed = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.try_reload(&mut last_failed);
         match &result {
             Ok(Reloaded::Unchanged) => {}
             Ok(Reloaded::Swapped(n)) => {
@@ -95,12 +97,17 @@ impl PolicyStore {
         result
     }
 
-    fn try_reload(&self) -> Result<Reloaded, LoadError> {
+    fn try_reload(&self, last_failed: &mut Option<u64>) -> Result<Reloaded, LoadError> {
         let sources = Sources::read_dir(&self.dir)?;
-        if sources.fingerprint() == self.current.load().set.fingerprint() {
+        let fingerprint = sources.fingerprint();
+        if fingerprint == self.current.load().set.fingerprint() || *last_failed == Some(fingerprint)
+        {
             return Ok(Reloaded::Unchanged);
         }
-        let set = compile(&self.dir, &sources, self.allow_empty)?;
+        let set = compile(&self.dir, &sources, self.allow_empty).inspect_err(|_| {
+            *last_failed = Some(fingerprint);
+        })?;
+        *last_failed = None;
         let n = set.len();
         self.current.store(Arc::new(Snapshot {
             decision_counters: self.metrics.decision_counters(&set),
@@ -151,6 +158,8 @@ mod tests {
         std::fs::write(dir.path().join("p.yaml"), "spec: [broken").unwrap();
         assert!(store.reload().is_err());
         assert_eq!(store.snapshot().set.policies()[0].name, "np");
+        // The same broken content is reported once, not again on every poll.
+        assert!(matches!(store.reload(), Ok(Reloaded::Unchanged)));
 
         std::fs::remove_file(dir.path().join("p.yaml")).unwrap();
         assert!(matches!(store.reload(), Err(LoadError::Empty { .. })));

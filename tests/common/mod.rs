@@ -45,6 +45,16 @@ impl TestPki {
         }
     }
 
+    /// A new serving key pair for 127.0.0.1 / localhost from the same CA: (cert PEM, key PEM).
+    pub fn reissue(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A client certificate with subject CN `cn`, signed by this CA: (cert PEM, key PEM).
     pub fn client_cert(&self, cn: &str) -> (String, String) {
         let key = KeyPair::generate().unwrap();
