@@ -13,5 +13,6 @@ pub mod pod;
 pub mod policy;
 pub mod reload;
 pub mod server;
+pub mod table;
 pub mod tls;
 pub mod watch;
