@@ -3,9 +3,11 @@
 //! Data flows one way: `server` (HTTPS, routes) → `admission` (AdmissionReview in/out) →
 //! `engine` (evaluate a pod view) → `policy` (one file per check). `pod` is the borrowed view
 //! they share; `reload`, `metrics`, `tls` and `offline` sit beside them, and the command line
-//! lives in the binary.
+//! lives in the binary. `audit` runs the same decoder and engine over what a cluster already
+//! runs, read through the Kubernetes API.
 
 pub mod admission;
+pub mod audit;
 pub mod engine;
 pub mod metrics;
 pub mod offline;
