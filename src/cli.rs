@@ -90,6 +90,19 @@ enum Command {
         /// On SIGTERM, report not ready this long before closing the listeners.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         shutdown_delay: Duration,
+        /// Audit every namespace this often in the background (e.g. 10m) and export
+        /// portier_audit_violations{namespace,policy,check}; off when unset. Uses the in-cluster
+        /// service account (or $KUBECONFIG).
+        #[arg(long, value_parser = humantime::parse_duration, env = "PORTIER_AUDIT_INTERVAL")]
+        audit_interval: Option<Duration>,
+        /// With --audit-interval: also write the results as PolicyReports.
+        #[arg(
+            long,
+            value_enum,
+            requires = "audit_interval",
+            env = "PORTIER_AUDIT_REPORT"
+        )]
+        audit_report: Option<ReportKind>,
     },
     /// Judge manifests offline, exactly as admission would (exit 1 if an enforce policy denies).
     Check {
@@ -200,6 +213,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             max_in_flight,
             request_timeout,
             shutdown_delay,
+            audit_interval,
+            audit_report,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -217,6 +232,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     allowed_subjects: client_cn_allow,
                 }),
                 allow_empty,
+                audit: audit_interval.map(|interval| audit::periodic::PeriodicOptions {
+                    interval,
+                    page_size: audit::DEFAULT_PAGE_SIZE,
+                    reports: audit_report.map(|_| audit::report::DEFAULT_MAX_RESULTS),
+                }),
                 options: ServeOptions {
                     addr,
                     metrics_addr: Some(metrics_addr),
@@ -260,6 +280,7 @@ struct ServeArgs {
     key_pair: tls::KeyPairFiles,
     client_auth: Option<tls::ClientAuth>,
     allow_empty: bool,
+    audit: Option<audit::periodic::PeriodicOptions>,
     options: ServeOptions,
 }
 
@@ -300,7 +321,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         dir = %args.policies.display(),
         "portier is serving HTTPS"
     );
+    let periodic_audit = args.audit.map(|options| {
+        tracing::info!(
+            interval = %humantime::format_duration(options.interval),
+            reports = options.reports.is_some(),
+            "periodic audit on"
+        );
+        audit::periodic::spawn(Arc::clone(&store), Arc::clone(&metrics), options)
+    });
     shutdown_signal().await;
+    if let Some(task) = periodic_audit {
+        task.abort();
+    }
     tracing::info!("shutting down: no longer ready, finishing in-flight requests");
     server.shutdown().await;
     tracing::info!("stopped");

@@ -2,6 +2,7 @@
 //! kube client (through a kubeconfig), real list responses built from k8s-openapi types.
 
 mod apiserver;
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -1043,4 +1044,154 @@ fn the_shipped_crds_are_the_v1alpha2_schema_and_the_validator_bites() {
             "unknown field \"results[0].extra\"",
         ]
     );
+}
+
+/// `GET /metrics` over plain HTTP/1.0.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn gauge(metrics: &str, ns: &str, policy: &str, check: &str) -> Option<String> {
+    let prefix = format!(
+        "portier_audit_violations{{check=\"{check}\",namespace=\"{ns}\",policy=\"{policy}\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_audit_exports_gauges_and_forgets_fixed_violations() {
+    use portier::audit::periodic::{PeriodicOptions, run_once};
+    use std::sync::Arc;
+    let env = Env::new(cluster());
+    let metrics = Arc::new(portier::metrics::Metrics::new());
+    let store = portier::reload::PolicyStore::open(
+        &env.dir.path().join("policies"),
+        false,
+        Arc::clone(&metrics),
+    )
+    .unwrap();
+    let connection = portier::audit::client(&portier::audit::Connect {
+        kubeconfig: Some(env.dir.path().join("kubeconfig")),
+        ..portier::audit::Connect::default()
+    })
+    .await
+    .unwrap();
+    let options = PeriodicOptions {
+        interval: std::time::Duration::from_secs(3600),
+        page_size: 2,
+        reports: Some(1000),
+    };
+    run_once(connection.client.clone(), &store, &metrics, &options).await;
+    let text = metrics.render();
+    let g = |ns, policy, check| gauge(&text, ns, policy, check);
+    assert_eq!(
+        g("shop", "disallow-privileged", "privileged").as_deref(),
+        Some("3"),
+        "{text}"
+    );
+    assert_eq!(
+        g("shop", "require-run-as-non-root", "run-as-non-root").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        g("shop", "disallow-host-namespaces", "host-namespaces").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        g("team-b", "require-run-as-non-root", "run-as-non-root").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        g("team-b", "disallow-privileged", "privileged"),
+        None,
+        "only what was found"
+    );
+    assert!(text.contains("portier_audit_workloads 8"), "{text}");
+    assert!(
+        text.contains(r#"portier_audit_runs_total{result="complete"} 1"#),
+        "{text}"
+    );
+    assert_eq!(env.server.policy_reports().len(), 2, "reports written too");
+
+    // The debug pod is deleted: its two violations disappear from the gauges.
+    env.server.with_cluster(|c| {
+        c.ns("shop")
+            .pods
+            .retain(|p| p.metadata.name.as_deref() != Some("debug"))
+    });
+    run_once(connection.client.clone(), &store, &metrics, &options).await;
+    let text = metrics.render();
+    assert_eq!(
+        gauge(&text, "shop", "disallow-privileged", "privileged").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        gauge(&text, "shop", "disallow-host-namespaces", "host-namespaces"),
+        None,
+        "{text}"
+    );
+
+    // A run that cannot list anything leaves the last results and counts a failure.
+    env.server.with_cluster(|c| c.forbid_namespace_list = true);
+    run_once(connection.client, &store, &metrics, &options).await;
+    let after = metrics.render();
+    assert!(
+        after.contains(r#"portier_audit_runs_total{result="failed"} 1"#),
+        "{after}"
+    );
+    assert_eq!(
+        gauge(&after, "shop", "disallow-privileged", "privileged").as_deref(),
+        Some("2")
+    );
+}
+
+#[test]
+fn serve_with_an_audit_interval_exports_the_gauges() {
+    let env = Env::new(cluster());
+    let pki = common::TestPki::new();
+    let cert = env.dir.path().join("tls.crt");
+    let key = env.dir.path().join("tls.key");
+    std::fs::write(&cert, &pki.cert_pem).unwrap();
+    common::write_private(&key, &pki.key_pem);
+    let kubeconfig = env.dir.path().join("kubeconfig");
+    let policies = env.dir.path().join("policies");
+    let mut server = common::ServeProcess::start_with_env(
+        &[
+            "--policies",
+            policies.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--audit-interval",
+            "1h",
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let done = server
+        .wait_for_line(|l| l.contains("periodic audit done"))
+        .expect("the first audit runs at start");
+    let done: Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(done["violations"], 6);
+    assert_eq!(done["namespaces"], 2);
+    let text = scrape(&server.metrics_addr);
+    assert_eq!(
+        gauge(&text, "shop", "disallow-privileged", "privileged").as_deref(),
+        Some("3"),
+        "{text}"
+    );
+    assert!(
+        env.server.requests().iter().all(|r| r.method == "GET"),
+        "no reports unless asked"
+    );
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
 }

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod output;
+pub mod periodic;
 pub mod report;
 
 use std::collections::HashMap;
