@@ -1195,3 +1195,198 @@ fn serve_with_an_audit_interval_exports_the_gauges() {
     let (code, _) = server.terminate();
     assert_eq!(code, Some(0));
 }
+
+/// Scale run, not part of `cargo test` (it takes about a minute on 2 cores):
+/// `cargo test --release --test audit -- --ignored scale --nocapture`.
+/// 100 namespaces x 1 000 pods (800 under 20 Deployments, 200 standalone) of about 6 KB of
+/// JSON each, as real pods with status and last-applied annotations are, listed in pages of
+/// 500 from the stand-in, which makes each page on the fly; prints the throughput and the audit
+/// process's peak RSS. The stand-in shares the machine with the audit.
+#[test]
+#[ignore]
+fn scale_100k_pods() {
+    use std::sync::Arc;
+    const NAMESPACES: usize = 100;
+    const PODS: usize = 1000;
+    const DEPLOYMENTS: usize = 20;
+    const PER_DEPLOYMENT: usize = 40;
+    let mut c = Cluster::new();
+    for n in 0..NAMESPACES {
+        let ns_name = format!("ns-{n:03}");
+        let ns = c.ns(&ns_name);
+        for d in 0..DEPLOYMENTS {
+            let name = format!("app-{d}");
+            let labels = [("app", name.as_str())];
+            let flaws = if d.is_multiple_of(2) {
+                PRIVILEGED
+            } else {
+                CLEAN
+            };
+            ns.deployments
+                .push(deployment(&name, &ns_name, &labels, flaws));
+            for rs in [format!("{name}-new"), format!("{name}-old")] {
+                ns.replicasets.push(replica_set(
+                    owned_meta::<Deployment>(&rs, &ns_name, &labels, &name),
+                    &labels,
+                    flaws,
+                ));
+            }
+        }
+        let namespace = ns_name.clone();
+        ns.generated_pods = Some((
+            PODS,
+            Arc::new(move |i| {
+                weighty({
+                    let name = format!("pod-{i}");
+                    if i < DEPLOYMENTS * PER_DEPLOYMENT {
+                        let d = i / PER_DEPLOYMENT;
+                        let app = format!("app-{d}");
+                        let flaws = if d.is_multiple_of(2) {
+                            PRIVILEGED
+                        } else {
+                            CLEAN
+                        };
+                        pod(
+                            owned_meta::<ReplicaSet>(
+                                &name,
+                                &namespace,
+                                &[("app", &app)],
+                                &format!("{app}-new"),
+                            ),
+                            flaws,
+                        )
+                    } else {
+                        let flaws = if i.is_multiple_of(10) { ROOT } else { CLEAN };
+                        pod(meta(&name, &namespace, &[("app", "solo")]), flaws)
+                    }
+                })
+            }),
+        ));
+    }
+    let env = Env::new(c);
+    let sample = serde_json::to_vec(
+        &(env.server.with_cluster(|c| {
+            let (_, make) = c.ns("ns-000").generated_pods.clone().unwrap();
+            make(0)
+        })),
+    )
+    .unwrap()
+    .len();
+    let out_path = env.dir.path().join("out.json");
+    let started = std::time::Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("audit")
+        .arg("--policies")
+        .arg(env.dir.path().join("policies"))
+        .arg("--kubeconfig")
+        .arg(env.dir.path().join("kubeconfig"))
+        .args(["-A", "-o", "json"])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    assert_eq!(status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    let summary = &doc["summary"];
+    let pods =
+        summary["covered_pods"].as_u64().unwrap() + summary["standalone_pods"].as_u64().unwrap();
+    assert_eq!(pods, (NAMESPACES * PODS) as u64);
+    assert_eq!(summary["controllers"], NAMESPACES * DEPLOYMENTS);
+    let objects = pods + (NAMESPACES * DEPLOYMENTS * 3) as u64;
+    let requests = env.server.requests().len();
+    println!(
+        "scale: {objects} objects ({pods} pods of {sample} bytes) in {NAMESPACES} namespaces, {requests} list calls, {:.2} s: {:.0} objects/s, {:.0} workloads judged/s; {} violations; peak RSS {:.1} MiB",
+        elapsed.as_secs_f64(),
+        objects as f64 / elapsed.as_secs_f64(),
+        summary["workloads"].as_f64().unwrap() / elapsed.as_secs_f64(),
+        summary["violations"],
+        peak_kib as f64 / 1024.0
+    );
+}
+
+/// Gives a generated pod the bulk of a real one: a last-applied-configuration annotation,
+/// environment, volume mounts, probes' worth of fields, and a status with conditions.
+fn weighty(mut p: k8s_openapi::api::core::v1::Pod) -> k8s_openapi::api::core::v1::Pod {
+    use k8s_openapi::api::core::v1::{
+        ContainerStatus, EnvVar, PodCondition, PodStatus, VolumeMount,
+    };
+    p.metadata.annotations = Some(
+        [(
+            "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+            "x".repeat(2500),
+        )]
+        .into(),
+    );
+    if let Some(spec) = p.spec.as_mut() {
+        for c in &mut spec.containers {
+            c.env = Some(
+                (0..20)
+                    .map(|i| EnvVar {
+                        name: format!("SETTING_NUMBER_{i}"),
+                        value: Some(format!("value-of-setting-{i}-for-this-service")),
+                        ..EnvVar::default()
+                    })
+                    .collect(),
+            );
+            c.volume_mounts = Some(
+                (0..4)
+                    .map(|i| VolumeMount {
+                        name: format!("volume-{i}"),
+                        mount_path: format!("/var/lib/service/volume-{i}"),
+                        ..VolumeMount::default()
+                    })
+                    .collect(),
+            );
+        }
+    }
+    p.status = Some(PodStatus {
+        phase: Some("Running".to_owned()),
+        pod_ip: Some("10.244.1.23".to_owned()),
+        host_ip: Some("192.168.10.4".to_owned()),
+        conditions: Some(
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled",
+            ]
+            .iter()
+            .map(|t| PodCondition {
+                type_: (*t).to_owned(),
+                status: "True".to_owned(),
+                ..PodCondition::default()
+            })
+            .collect(),
+        ),
+        container_statuses: Some(vec![ContainerStatus {
+            name: "app".to_owned(),
+            image: "registry.example.com/app:1".to_owned(),
+            image_id: format!("registry.example.com/app@sha256:{}", "0".repeat(64)),
+            container_id: Some(format!("containerd://{}", "f".repeat(64))),
+            ready: true,
+            restart_count: 0,
+            started: Some(true),
+            ..ContainerStatus::default()
+        }]),
+        ..PodStatus::default()
+    });
+    p
+}
