@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::engine::{self, Request, Verdict};
+use crate::mutation::{self, Mutation};
 use crate::pod::{self, Text, WorkloadKind};
 use crate::policy::{Mode, PolicySet};
 
@@ -66,8 +67,10 @@ pub struct Answer {
     pub outcome: Outcome,
     /// What was judged, when something was violated (for the decision log).
     pub subject: Option<Subject>,
-    /// One per violation, in policy order.
+    /// One per violation, in policy order (`/validate` only).
     pub decisions: Vec<Decision>,
+    /// Indexes of the policies whose mutation is in the returned patch (`/mutate` only).
+    pub mutated: Vec<usize>,
 }
 
 /// The request a decision was about: identity only, never the object's content.
@@ -195,11 +198,6 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         Target::Unreadable(why) => return fail_closed(uid, endpoint, &why),
         Target::Workload(kind, object) => (kind, object),
     };
-    // Mutation never denies and has no mutating checks yet: the validating webhook, which the
-    // API server calls after it, decides.
-    if endpoint == Endpoint::Mutate {
-        return allow(uid);
-    }
     let workload = match pod::decode_workload(kind, object.get()) {
         Ok(w) => w,
         Err(_) => {
@@ -228,6 +226,14 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
     let verdict = engine::evaluate(set, &engine_request, spec);
     if verdict.is_clean() {
         return allow(uid);
+    }
+    if endpoint == Endpoint::Mutate {
+        // Mutation never denies: the validating webhook, which the API server calls after it,
+        // decides on whatever a patch could not fix.
+        return match mutation::mutate(set, &verdict, kind, object.get()) {
+            Ok(Some(m)) => patched(uid, m),
+            Ok(None) | Err(_) => allow(uid),
+        };
     }
     let subject = Subject {
         uid: uid.to_owned(),
@@ -307,6 +313,11 @@ struct ResponseOut<'a> {
     warnings: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
     audit_annotations: Vec<(&'a str, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    /// Standard base64 of the JSON Patch (kube-rs's own type writes an array of numbers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
 }
 
 /// A `metav1.Status`, as both AdmissionResponse.status and HTTP error bodies use it.
@@ -343,10 +354,13 @@ fn allow(uid: &str) -> Answer {
             status: None,
             warnings: Vec::new(),
             audit_annotations: Vec::new(),
+            patch_type: None,
+            patch: None,
         }),
         outcome: Outcome::Allowed,
         subject: None,
         decisions: Vec::new(),
+        mutated: Vec::new(),
     }
 }
 
@@ -371,10 +385,36 @@ fn fail_closed(uid: &str, endpoint: Endpoint, why: &str) -> Answer {
             }),
             warnings: Vec::new(),
             audit_annotations: Vec::new(),
+            patch_type: None,
+            patch: None,
         }),
         outcome: Outcome::Invalid,
         subject: None,
         decisions: Vec::new(),
+        mutated: Vec::new(),
+    }
+}
+
+fn patched(uid: &str, mutation: Mutation) -> Answer {
+    use base64::Engine as _;
+    // Serializing a JSON Patch into a Vec cannot fail.
+    let json = serde_json::to_vec(&mutation.patch).unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: true,
+            status: None,
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+            patch_type: Some("JSONPatch"),
+            patch: Some(encoded),
+        }),
+        outcome: Outcome::Allowed,
+        subject: None,
+        decisions: Vec::new(),
+        mutated: mutation.policies,
     }
 }
 
@@ -386,6 +426,7 @@ pub fn bad_request(message: &str) -> Answer {
         outcome: Outcome::Invalid,
         subject: None,
         decisions: Vec::new(),
+        mutated: Vec::new(),
     }
 }
 
@@ -473,6 +514,8 @@ fn encode_verdict(
         status,
         warnings,
         audit_annotations,
+        patch_type: None,
+        patch: None,
     });
     Answer {
         http_status: 200,
@@ -484,6 +527,7 @@ fn encode_verdict(
         },
         subject: Some(subject),
         decisions,
+        mutated: Vec::new(),
     }
 }
 

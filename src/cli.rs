@@ -98,6 +98,10 @@ enum Command {
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// Apply /mutate's patches first and print the patched objects (YAML) on stdout; the
+        /// report (on stderr) and the exit code then judge the patched objects.
+        #[arg(long)]
+        mutate: bool,
     },
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
     DevCert {
@@ -165,7 +169,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             policies,
             files,
             output,
-        } => check(&policies, &files, output),
+            mutate,
+        } => check(&policies, &files, output, mutate),
         Command::DevCert { out_dir, hosts } => {
             dev_cert(&out_dir, &hosts)?;
             Ok(ExitCode::SUCCESS)
@@ -254,12 +259,26 @@ async fn shutdown_signal() {
     }
 }
 
-fn check(policies: &Path, files: &[PathBuf], output: Output) -> Result<ExitCode> {
+fn check(policies: &Path, files: &[PathBuf], output: Output, mutate: bool) -> Result<ExitCode> {
     let set = PolicySet::from_dir(policies)?;
-    let report = offline::check_paths(files, &set, &mut std::io::stdin().lock())?;
-    match output {
-        Output::Table => print!("{}", offline::render_table(&report)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report.rows)?),
+    let mode = if mutate {
+        offline::Mutate::Yes
+    } else {
+        offline::Mutate::No
+    };
+    let report = offline::check_paths(files, &set, &mut std::io::stdin().lock(), mode)?;
+    let rendered = match output {
+        Output::Table => offline::render_table(&report),
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(&report.rows)?),
+    };
+    if mutate {
+        for object in &report.mutated {
+            print!("---\n{}", serde_saphyr::to_string(object)?);
+        }
+        eprint!("{rendered}");
+        eprintln!("{} object(s) patched by /mutate", report.patched);
+    } else {
+        print!("{rendered}");
     }
     Ok(if report.denies() {
         ExitCode::from(EXIT_VIOLATION)

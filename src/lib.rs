@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod engine;
 pub mod metrics;
+pub mod mutation;
 pub mod offline;
 pub mod pod;
 pub mod policy;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::engine::{self, Request};
+use crate::mutation;
 use crate::pod::{self, WorkloadKind};
 use crate::policy::{Mode, PolicySet};
 
@@ -55,6 +56,21 @@ pub struct Report {
     /// Documents of kinds portier does not judge.
     pub skipped: usize,
     pub rows: Vec<Row>,
+    /// With mutation on: every object read, as `/mutate` would leave it (in input order).
+    pub mutated: Vec<serde_json::Value>,
+    /// With mutation on: how many objects a patch changed.
+    pub patched: usize,
+}
+
+/// What `check` does besides judging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mutate {
+    /// Judge the objects as written.
+    #[default]
+    No,
+    /// Apply `/mutate`'s patch first, keep the patched objects, and judge those (as the API
+    /// server calls mutating webhooks before validating ones).
+    Yes,
 }
 
 impl Report {
@@ -70,6 +86,7 @@ pub fn check_paths(
     paths: &[PathBuf],
     set: &PolicySet,
     stdin: &mut dyn std::io::Read,
+    mutate: Mutate,
 ) -> Result<Report, OfflineError> {
     let mut report = Report::default();
     for path in paths {
@@ -81,7 +98,7 @@ pub fn check_paths(
                     path: path.clone(),
                     source,
                 })?;
-            check_text("<stdin>", &text, set, &mut report)?;
+            check_text("<stdin>", &text, set, mutate, &mut report)?;
             continue;
         }
         for file in expand(path)? {
@@ -89,7 +106,7 @@ pub fn check_paths(
                 path: file.clone(),
                 source,
             })?;
-            check_text(&file.display().to_string(), &text, set, &mut report)?;
+            check_text(&file.display().to_string(), &text, set, mutate, &mut report)?;
         }
     }
     Ok(report)
@@ -123,6 +140,7 @@ pub fn check_text(
     origin: &str,
     text: &str,
     set: &PolicySet,
+    mutate: Mutate,
     report: &mut Report,
 ) -> Result<(), OfflineError> {
     let documents: Vec<serde_json::Value> =
@@ -139,7 +157,20 @@ pub fn check_text(
         let mut objects = Vec::new();
         flatten(document, &mut objects).map_err(fail)?;
         for object in objects {
-            judge(object, set, report).map_err(fail)?;
+            if mutate == Mutate::No {
+                judge(object, set, report).map_err(fail)?;
+                continue;
+            }
+            let patched = mutated(object, set).map_err(fail)?;
+            let object = match patched {
+                Some(p) => {
+                    report.patched += 1;
+                    p
+                }
+                None => object.clone(),
+            };
+            judge(&object, set, report).map_err(fail)?;
+            report.mutated.push(object);
         }
     }
     Ok(())
@@ -171,7 +202,43 @@ fn flatten<'v>(
     Ok(())
 }
 
-fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Result<(), String> {
+/// The object as `/mutate` would leave it, when a patch changes it.
+fn mutated(
+    object: &serde_json::Value,
+    set: &PolicySet,
+) -> Result<Option<serde_json::Value>, String> {
+    let Some((kind, _)) = kind_of(object)? else {
+        return Ok(None);
+    };
+    let json = object.to_string();
+    let workload = pod::decode_workload(kind, &json).map_err(|_| {
+        format!(
+            "not a valid {kind}: {}",
+            pod::explain_decode_error(kind, &json)
+        )
+    })?;
+    let Some(spec) = &workload.spec else {
+        return Ok(None);
+    };
+    let namespace = workload.namespace.as_deref().unwrap_or("default");
+    let request = Request {
+        kind,
+        namespace,
+        user: None,
+    };
+    let verdict = engine::evaluate(set, &request, spec);
+    let Some(mutation) = mutation::mutate(set, &verdict, kind, &json).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &mutation.patch)
+        .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
+    Ok(Some(patched))
+}
+
+/// The judged kind of an object and its kind name; `None` for kinds portier does not judge.
+fn kind_of(object: &serde_json::Value) -> Result<Option<(WorkloadKind, &str)>, String> {
     let api_version = object
         .get("apiVersion")
         .and_then(|v| v.as_str())
@@ -181,7 +248,11 @@ fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Re
         .and_then(|v| v.as_str())
         .ok_or("has no kind")?;
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let Some(kind) = WorkloadKind::from_group_kind(group, kind_name) else {
+    Ok(WorkloadKind::from_group_kind(group, kind_name).map(|k| (k, kind_name)))
+}
+
+fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Result<(), String> {
+    let Some((kind, _)) = kind_of(object)? else {
         report.skipped += 1;
         return Ok(());
     };
@@ -318,7 +389,7 @@ items:
     fn judges_every_workload_like_admission() {
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
         let mut report = Report::default();
-        check_text("m.yaml", MANIFESTS, &set, &mut report).unwrap();
+        check_text("m.yaml", MANIFESTS, &set, Mutate::No, &mut report).unwrap();
         assert_eq!(report.judged, 2);
         assert_eq!(report.skipped, 1);
         assert!(report.denies());
@@ -347,20 +418,20 @@ items:
     fn bad_documents_are_errors_naming_the_document() {
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
         let mut report = Report::default();
-        let e = check_text("m.yaml", "kind: Pod\n", &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", "kind: Pod\n", &set, Mutate::No, &mut report).unwrap_err();
         assert_eq!(e.to_string(), "m.yaml document 1: has no apiVersion");
-        let e = check_text("m.yaml", "a: [", &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", "a: [", &set, Mutate::No, &mut report).unwrap_err();
         assert!(
             e.to_string().starts_with("m.yaml: not valid YAML or JSON"),
             "{e}"
         );
         let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: {a: 1}}\n";
-        let e = check_text("m.yaml", bad, &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", bad, &set, Mutate::No, &mut report).unwrap_err();
         assert!(
             e.to_string().contains("not a valid Pod: spec.containers"),
             "{e}"
         );
-        let e = check_text("m.yaml", "- 1\n- 2\n", &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", "- 1\n- 2\n", &set, Mutate::No, &mut report).unwrap_err();
         assert!(e.to_string().contains("is not a Kubernetes object"), "{e}");
     }
 }

@@ -335,6 +335,11 @@ async fn answer(
             counter.inc();
         }
     }
+    for &index in &answer.mutated {
+        if let Some(counter) = snapshot.mutation_counters.get(index) {
+            counter.inc();
+        }
+    }
     Ok(answer)
 }
 

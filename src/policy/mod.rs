@@ -4,6 +4,7 @@
 //! parsed), so evaluating a compiled [`Policy`] does no parsing and, when nothing is wrong, no
 //! allocation. One file per check; each check is a pure function over the pod view.
 
+pub mod edit;
 mod finding;
 mod load;
 pub mod quantity;
@@ -60,7 +61,8 @@ pub enum Check {
     RunAsNonRoot(run_as_non_root::Params),
     Privileged(privileged::Params),
     HostNamespaces(host_namespaces::Params),
-    ResourceLimits(resource_limits::Params),
+    /// Boxed: its compiled amounts make it much larger than the other variants.
+    ResourceLimits(Box<resource_limits::Params>),
 }
 
 /// The check ids a policy's `spec.check` may name.
@@ -88,7 +90,7 @@ impl Check {
             privileged::ID => Check::Privileged(typed(params)?),
             host_namespaces::ID => Check::HostNamespaces(typed(params)?),
             resource_limits::ID => {
-                Check::ResourceLimits(resource_limits::Params::compile(typed(params)?)?)
+                Check::ResourceLimits(Box::new(resource_limits::Params::compile(typed(params)?)?))
             }
             other => {
                 return Err(ParamError {
@@ -100,6 +102,41 @@ impl Check {
                 });
             }
         })
+    }
+
+    /// Whether this check (with these params) can fill in compliant defaults.
+    pub fn can_mutate(&self) -> bool {
+        match self {
+            Check::RunAsNonRoot(_) => true,
+            Check::Privileged(p) => privileged::can_mutate(p),
+            Check::HostNamespaces(_) => false,
+            Check::ResourceLimits(p) => p.can_mutate(),
+        }
+    }
+
+    /// Why `spec.mutate: true` is refused for this check, when it is.
+    fn cannot_mutate_reason(&self) -> &'static str {
+        match self {
+            Check::Privileged(_) => {
+                "privileged can only fill in allowPrivilegeEscalation: false; set params.allowPrivilegeEscalation: false"
+            }
+            Check::HostNamespaces(_) => {
+                "host-namespaces has nothing safe to fill in (a host namespace or port is always written by the user)"
+            }
+            Check::ResourceLimits(_) => "resource-limits needs params.defaults to fill in",
+            Check::RunAsNonRoot(_) => "",
+        }
+    }
+
+    /// Fills in compliant values where the pod spec (JSON) leaves them absent; never changes a
+    /// value the user wrote. Returns whether anything changed.
+    pub fn mutate(&self, spec: &mut edit::Object) -> bool {
+        match self {
+            Check::RunAsNonRoot(p) => run_as_non_root::mutate(p, spec),
+            Check::Privileged(p) => privileged::mutate(p, spec),
+            Check::HostNamespaces(_) => false,
+            Check::ResourceLimits(p) => resource_limits::mutate(p, spec),
+        }
     }
 
     /// Reports every way `pod` breaks this check into `sink`.
@@ -157,4 +194,6 @@ pub struct Policy {
     pub mode: Mode,
     pub check: Check,
     pub selector: Selector,
+    /// Whether `/mutate` fills in this check's compliant defaults.
+    pub mutate: bool,
 }
