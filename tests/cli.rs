@@ -235,3 +235,30 @@ fn serve_refuses_to_start_without_valid_policies() {
         stderr(&out)
     );
 }
+
+#[test]
+fn check_mutate_prints_the_patched_objects_and_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: non-root}\nspec: {check: run-as-non-root, mutate: true}\n---\n\
+         apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: no-priv}\nspec: {check: privileged}\n",
+    )
+    .unwrap();
+    let policies = dir.path().to_str().unwrap();
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - {name: app, image: nginx}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    let out = portier(&["check", "--policies", policies, "--mutate", "-f", "-"], Some(manifest));
+    assert_eq!(out.status.code(), Some(0), "the patched pod passes: {}", stderr(&out));
+    let printed = stdout(&out);
+    let objects: Vec<serde_json::Value> = serde_saphyr::from_multiple(&printed).unwrap();
+    assert_eq!(objects.len(), 2, "every object is printed, patched or not:\n{printed}");
+    assert_eq!(objects[0]["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(objects[0]["metadata"]["annotations"]["portier.dev/mutated-by"], "non-root");
+    assert_eq!(objects[1]["kind"], "ConfigMap");
+    assert!(stderr(&out).contains("1 object(s) patched by /mutate"), "{}", stderr(&out));
+
+    // What a patch cannot fix still fails the check.
+    let privileged = manifest.replace("{name: app, image: nginx}", "{name: app, image: nginx, securityContext: {privileged: true}}");
+    let out = portier(&["check", "--policies", policies, "--mutate", "-f", "-"], Some(&privileged));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
