@@ -174,7 +174,7 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
             return fail_closed(uid, endpoint, &why);
         }
     };
-    let Some(spec) = &workload.spec else {
+    let Some(pod) = workload.pod() else {
         return allow(uid);
     };
     let namespace = request
@@ -191,7 +191,7 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         namespace,
         user,
     };
-    let verdict = engine::evaluate(set, &engine_request, spec);
+    let verdict = engine::evaluate(set, &engine_request, pod);
     encode_verdict(uid, set, &verdict, kind.pod_spec_path())
 }
 

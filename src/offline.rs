@@ -193,7 +193,7 @@ fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Re
         )
     })?;
     report.judged += 1;
-    let Some(spec) = &workload.spec else {
+    let Some(pod) = workload.pod() else {
         return Ok(());
     };
     let namespace = workload.namespace.as_deref().unwrap_or("default");
@@ -207,7 +207,7 @@ fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Re
         namespace,
         user: None,
     };
-    let verdict = engine::evaluate(set, &request, spec);
+    let verdict = engine::evaluate(set, &request, pod);
     for v in &verdict.violations {
         let f = &v.finding;
         report.rows.push(Row {

@@ -24,7 +24,7 @@ pub use finding::{FieldPath, Finding, Sink, Violation};
 pub use load::{LoadError, PolicySet, Sources};
 pub use selector::{Selector, SelectorError};
 
-use crate::pod::PodSpec;
+use crate::pod::PodView;
 
 /// What a violation of a policy does to an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -103,12 +103,12 @@ impl Check {
     }
 
     /// Reports every way `pod` breaks this check into `sink`.
-    pub fn evaluate<'v>(&self, pod: &'v PodSpec<'_>, sink: &mut Sink<'_, '_, 'v>) {
+    pub fn evaluate<'v>(&self, pod: PodView<'v, '_>, sink: &mut Sink<'_, '_, 'v>) {
         match self {
-            Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod, sink),
-            Check::Privileged(p) => privileged::evaluate(p, pod, sink),
-            Check::HostNamespaces(p) => host_namespaces::evaluate(p, pod, sink),
-            Check::ResourceLimits(p) => resource_limits::evaluate(p, pod, sink),
+            Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod.spec, sink),
+            Check::Privileged(p) => privileged::evaluate(p, pod.spec, sink),
+            Check::HostNamespaces(p) => host_namespaces::evaluate(p, pod.spec, sink),
+            Check::ResourceLimits(p) => resource_limits::evaluate(p, pod.spec, sink),
         }
     }
 }
