@@ -13,6 +13,7 @@ pub(crate) mod testing;
 
 pub mod host_namespaces;
 pub mod privileged;
+pub mod pss;
 pub mod resource_limits;
 pub mod run_as_non_root;
 
@@ -61,6 +62,10 @@ pub enum Check {
     Privileged(privileged::Params),
     HostNamespaces(host_namespaces::Params),
     ResourceLimits(resource_limits::Params),
+    /// `pod-security`: a Pod Security Standards level at a version.
+    PodSecurity(pss::PodSecurity),
+    /// One control of the Pod Security Standards (`pss-*`).
+    PssControl(pss::ControlCheck),
 }
 
 /// The check ids a policy's `spec.check` may name.
@@ -69,6 +74,26 @@ pub const CHECK_IDS: &[&str] = &[
     privileged::ID,
     host_namespaces::ID,
     resource_limits::ID,
+    pss::ID,
+    pss::app_armor::ID,
+    pss::capabilities_baseline::ID,
+    pss::host_namespaces::ID,
+    pss::host_path_volumes::ID,
+    pss::host_ports::ID,
+    pss::host_probes::ID,
+    pss::privileged::ID,
+    pss::proc_mount::ID,
+    pss::selinux::ID,
+    pss::seccomp_baseline::ID,
+    pss::sysctls::ID,
+    pss::host_process::ID,
+    pss::privilege_escalation::ID,
+    pss::capabilities_restricted::ID,
+    pss::proc_mount_restricted::ID,
+    pss::volume_types::ID,
+    pss::run_as_non_root::ID,
+    pss::run_as_user::ID,
+    pss::seccomp_restricted::ID,
 ];
 
 impl Check {
@@ -78,6 +103,8 @@ impl Check {
             Check::Privileged(_) => privileged::ID,
             Check::HostNamespaces(_) => host_namespaces::ID,
             Check::ResourceLimits(_) => resource_limits::ID,
+            Check::PodSecurity(_) => pss::ID,
+            Check::PssControl(c) => c.control.id,
         }
     }
 
@@ -90,15 +117,21 @@ impl Check {
             resource_limits::ID => {
                 Check::ResourceLimits(resource_limits::Params::compile(typed(params)?)?)
             }
-            other => {
-                return Err(ParamError {
-                    field: "spec.check".into(),
-                    message: format!(
-                        "unknown check `{other}`; known checks: {}",
-                        CHECK_IDS.join(", ")
-                    ),
-                });
-            }
+            pss::ID => Check::PodSecurity(pss::PodSecurity::compile(typed(params)?)),
+            other => match pss::control(other) {
+                Some(control) => {
+                    Check::PssControl(pss::ControlCheck::compile(control, typed(params)?)?)
+                }
+                None => {
+                    return Err(ParamError {
+                        field: "spec.check".into(),
+                        message: format!(
+                            "unknown check `{other}`; known checks: {}",
+                            CHECK_IDS.join(", ")
+                        ),
+                    });
+                }
+            },
         })
     }
 
@@ -109,6 +142,8 @@ impl Check {
             Check::Privileged(p) => privileged::evaluate(p, pod.spec, sink),
             Check::HostNamespaces(p) => host_namespaces::evaluate(p, pod.spec, sink),
             Check::ResourceLimits(p) => resource_limits::evaluate(p, pod.spec, sink),
+            Check::PodSecurity(c) => c.evaluate(pod, sink),
+            Check::PssControl(c) => c.evaluate(pod, sink),
         }
     }
 }
