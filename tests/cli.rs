@@ -41,10 +41,15 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      securityContext: {runAsNonRoot: true}
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile: {type: RuntimeDefault}
       containers:
         - name: web
           image: registry.example.com/web:1
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities: {drop: [ALL]}
           resources:
             requests: {cpu: 100m, memory: 64Mi}
             limits: {memory: 128Mi}
@@ -78,9 +83,10 @@ fn check_passes_a_compliant_manifest_against_the_shipped_policies() {
 #[test]
 fn check_exits_1_on_an_enforce_violation_with_json_rows() {
     let bad = COMPLIANT.replace(
-        "securityContext: {runAsNonRoot: true}",
-        "securityContext: {runAsNonRoot: true}\n      hostNetwork: true",
+        "      securityContext:\n        runAsNonRoot: true",
+        "      hostNetwork: true\n      securityContext:\n        runAsNonRoot: true",
     );
+    assert_ne!(bad, COMPLIANT);
     let out = portier(
         &[
             "check",
@@ -107,6 +113,22 @@ fn check_exits_1_on_an_enforce_violation_with_json_rows() {
     assert!(
         row["message"].as_str().unwrap().contains("set it to false"),
         "{row}"
+    );
+    // The Pod Security Standards say so too, in upstream's words.
+    let pss = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "pss-baseline")
+        .unwrap();
+    assert_eq!(pss["check"], "pod-security");
+    assert_eq!(pss["path"], "spec.template.spec.hostNetwork");
+    assert!(
+        pss["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("host namespaces (hostNetwork=true) — "),
+        "{pss}"
     );
 }
 
