@@ -231,3 +231,43 @@ fn judging_a_compliant_pod_allocates_nothing() {
     let (n, _) = allocations_of(|| String::from("x"));
     assert_eq!(n, 1);
 }
+
+#[test]
+fn admission_reads_apparmor_annotations_of_a_deployments_template() {
+    use portier::admission::{Endpoint, review};
+    let set = PolicySet::from_dir(&Path::new(FIXTURES).join("policies")).unwrap();
+    let body = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u1",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "shop",
+                    "annotations": {"container.apparmor.security.beta.kubernetes.io/app": "runtime/default"}},
+                "spec": {"template": {
+                    "metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}},
+                    "spec": {"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [{"name": "app", "image": "nginx", "securityContext": {
+                            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}}
+            }
+        }
+    });
+    let answer = review(body.to_string().as_bytes(), &set, Endpoint::Validate);
+    let out: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(out["response"]["allowed"], false, "{out}");
+    let message = out["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "baseline-latest/pod-security: pod spec.template.metadata.annotations[container.apparmor.security.beta.kubernetes.io/app]: \
+             forbidden AppArmor profile (annotation must not set AppArmor profile type to \
+             \"container.apparmor.security.beta.kubernetes.io/app=\"unconfined\"\") — "
+        ),
+        "{message}"
+    );
+}
