@@ -1,5 +1,5 @@
 //! Helpers for the checks' unit tests: compile one policy from a spec fragment and run it on a
-//! pod spec given as JSON.
+//! pod spec (or a whole Pod) given as JSON.
 
 use super::{PolicySet, Sink, Violation};
 use crate::pod::{PodSpec, PodView, WorkloadKind, decode_workload};
@@ -12,17 +12,22 @@ fn run(
     run_object(spec, &format!(r#"{{"spec":{pod_spec_json}}}"#), render)
 }
 
-/// Like `run`, on a whole Pod object (to give it metadata such as annotations).
-fn run_object(
-    spec: &str,
-    pod_json: &str,
-    render: impl Fn(&Violation<'_, '_>) -> String,
-) -> Vec<String> {
+/// Compiles one policy named `t` from a spec fragment such as `check: privileged`.
+pub fn policy_set(spec: &str) -> PolicySet {
     let indented = spec.replace('\n', "\n  ");
     let yaml = format!(
         "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: t}}\nspec:\n  {indented}\n"
     );
-    let set = PolicySet::from_yaml("test.yaml", &yaml).expect("test policy compiles");
+    PolicySet::from_yaml("test.yaml", &yaml).expect("test policy compiles")
+}
+
+/// Like `run`, on a whole Pod object (to give it metadata such as annotations).
+pub fn run_object(
+    spec: &str,
+    pod_json: &str,
+    render: impl Fn(&Violation<'_, '_>) -> String,
+) -> Vec<String> {
+    let set = policy_set(spec);
     let workload = decode_workload(WorkloadKind::Pod, pod_json).expect("test pod decodes");
     let empty = PodSpec::default();
     let pod = workload.pod().unwrap_or(PodView::of_spec(&empty));

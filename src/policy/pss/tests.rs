@@ -1,8 +1,8 @@
 //! Helpers for the controls' tests, and tests of the registry and the composed levels.
 
-use crate::pod::{PodSpec, PodView, WorkloadKind, decode_workload};
-use crate::policy::PolicySet;
-use crate::policy::{Sink, Violation};
+use super::{CONTROLS, LATEST_MINOR, Level, Version, controls_for};
+use crate::pod::{WorkloadKind, decode_workload};
+use crate::policy::{PolicySet, Sink, Violation, testing};
 
 /// The three container lists, for putting one container into each in turn.
 pub const LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
@@ -16,11 +16,7 @@ pub fn each_list(container: &str) -> Vec<(&'static str, String)> {
 }
 
 fn policy(check: &str) -> PolicySet {
-    let yaml = format!(
-        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: t}}\nspec:\n  check: {}\n",
-        check.replace('\n', "\n  ")
-    );
-    PolicySet::from_yaml("test.yaml", &yaml).expect("test policy compiles")
+    testing::policy_set(&format!("check: {check}"))
 }
 
 fn judge(
@@ -28,15 +24,7 @@ fn judge(
     pod_json: &str,
     render: impl Fn(&Violation<'_, '_>) -> String,
 ) -> Vec<String> {
-    let set = policy(check);
-    let workload = decode_workload(WorkloadKind::Pod, pod_json).expect("test pod decodes");
-    let empty = PodSpec::default();
-    let pod = workload.pod().unwrap_or(PodView::of_spec(&empty));
-    let mut out = Vec::new();
-    for policy in set.policies() {
-        policy.check.evaluate(pod, &mut Sink::new(policy, &mut out));
-    }
-    out.iter().map(render).collect()
+    testing::run_object(&format!("check: {check}"), pod_json, render)
 }
 
 /// `<path>: <problem>` for each finding of `check` (a check id, optionally followed by lines
@@ -71,8 +59,6 @@ fn upstream_ids(level: Level, version: &str) -> Vec<&'static str> {
         .map(|c| c.upstream_id)
         .collect()
 }
-
-use super::{CONTROLS, LATEST_MINOR, Level, Version, controls_for};
 
 #[test]
 fn levels_at_latest_in_upstream_order() {
