@@ -15,15 +15,15 @@ fn evaluate(c: &mut Criterion) {
     let review: serde_json::Value = serde_json::from_str(REVIEW).expect("fixture is JSON");
     let object = review["request"]["object"].to_string();
     let workload = decode_workload(WorkloadKind::Deployment, &object).expect("fixture decodes");
-    let pod = workload.spec.expect("fixture has a pod template");
+    let pod = workload.pod().expect("fixture has a pod template");
     let request = Request {
         kind: WorkloadKind::Deployment,
         namespace: "shop",
         user: Some("system:serviceaccount:ci:deployer"),
     };
-    assert!(engine::evaluate(&set, &request, &pod).is_clean());
+    assert!(engine::evaluate(&set, &request, pod).is_clean());
     c.bench_function("evaluate/default-set/3-containers-allowed", |b| {
-        b.iter(|| black_box(engine::evaluate(black_box(&set), &request, black_box(&pod))))
+        b.iter(|| black_box(engine::evaluate(black_box(&set), &request, black_box(pod))))
     });
 }
 

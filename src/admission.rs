@@ -206,7 +206,7 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
             return fail_closed(uid, endpoint, &why);
         }
     };
-    let Some(spec) = &workload.spec else {
+    let Some(pod) = workload.pod() else {
         return allow(uid);
     };
     let namespace = request
@@ -223,7 +223,7 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         namespace,
         user,
     };
-    let verdict = engine::evaluate(set, &engine_request, spec);
+    let verdict = engine::evaluate(set, &engine_request, pod);
     if verdict.is_clean() {
         return allow(uid);
     }

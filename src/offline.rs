@@ -4,7 +4,8 @@
 //! by the very decoder admission uses, then evaluated by the same engine, so `check` and the
 //! webhook cannot disagree on an object. There is no requesting user offline, so `users`
 //! selectors do not apply; a namespace-less object is judged in `default`, as kubectl would
-//! create it.
+//! create it. The API server's defaults that can change a verdict are applied first (see
+//! [`apply_admission_defaults`]), since admission only ever sees defaulted objects.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use crate::engine::{self, Request};
 use crate::mutation;
-use crate::pod::{self, WorkloadKind};
+use crate::pod::{self, VolumeType, WorkloadKind};
 use crate::policy::{Mode, PolicySet};
 
 #[derive(Debug, thiserror::Error)]
@@ -202,39 +203,61 @@ fn flatten<'v>(
     Ok(())
 }
 
-/// The object as `/mutate` would leave it, when a patch changes it.
+/// The object as `/mutate` would leave it (API server defaults applied first, as they are
+/// before webhooks run), when a patch changes it.
 fn mutated(
     object: &serde_json::Value,
     set: &PolicySet,
 ) -> Result<Option<serde_json::Value>, String> {
+    let judged = evaluate(object, set, |kind, defaulted, json, _, verdict| {
+        let mutation = mutation::mutate(set, verdict, kind, json).map_err(|e| e.to_string())?;
+        let Some(mutation) = mutation else {
+            return Ok(None);
+        };
+        let mut patched = defaulted.clone();
+        json_patch::patch(&mut patched, &mutation.patch)
+            .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
+        Ok(Some(patched))
+    })?;
+    Ok(judged.flatten().flatten())
+}
+
+/// Decodes a judged object as admission would (API server defaults applied) and evaluates it,
+/// then hands the result to `then`. `Ok(None)` for kinds portier does not judge; `Ok(Some(None))`
+/// for a workload without a pod template.
+fn evaluate<R>(
+    object: &serde_json::Value,
+    set: &PolicySet,
+    then: impl FnOnce(
+        WorkloadKind,
+        &serde_json::Value,
+        &str,
+        &pod::Workload<'_>,
+        &engine::Verdict<'_, '_>,
+    ) -> Result<R, String>,
+) -> Result<Option<Option<R>>, String> {
     let Some((kind, _)) = kind_of(object)? else {
         return Ok(None);
     };
-    let json = object.to_string();
+    let mut defaulted = object.clone();
+    apply_admission_defaults(kind, &mut defaulted);
+    let json = defaulted.to_string();
     let workload = pod::decode_workload(kind, &json).map_err(|_| {
         format!(
             "not a valid {kind}: {}",
             pod::explain_decode_error(kind, &json)
         )
     })?;
-    let Some(spec) = &workload.spec else {
-        return Ok(None);
+    let Some(pod) = workload.pod() else {
+        return Ok(Some(None));
     };
-    let namespace = workload.namespace.as_deref().unwrap_or("default");
     let request = Request {
         kind,
-        namespace,
+        namespace: workload.namespace.as_deref().unwrap_or("default"),
         user: None,
     };
-    let verdict = engine::evaluate(set, &request, spec);
-    let Some(mutation) = mutation::mutate(set, &verdict, kind, &json).map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    let mut patched = object.clone();
-    json_patch::patch(&mut patched, &mutation.patch)
-        .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
-    Ok(Some(patched))
+    let verdict = engine::evaluate(set, &request, pod);
+    then(kind, &defaulted, &json, &workload, &verdict).map(|r| Some(Some(r)))
 }
 
 /// The judged kind of an object and its kind name; `None` for kinds portier does not judge.
@@ -252,48 +275,90 @@ fn kind_of(object: &serde_json::Value) -> Result<Option<(WorkloadKind, &str)>, S
 }
 
 fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Result<(), String> {
-    let Some((kind, _)) = kind_of(object)? else {
-        report.skipped += 1;
-        return Ok(());
-    };
-    let json = object.to_string();
-    let workload = pod::decode_workload(kind, &json).map_err(|_| {
-        format!(
-            "not a valid {kind}: {}",
-            pod::explain_decode_error(kind, &json)
-        )
+    let rows = evaluate(object, set, |kind, _, _, workload, verdict| {
+        let namespace = workload.namespace.as_deref().unwrap_or("default");
+        let name = workload
+            .name
+            .as_deref()
+            .or(workload.generate_name.as_deref())
+            .unwrap_or("");
+        Ok(verdict
+            .violations
+            .iter()
+            .map(|v| {
+                let f = &v.finding;
+                Row {
+                    kind: kind.as_str().to_owned(),
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    policy: v.policy.name.clone(),
+                    check: v.policy.check.id().to_owned(),
+                    mode: v.policy.mode.as_str().to_owned(),
+                    container: f.container.map(|(_, name)| name.to_owned()),
+                    path: f.path.render(kind.pod_spec_path()),
+                    message: format!("{} — {}", f.problem, f.fix),
+                }
+            })
+            .collect::<Vec<_>>())
     })?;
-    report.judged += 1;
-    let Some(spec) = &workload.spec else {
-        return Ok(());
-    };
-    let namespace = workload.namespace.as_deref().unwrap_or("default");
-    let name = workload
-        .name
-        .as_deref()
-        .or(workload.generate_name.as_deref())
-        .unwrap_or("");
-    let request = Request {
-        kind,
-        namespace,
-        user: None,
-    };
-    let verdict = engine::evaluate(set, &request, spec);
-    for v in &verdict.violations {
-        let f = &v.finding;
-        report.rows.push(Row {
-            kind: kind.as_str().to_owned(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            policy: v.policy.name.clone(),
-            check: v.policy.check.id().to_owned(),
-            mode: v.policy.mode.as_str().to_owned(),
-            container: f.container.map(|(_, name)| name.to_owned()),
-            path: f.path.render(kind.pod_spec_path()),
-            message: format!("{} — {}", f.problem, f.fix),
-        });
+    match rows {
+        None => report.skipped += 1,
+        Some(rows) => {
+            report.judged += 1;
+            report.rows.extend(rows.into_iter().flatten());
+        }
     }
     Ok(())
+}
+
+/// Applies the API server's defaults that can change a verdict, as they would be applied before
+/// admission webhooks see the object:
+///
+/// - a volume that sets no source becomes an `emptyDir` (`SetDefaults_Volume`), which the
+///   restricted Pod Security Standard allows;
+/// - in a Pod with `hostNetwork: true`, every port of a container or init container without a
+///   `hostPort` gets its `containerPort` as `hostPort` (`SetDefaults_Pod`). Pod templates are
+///   not defaulted so (Kubernetes 1.28 and later), so controllers are left alone.
+pub fn apply_admission_defaults(kind: WorkloadKind, object: &mut serde_json::Value) {
+    let mut spec = Some(object);
+    for field in kind.pod_spec_path().split('.') {
+        spec = spec.and_then(|v| v.get_mut(field));
+    }
+    let Some(spec) = spec.and_then(|s| s.as_object_mut()) else {
+        return;
+    };
+    if let Some(volumes) = spec.get_mut("volumes").and_then(|v| v.as_array_mut()) {
+        for volume in volumes.iter_mut().filter_map(|v| v.as_object_mut()) {
+            let has_source = volume
+                .iter()
+                .any(|(k, v)| !v.is_null() && VolumeType::from_key(k).is_some());
+            if !has_source {
+                volume.insert("emptyDir".into(), serde_json::json!({}));
+            }
+        }
+    }
+    let host_network = spec.get("hostNetwork").and_then(|v| v.as_bool()) == Some(true);
+    if kind != WorkloadKind::Pod || !host_network {
+        return;
+    }
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = spec.get_mut(list).and_then(|v| v.as_array_mut()) else {
+            continue;
+        };
+        for container in containers {
+            let Some(ports) = container.get_mut("ports").and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            for port in ports.iter_mut().filter_map(|p| p.as_object_mut()) {
+                let unset = port
+                    .get("hostPort")
+                    .is_none_or(|h| h.is_null() || h.as_i64() == Some(0));
+                if let (true, Some(container_port)) = (unset, port.get("containerPort").cloned()) {
+                    port.insert("hostPort".into(), container_port);
+                }
+            }
+        }
+    }
 }
 
 /// Renders rows as an aligned table with a summary line.
@@ -412,6 +477,30 @@ items:
             table.contains("2 workload(s) judged, 2 violation(s): 1 enforce, 1 warn"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn admission_defaults_are_applied_first() {
+        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "spec": {
+            "hostNetwork": true,
+            "volumes": [{"name": "none"}, {"name": "null", "secret": null}, {"name": "s", "secret": {}}],
+            "containers": [{"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 9}]}],
+            "initContainers": [{"name": "i", "ports": [{"containerPort": 82, "hostPort": 0}]}]}});
+        apply_admission_defaults(WorkloadKind::Pod, &mut pod);
+        let spec = &pod["spec"];
+        assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));
+        assert_eq!(spec["volumes"][1]["emptyDir"], serde_json::json!({}));
+        assert!(spec["volumes"][2].get("emptyDir").is_none());
+        assert_eq!(spec["containers"][0]["ports"][0]["hostPort"], 80);
+        assert_eq!(spec["containers"][0]["ports"][1]["hostPort"], 9);
+        assert_eq!(spec["initContainers"][0]["ports"][0]["hostPort"], 82);
+
+        let mut deployment = serde_json::json!({"spec": {"template": {"spec": {"hostNetwork": true,
+            "volumes": [{"name": "v"}], "containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}}});
+        apply_admission_defaults(WorkloadKind::Deployment, &mut deployment);
+        let spec = &deployment["spec"]["template"]["spec"];
+        assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));
+        assert!(spec["containers"][0]["ports"][0].get("hostPort").is_none());
     }
 
     #[test]

@@ -45,10 +45,15 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      securityContext: {runAsNonRoot: true}
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile: {type: RuntimeDefault}
       containers:
         - name: web
           image: registry.example.com/web:1
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities: {drop: [ALL]}
           resources:
             requests: {cpu: 100m, memory: 64Mi}
             limits: {memory: 128Mi}
@@ -82,9 +87,10 @@ fn check_passes_a_compliant_manifest_against_the_shipped_policies() {
 #[test]
 fn check_exits_1_on_an_enforce_violation_with_json_rows() {
     let bad = COMPLIANT.replace(
-        "securityContext: {runAsNonRoot: true}",
-        "securityContext: {runAsNonRoot: true}\n      hostNetwork: true",
+        "      securityContext:\n        runAsNonRoot: true",
+        "      hostNetwork: true\n      securityContext:\n        runAsNonRoot: true",
     );
+    assert_ne!(bad, COMPLIANT);
     let out = portier(
         &[
             "check",
@@ -111,6 +117,22 @@ fn check_exits_1_on_an_enforce_violation_with_json_rows() {
     assert!(
         row["message"].as_str().unwrap().contains("set it to false"),
         "{row}"
+    );
+    // The Pod Security Standards say so too, in upstream's words.
+    let pss = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "pss-baseline")
+        .unwrap();
+    assert_eq!(pss["check"], "pod-security");
+    assert_eq!(pss["path"], "spec.template.spec.hostNetwork");
+    assert!(
+        pss["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("host namespaces (hostNetwork=true) — "),
+        "{pss}"
     );
 }
 
@@ -247,18 +269,43 @@ fn check_mutate_prints_the_patched_objects_and_judges_them() {
     .unwrap();
     let policies = dir.path().to_str().unwrap();
     let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - {name: app, image: nginx}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
-    let out = portier(&["check", "--policies", policies, "--mutate", "-f", "-"], Some(manifest));
-    assert_eq!(out.status.code(), Some(0), "the patched pod passes: {}", stderr(&out));
+    let out = portier(
+        &["check", "--policies", policies, "--mutate", "-f", "-"],
+        Some(manifest),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the patched pod passes: {}",
+        stderr(&out)
+    );
     let printed = stdout(&out);
     let objects: Vec<serde_json::Value> = serde_saphyr::from_multiple(&printed).unwrap();
-    assert_eq!(objects.len(), 2, "every object is printed, patched or not:\n{printed}");
+    assert_eq!(
+        objects.len(),
+        2,
+        "every object is printed, patched or not:\n{printed}"
+    );
     assert_eq!(objects[0]["spec"]["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(objects[0]["metadata"]["annotations"]["portier.dev/mutated-by"], "non-root");
+    assert_eq!(
+        objects[0]["metadata"]["annotations"]["portier.dev/mutated-by"],
+        "non-root"
+    );
     assert_eq!(objects[1]["kind"], "ConfigMap");
-    assert!(stderr(&out).contains("1 object(s) patched by /mutate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 object(s) patched by /mutate"),
+        "{}",
+        stderr(&out)
+    );
 
     // What a patch cannot fix still fails the check.
-    let privileged = manifest.replace("{name: app, image: nginx}", "{name: app, image: nginx, securityContext: {privileged: true}}");
-    let out = portier(&["check", "--policies", policies, "--mutate", "-f", "-"], Some(&privileged));
+    let privileged = manifest.replace(
+        "{name: app, image: nginx}",
+        "{name: app, image: nginx, securityContext: {privileged: true}}",
+    );
+    let out = portier(
+        &["check", "--policies", policies, "--mutate", "-f", "-"],
+        Some(&privileged),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }

@@ -445,3 +445,41 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn pod_security_restricted_fills_what_it_can_and_the_result_passes_it() {
+    let policies = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: restricted}\n\
+        spec: {check: pod-security, mode: enforce, mutate: true, params: {level: restricted}}\n";
+    let server = TestServer::start(&[("p.yaml", policies)]).await;
+    let object = pod("shop", vec![bare("app"), bare("sidecar")]);
+    let before = ask(&server, "/validate", &object).await;
+    assert_eq!(before["allowed"], false, "a bare pod breaks restricted");
+    let (patched, patch, verdict) = mutate_then_validate(&server, &object).await;
+    assert!(patch.is_some());
+    assert_eq!(verdict["allowed"], true, "{verdict}");
+    let spec = &patched["spec"];
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    for c in spec["containers"].as_array().unwrap() {
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    }
+    // Windows pods get none of the Linux-only fields (the API server would reject them).
+    let mut windows = pod("shop", vec![bare("app")]);
+    windows["spec"]["os"] = json!({"name": "windows"});
+    let (patched, _, _) = mutate_then_validate(&server, &windows).await;
+    assert!(
+        patched["spec"]["containers"][0]["securityContext"]
+            .get("capabilities")
+            .is_none()
+    );
+    assert!(
+        patched["spec"]
+            .pointer("/securityContext/seccompProfile")
+            .is_none()
+    );
+    server.stop().await;
+}

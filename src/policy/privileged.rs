@@ -45,9 +45,12 @@ pub fn can_mutate(params: &Params) -> bool {
 /// Sets `allowPrivilegeEscalation: false` where unset and valid; returns whether anything
 /// changed.
 pub fn mutate(params: &Params, spec: &mut Object) -> bool {
-    if params.allow_privilege_escalation {
-        return false;
-    }
+    !params.allow_privilege_escalation && fill_no_privilege_escalation(spec)
+}
+
+/// `allowPrivilegeEscalation: false` on every container that leaves it unset, except where the
+/// API server would reject it (privileged, or adding `SYS_ADMIN`).
+pub fn fill_no_privilege_escalation(spec: &mut Object) -> bool {
     let mut changed = false;
     for container in edit::containers_mut(spec, ALL_CONTAINERS) {
         let privileged =
