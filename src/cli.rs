@@ -200,6 +200,7 @@ struct ServeArgs {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    let mut signals = ShutdownSignals::register()?;
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(
         PolicyStore::open(&args.policies, args.allow_empty, Arc::clone(&metrics))
@@ -231,31 +232,44 @@ async fn serve(args: ServeArgs) -> Result<()> {
         dir = %args.policies.display(),
         "portier is serving HTTPS"
     );
-    shutdown_signal().await;
+    signals.received().await;
     tracing::info!("shutting down: no longer ready, finishing in-flight requests");
     server.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT, registered before the server announces itself: a signal that arrives
+/// right after start-up must begin a graceful shutdown, not kill the process.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignals {
+                terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    async fn received(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
