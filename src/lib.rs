@@ -6,6 +6,7 @@
 //! lives in the binary.
 
 pub mod admission;
+pub mod alloc_count;
 pub mod engine;
 pub mod metrics;
 pub mod offline;
