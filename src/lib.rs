@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod alloc_count;
+pub mod bench;
 pub mod engine;
 pub mod metrics;
 pub mod offline;
