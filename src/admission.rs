@@ -274,12 +274,16 @@ fn target<'a>(request: &RequestIn<'a>, decoded: bool) -> Target<'a> {
 /// Decodes a review in one pass, reading `request.object` straight into the pod view when the
 /// fields before it (the API server writes `kind`, `subResource` and `operation` first) say
 /// it will be judged. Fails on anything [`review`]'s general path must explain instead:
-/// errors, escaped keys, duplicate fields, a review that is not a JSON object.
+/// errors, escaped keys, duplicate fields, a review that is not a JSON object, a body that is
+/// not UTF-8 (serde_json tolerates that inside strings it skips).
 fn decode_one_pass(
     body: &[u8],
     endpoint: Endpoint,
 ) -> Result<(ReviewIn<'_>, Option<Workload<'_>>), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // Validating the body's UTF-8 once, up front, is cheaper than serde_json's check of every
+    // key and string it reads from a byte slice (callgrind: 10% of an 8 KB review).
+    let text = std::str::from_utf8(body).map_err(|_| de::Error::custom("not UTF-8"))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let decoded = de::Deserializer::deserialize_map(&mut de, OnePass { endpoint })?;
     de.end()?;
     Ok(decoded)
@@ -926,6 +930,17 @@ spec: {check: resource-limits, mode: audit, params: {require: {limits: [memory]}
         let subresource = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u4","kind":{"group":"","kind":"Pod"},"subResource":"status","operation":"UPDATE","object":{"spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]}}}}"#;
         let ephemeral = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u5","kind":{"group":"","kind":"Pod"},"subResource":"ephemeralcontainers","operation":"UPDATE","object":{"spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]}}}}"#;
         let trailing = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u6","kind":{"group":"","kind":"Pod"},"operation":"CREATE","object":{"spec":{}}}} x"#;
+        // Invalid UTF-8 in a string that is read (the user) and in one that is skipped.
+        for needle in [&b"alice"[..], b"authenticated"] {
+            let mut not_utf8 =
+                include_bytes!("../tests/fixtures/review-privileged-pod.json").to_vec();
+            let at = not_utf8
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap();
+            not_utf8[at] = 0xff;
+            bodies.push(not_utf8);
+        }
         for extra in [
             &reordered[..],
             escaped,
