@@ -5,8 +5,9 @@
 //! The bounds are the budget: lower them as the hot path improves (BENCHMARKS.md lists the
 //! measured counts).
 
-#[path = "../benches/common/mod.rs"]
 mod common;
+#[path = "../benches/common/mod.rs"]
+mod fixtures;
 
 use portier::admission::{self, Endpoint};
 use portier::alloc_count::{self, CountingAlloc};
@@ -17,13 +18,21 @@ use portier::pod::decode_workload;
 static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Upper bounds on allocations for one whole review (decode + evaluate + encode) of each
-/// fixture against the default set, by fixture name.
+/// fixture against the default set, by fixture name. Measured (November 2026): 5, 10, 15 and
+/// 10. What remains: one per `Vec` of the pod view (container lists, ports, capabilities),
+/// serde_json's scratch buffer, the answer's bytes, and for a denial its message. The headroom
+/// is for pod-view fields being added (Pod Security Standards); lower these as the hot path
+/// improves.
 const REVIEW_BUDGET: &[(&str, u64)] = &[
-    ("pod-2k-allowed", 64),
-    ("deployment-8k-allowed", 64),
-    ("deployment-64k-update-allowed", 64),
-    ("pod-1k-denied", 64),
+    ("pod-2k-allowed", 8),
+    ("deployment-8k-allowed", 16),
+    ("deployment-64k-update-allowed", 24),
+    ("pod-1k-denied", 16),
 ];
+
+/// Upper bound on the server's allocations per 8 KB review on a keep-alive HTTPS connection
+/// (TLS, HTTP, routing, metrics, review). Measured: 31 on HTTP/1.1 and on HTTP/2.
+const SERVER_BUDGET: u64 = 48;
 
 #[test]
 fn the_counter_counts_only_inside_count() {
@@ -36,9 +45,9 @@ fn the_counter_counts_only_inside_count() {
 
 #[test]
 fn evaluating_an_allowed_decoded_pod_does_not_allocate() {
-    for &(set_name, dir) in common::POLICY_SETS {
-        let set = common::policy_set(dir);
-        for w in common::workloads() {
+    for &(set_name, dir) in fixtures::POLICY_SETS {
+        let set = fixtures::policy_set(dir);
+        for w in fixtures::workloads() {
             let decoded = decode_workload(w.kind, &w.json).unwrap();
             let pod = decoded.spec.unwrap();
             let request = Request {
@@ -55,10 +64,10 @@ fn evaluating_an_allowed_decoded_pod_does_not_allocate() {
 
 #[test]
 fn a_whole_review_stays_within_its_allocation_budget() {
-    let set = common::policy_set("policies");
+    let set = fixtures::policy_set("policies");
     let mut report = Vec::new();
-    for &(name, file, allowed) in common::REVIEWS {
-        let body = common::read(file);
+    for &(name, file, allowed) in fixtures::REVIEWS {
+        let body = fixtures::read(file);
         // The first call may grow lazily initialised state; count a later one.
         let _ = admission::review(&body, &set, Endpoint::Validate);
         let (answer, n) = alloc_count::count(|| admission::review(&body, &set, Endpoint::Validate));
@@ -74,4 +83,85 @@ fn a_whole_review_stays_within_its_allocation_budget() {
     }
     // Shown with --nocapture; BENCHMARKS.md quotes these.
     println!("{}", report.join("\n"));
+}
+
+/// Allocations per review on the server side of a keep-alive HTTPS connection (TLS, HTTP,
+/// routing, metrics and the review itself), for the 8 KB fixture. The server runs on this
+/// thread (a current-thread runtime), the client on another, so only the server is counted.
+fn server_allocations_per_request(http2: bool) -> u64 {
+    const REQUESTS: u64 = 200;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let policies: Vec<(String, String)> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap())
+            })
+            .collect();
+    let files: Vec<(&str, &str)> = policies
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let server = runtime.block_on(common::TestServer::start(&files));
+    let client = server.pki.client(http2);
+    let url = format!("{}/validate", server.base);
+    let body = fixtures::read("review-deployment-8k.json");
+    let (warm_tx, warm_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let sender = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let post = || async {
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            };
+            // Warm up: the connection, the TLS session, buffers, the metrics.
+            for _ in 0..20 {
+                post().await;
+            }
+            warm_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            for _ in 0..REQUESTS {
+                post().await;
+            }
+            done_tx.send(()).unwrap();
+        });
+    });
+    runtime.block_on(warm_rx).unwrap();
+    let (_, n) = alloc_count::count(|| {
+        go_tx.send(()).unwrap();
+        runtime.block_on(done_rx).unwrap();
+    });
+    sender.join().unwrap();
+    runtime.block_on(server.stop());
+    n / REQUESTS
+}
+
+#[test]
+fn an_https_review_allocates_a_bounded_amount_in_the_server() {
+    let budget = SERVER_BUDGET;
+    for (name, http2) in [("HTTP/1.1", false), ("HTTP/2", true)] {
+        let n = server_allocations_per_request(http2);
+        println!("server, {name}, 8 KB review: {n} allocations per request (budget {budget})");
+        assert!(
+            n <= budget,
+            "{name}: {n} allocations per request, budget {budget}"
+        );
+    }
 }
