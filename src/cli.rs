@@ -63,6 +63,10 @@ enum Command {
         /// Start even when the policy directory holds no policy (every request is then allowed).
         #[arg(long)]
         allow_empty: bool,
+        /// Threads that serve requests (default: the CPUs this process may use, which honours
+        /// a container's CPU limit).
+        #[arg(long, env = "PORTIER_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+        worker_threads: Option<u16>,
     },
     /// Judge manifests offline, exactly as admission would (exit 1 if an enforce policy denies).
     Check {
@@ -117,8 +121,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             tls_key,
             addr,
             allow_empty,
+            worker_threads,
         } => {
+            // One worker per usable CPU: a webhook's work is CPU-bound (TLS, JSON), so more
+            // threads than cores only add switching.
+            let workers = match worker_threads {
+                Some(n) => usize::from(n),
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;

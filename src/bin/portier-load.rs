@@ -92,6 +92,15 @@ struct Args {
     /// Threads of the load generator's runtime (it shares the machine with the server).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// `--worker-threads` of the started server (default: its own, one per CPU).
+    #[arg(long)]
+    server_threads: Option<u16>,
+    /// Open a new TLS connection for every request (closed loop), to measure handshakes.
+    #[arg(long)]
+    new_connection: bool,
+    /// Do not offer TLS session resumption (with --new-connection: full handshakes only).
+    #[arg(long)]
+    no_resumption: bool,
     /// Also print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -276,8 +285,12 @@ impl StartedServer {
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let child = Command::new(&bin)
-            .arg("serve")
+        let mut command = Command::new(&bin);
+        command.arg("serve");
+        if let Some(n) = args.server_threads {
+            command.arg("--worker-threads").arg(n.to_string());
+        }
+        let child = command
             .arg("--policies")
             .arg(&args.policies)
             .arg("--tls-cert")
@@ -345,7 +358,7 @@ fn read_rss(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-fn tls_connector(ca_pem: &[u8], protocol: Protocol) -> Result<TlsConnector> {
+fn tls_connector(ca_pem: &[u8], protocol: Protocol, resumption: bool) -> Result<TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert.context("bad CA certificate")?)?;
@@ -354,6 +367,9 @@ fn tls_connector(ca_pem: &[u8], protocol: Protocol) -> Result<TlsConnector> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    if !resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     config.alpn_protocols = vec![match protocol {
         Protocol::H1 => b"http/1.1".to_vec(),
         Protocol::H2 => b"h2".to_vec(),
@@ -475,6 +491,8 @@ struct Plan {
     /// Requests counted toward --requests.
     measured: AtomicU64,
     done: AtomicBool,
+    /// `--new-connection`: where and how to connect for every request.
+    reconnect: Option<(SocketAddr, TlsConnector, Protocol)>,
 }
 
 impl Plan {
@@ -500,7 +518,10 @@ async fn load(
     fixtures: Vec<Fixture>,
     sequence: Vec<usize>,
 ) -> Result<Report> {
-    let connector = tls_connector(ca_pem, args.http)?;
+    if args.new_connection && args.rate.is_some() {
+        bail!("--new-connection runs a closed loop only");
+    }
+    let connector = tls_connector(ca_pem, args.http, !args.no_resumption)?;
     let authority = match addr {
         SocketAddr::V4(a) => a.to_string(),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
@@ -534,6 +555,9 @@ async fn load(
         limit: args.requests,
         measured: AtomicU64::new(0),
         done: AtomicBool::new(false),
+        reconnect: args
+            .new_connection
+            .then(|| (addr, connector.clone(), args.http)),
     });
 
     // Open loop: a pacing thread sends due times; workers take them in order.
@@ -616,11 +640,17 @@ async fn closed_loop(plan: &Plan, sender: &Sender, stats: &mut WorkerStats) {
         }
         let index = plan.next.fetch_add(1, Ordering::Relaxed);
         let (fixture, body) = plan.body(index);
-        let result = sender.post(&plan.uri, &plan.authority, body).await;
+        let result = match &plan.reconnect {
+            None => sender.post(&plan.uri, &plan.authority, body).await,
+            Some((addr, connector, protocol)) => match connect(*addr, connector, *protocol).await {
+                Ok(fresh) => fresh.post(&plan.uri, &plan.authority, body).await,
+                Err(e) => Err(e),
+            },
+        };
         if sent >= plan.measure_from && plan.count_measured() {
             stats.record(&result, sent.elapsed(), fixture);
         }
-        if result.is_err() && !sender_alive(sender) {
+        if result.is_err() && plan.reconnect.is_none() && !sender_alive(sender) {
             break;
         }
     }
@@ -695,6 +725,14 @@ impl Report {
         let p = |q: f64| us(percentile(&self.latencies_ns, q));
         let mode = match args.rate {
             Some(rate) => format!("open loop at {rate} reviews/s (latency from due time)"),
+            None if args.new_connection => format!(
+                "closed loop, a new connection per request ({})",
+                if args.no_resumption {
+                    "full handshakes"
+                } else {
+                    "resumed handshakes"
+                }
+            ),
             None => "closed loop".to_owned(),
         };
         let protocol = match args.http {
