@@ -9,7 +9,9 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use portier::admission::{self, Endpoint};
+use portier::admission::{self, Endpoint, Outcome};
+use portier::metrics::Metrics;
+use portier::reload::PolicyStore;
 
 fn review(c: &mut Criterion) {
     for &(set_name, dir) in common::POLICY_SETS {
@@ -36,5 +38,22 @@ fn review(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, review);
+/// What the server adds around a review on every request: the policy snapshot (an ArcSwap
+/// load) and the metrics (pre-resolved counter and histogram handles, no label lookup).
+fn per_request_overhead(c: &mut Criterion) {
+    use std::sync::Arc;
+    let metrics = Arc::new(Metrics::new());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let store = PolicyStore::open(&dir, false, Arc::clone(&metrics)).expect("policies load");
+    let mut group = c.benchmark_group("per-request");
+    group.bench_function("policy-snapshot", |b| {
+        b.iter(|| black_box(store.snapshot().set.len()))
+    });
+    group.bench_function("metrics-record-request", |b| {
+        b.iter(|| metrics.record_request(Endpoint::Validate, Outcome::Allowed, black_box(0.0001)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, review, per_request_overhead);
 criterion_main!(benches);
