@@ -6,6 +6,8 @@
 //! lives in the binary.
 
 pub mod admission;
+pub mod alloc_count;
+pub mod bench;
 pub mod engine;
 pub mod metrics;
 pub mod mutation;

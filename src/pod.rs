@@ -205,6 +205,43 @@ fn decode_with<'de, D: Deserializer<'de>>(
     })
 }
 
+/// Decodes a workload of a known kind where it sits inside a larger document (the
+/// AdmissionReview's `request.object`), so the object is read once instead of being captured
+/// and parsed again. Like [`decode_workload`], it accepts only a JSON object; `null` is `None`.
+pub struct WorkloadSeed(pub WorkloadKind);
+
+impl<'de> de::DeserializeSeed<'de> for WorkloadSeed {
+    type Value = Option<Workload<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for WorkloadSeed {
+    type Value = Option<Workload<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} object", self.0)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        decode_with(self.0, de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ObjectMeta<'a> {

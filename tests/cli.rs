@@ -309,3 +309,79 @@ fn check_mutate_prints_the_patched_objects_and_judges_them() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
+
+#[test]
+fn bench_prints_one_tab_separated_line_per_file_and_counts_allocations() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let allowed = format!("{fixtures}/review-pod-2k.json");
+    let denied = format!("{fixtures}/review-privileged-pod.json");
+    let out = portier(
+        &[
+            "bench",
+            "--policies",
+            SHIPPED_POLICIES,
+            "--iterations",
+            "20",
+            &allowed,
+            &denied,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, file) in lines.iter().zip([&allowed, &denied]) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 4, "{line}");
+        assert_eq!(cols[0], file.as_str());
+        assert!(cols[1].parse::<f64>().unwrap() > 0.0, "{line}");
+        assert!(cols[2].parse::<f64>().is_ok(), "{line}");
+        // The binary's counting allocator is installed: a review allocates a little.
+        assert!(cols[3].parse::<u64>().unwrap() > 0, "{line}");
+    }
+    let summary = stderr(&out);
+    // The count is the shipped set's business; the privileged pod is denied.
+    assert!(
+        summary.contains("review-privileged-pod.json: Pod shop/web")
+            && summary.contains("denied with "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Pod shop/web-5d8f9c7b6-xk2lp"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_load_tool_starts_a_server_loads_it_briefly_and_stops_it() {
+    // Loopback only, bounded to half a second of load; asserts counts, never times.
+    for http in ["h1", "h2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_portier-load"))
+            .args([
+                "--portier",
+                BIN,
+                "--policies",
+                SHIPPED_POLICIES,
+                "--http",
+                http,
+                "--connections",
+                "2",
+                "--duration",
+                "0.5",
+                "--warmup",
+                "0",
+                "--rate",
+                "200",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}{}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(json["errors"], 0, "{text}");
+        assert!(json["ok"].as_u64().unwrap() > 0, "{text}");
+        assert!(json["rss_bytes"].as_u64().unwrap() > 0, "{text}");
+    }
+}

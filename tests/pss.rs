@@ -1,17 +1,13 @@
 //! The Pod Security Standards end to end: `portier check` over the sample pods of
 //! `tests/fixtures/pss/pods` against the policies of `tests/fixtures/pss/policies` (baseline and
 //! restricted, latest and pinned versions), compared with `tests/fixtures/pss/expected.json`:
-//! for each file, the `path: problem` of every violation, by policy. And: judging a compliant
-//! pod allocates nothing.
+//! for each file, the `path: problem` of every violation, by policy. (That judging a compliant
+//! pod with every control allocates nothing is checked in `tests/allocations.rs`.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use portier::engine::{self, Request};
-use portier::pod::{WorkloadKind, decode_workload};
 use portier::policy::PolicySet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portier");
@@ -129,107 +125,6 @@ fn the_shipped_pss_policies_deny_a_privileged_pod_in_upstreams_words() {
             "{row}"
         );
     }
-}
-
-// A global allocator that counts the allocations of the threads that ask it to.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-fn count() {
-    let _ = ALLOCATIONS.try_with(|c| {
-        if let Some(n) = c.get() {
-            c.set(Some(n + 1));
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations_of<T>(f: impl FnOnce() -> T) -> (usize, T) {
-    ALLOCATIONS.with(|c| c.set(Some(0)));
-    let result = f();
-    let n = ALLOCATIONS.with(|c| c.replace(None)).unwrap_or(0);
-    (n, result)
-}
-
-#[test]
-fn judging_a_compliant_pod_allocates_nothing() {
-    let review: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/review-deployment-8k.json")).unwrap();
-    let deployment = review["request"]["object"].to_string();
-    let compliant =
-        std::fs::read_to_string(format!("{FIXTURES}/pods/restricted-compliant.yaml")).unwrap();
-    let compliant: serde_json::Value = serde_saphyr::from_str(&compliant).unwrap();
-    let pod_json = compliant.to_string();
-
-    let shipped = PolicySet::from_dir(Path::new(SHIPPED_POLICIES)).unwrap();
-    let fixtures = PolicySet::from_dir(&Path::new(FIXTURES).join("policies")).unwrap();
-    let every_control: String = portier::policy::pss::CONTROLS
-        .iter()
-        .map(|c| {
-            format!(
-                "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: {0}}}\nspec: {{check: {0}}}\n---\n",
-                c.id
-            )
-        })
-        .collect();
-    let controls = PolicySet::from_yaml("controls.yaml", &every_control).unwrap();
-
-    // The default set (which holds pss-baseline and pss-restricted) on the benchmark's
-    // Deployment; every level, version and single control on both workloads.
-    for (kind, json, sets) in [
-        (
-            WorkloadKind::Deployment,
-            deployment.as_str(),
-            vec![&shipped, &fixtures, &controls],
-        ),
-        (
-            WorkloadKind::Pod,
-            pod_json.as_str(),
-            vec![&fixtures, &controls],
-        ),
-    ] {
-        let workload = decode_workload(kind, json).unwrap();
-        let pod = workload.pod().unwrap();
-        let request = Request {
-            kind,
-            namespace: "shop",
-            user: None,
-        };
-        for set in sets {
-            let (n, verdict) = allocations_of(|| engine::evaluate(set, &request, pod));
-            assert!(verdict.is_clean(), "{kind}: {:?}", verdict.violations);
-            assert_eq!(n, 0, "{kind}: evaluating {} policies allocated", set.len());
-        }
-    }
-    // The counter works.
-    let (n, _) = allocations_of(|| String::from("x"));
-    assert_eq!(n, 1);
 }
 
 #[test]
