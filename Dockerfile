@@ -54,7 +54,10 @@ LABEL org.opencontainers.image.title="portier" \
 COPY --from=builder --chown=0:0 /out/portier /portier
 # Non-root, numeric (so the kubelet can check runAsNonRoot). The chart sets the same ids.
 USER 65532:65532
-# HTTPS: /validate, /mutate, /healthz, /readyz, /metrics.
-EXPOSE 8443
+# Logs as JSON, one object a line, for log collectors (--log-format overrides it).
+ENV PORTIER_LOG_FORMAT=json
+# 8443: the webhook, HTTPS (/validate, /mutate). 9090: operations, plain HTTP (/metrics,
+# /healthz, /readyz). The chart's ports.webhook and ports.metrics.
+EXPOSE 8443 9090
 ENTRYPOINT ["/portier"]
 CMD ["--help"]

@@ -66,8 +66,8 @@ fn audit(c: &mut Criterion) {
                 let head = ItemHead::parse(item.get()).expect("an object");
                 black_box(head.controller_uid());
                 let workload = decode_workload(WorkloadKind::Pod, item.get()).expect("a pod");
-                let spec = workload.spec.expect("a spec");
-                violations += engine::evaluate(&set, &request, &spec).violations.len();
+                let pod = workload.pod().expect("a spec");
+                violations += engine::evaluate(&set, &request, pod).violations.len();
             }
             black_box(violations)
         })
@@ -81,8 +81,8 @@ fn audit(c: &mut Criterion) {
                 black_box(pod.metadata.owner_references.as_ref());
                 let json = serde_json::to_string(pod).expect("serializes");
                 let workload = decode_workload(WorkloadKind::Pod, &json).expect("a pod");
-                let spec = workload.spec.expect("a spec");
-                violations += engine::evaluate(&set, &request, &spec).violations.len();
+                let pod = workload.pod().expect("a spec");
+                violations += engine::evaluate(&set, &request, pod).violations.len();
             }
             black_box(violations)
         })

@@ -1,30 +1,36 @@
-//! The engine alone: a decoded pod judged against the shipped default policy set.
+//! The engine alone: decoded pods judged against each policy set of `common::POLICY_SETS`.
+//! Every pod is compliant, so this is the allowed path (no allocation, see
+//! `tests/allocations.rs`).
+
+mod common;
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portier::engine::{self, Request};
-use portier::pod::{WorkloadKind, decode_workload};
-use portier::policy::PolicySet;
-
-const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
-const REVIEW: &str = include_str!("../tests/fixtures/review-deployment-8k.json");
+use portier::pod::decode_workload;
 
 fn evaluate(c: &mut Criterion) {
-    let set = PolicySet::from_dir(std::path::Path::new(POLICIES)).expect("shipped policies load");
-    let review: serde_json::Value = serde_json::from_str(REVIEW).expect("fixture is JSON");
-    let object = review["request"]["object"].to_string();
-    let workload = decode_workload(WorkloadKind::Deployment, &object).expect("fixture decodes");
-    let pod = workload.spec.expect("fixture has a pod template");
-    let request = Request {
-        kind: WorkloadKind::Deployment,
-        namespace: "shop",
-        user: Some("system:serviceaccount:ci:deployer"),
-    };
-    assert!(engine::evaluate(&set, &request, &pod).is_clean());
-    c.bench_function("evaluate/default-set/3-containers-allowed", |b| {
-        b.iter(|| black_box(engine::evaluate(black_box(&set), &request, black_box(&pod))))
-    });
+    let workloads = common::workloads();
+    for &(set_name, dir) in common::POLICY_SETS {
+        let set = common::policy_set(dir);
+        let mut group = c.benchmark_group(format!("evaluate/{set_name}"));
+        for w in &workloads {
+            let decoded = decode_workload(w.kind, &w.json).expect("fixture decodes");
+            let pod = decoded.pod().expect("fixture has a pod spec");
+            let request = Request {
+                kind: w.kind,
+                namespace: w.namespace,
+                user: Some("system:serviceaccount:ci:deployer"),
+            };
+            let verdict = engine::evaluate(&set, &request, pod);
+            assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);
+            group.bench_function(w.name, |b| {
+                b.iter(|| black_box(engine::evaluate(black_box(&set), &request, black_box(pod))))
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, evaluate);

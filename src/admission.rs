@@ -7,11 +7,12 @@
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer, de};
 use serde_json::value::RawValue;
 
 use crate::engine::{self, Request, Verdict};
-use crate::pod::{self, Text, WorkloadKind};
+use crate::mutation::{self, Mutation};
+use crate::pod::{self, Text, Workload, WorkloadKind};
 use crate::policy::{Mode, PolicySet};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -66,8 +67,10 @@ pub struct Answer {
     pub outcome: Outcome,
     /// What was judged, when something was violated (for the decision log).
     pub subject: Option<Subject>,
-    /// One per violation, in policy order.
+    /// One per violation, in policy order (`/validate` only).
     pub decisions: Vec<Decision>,
+    /// Indexes of the policies whose mutation is in the returned patch (`/mutate` only).
+    pub mutated: Vec<usize>,
 }
 
 /// The request a decision was about: identity only, never the object's content.
@@ -154,6 +157,18 @@ struct UidRequest<'a> {
 
 /// Answers one AdmissionReview posted to `endpoint`.
 pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
+    // The common case in one pass over the body; anything unusual (an error, escaped keys,
+    // fields in an order other than the API server's) takes the general path below, which
+    // gives the same answer.
+    if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
+        return judge(review, workload, set, endpoint);
+    }
+    review_general(body, set, endpoint)
+}
+
+/// [`review`] without the one-pass decoding: the object is captured raw and decoded once its
+/// kind is known, and every error is explained.
+fn review_general(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
     // serde would also read a JSON array as the review's fields by position.
     if body.trim_ascii_start().first() != Some(&b'{') {
         if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
@@ -176,6 +191,17 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         }
         Err(e) => return bad_request(&format!("the body is not valid JSON: {e}")),
     };
+    judge(review, None, set, endpoint)
+}
+
+/// Judges a decoded review. `decoded` is the workload when [`decode_one_pass`] already read
+/// `request.object`; otherwise it is decoded from the raw object here.
+fn judge<'a>(
+    review: ReviewIn<'a>,
+    decoded: Option<Workload<'a>>,
+    set: &PolicySet,
+    endpoint: Endpoint,
+) -> Answer {
     let api_version = review.api_version.as_deref().unwrap_or("");
     let kind = review.kind.as_deref().unwrap_or("");
     if api_version != API_VERSION || kind != KIND {
@@ -190,25 +216,25 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         Some(uid) if !uid.is_empty() => uid,
         _ => return bad_request("request.uid is missing"),
     };
-    let (kind, object) = match target(&request) {
+    let (kind, object) = match target(&request, decoded.is_some()) {
         Target::NotJudged => return allow(uid),
         Target::Unreadable(why) => return fail_closed(uid, endpoint, &why),
         Target::Workload(kind, object) => (kind, object),
     };
-    // Mutation never denies and has no mutating checks yet: the validating webhook, which the
-    // API server calls after it, decides.
-    if endpoint == Endpoint::Mutate {
-        return allow(uid);
-    }
-    let workload = match pod::decode_workload(kind, object.get()) {
-        Ok(w) => w,
-        Err(_) => {
-            let why = pod::explain_decode_error(kind, object.get());
-            let why = format!("request.object is not a valid {kind}: {why}");
-            return fail_closed(uid, endpoint, &why);
-        }
+    let workload = match (decoded, object) {
+        (Some(workload), _) => workload,
+        (None, Some(object)) => match pod::decode_workload(kind, object.get()) {
+            Ok(w) => w,
+            Err(_) => {
+                let why = pod::explain_decode_error(kind, object.get());
+                let why = format!("request.object is not a valid {kind}: {why}");
+                return fail_closed(uid, endpoint, &why);
+            }
+        },
+        // `target` returns a workload only with an object.
+        (None, None) => return fail_closed(uid, endpoint, "request.object is missing"),
     };
-    let Some(spec) = &workload.spec else {
+    let Some(pod) = workload.pod() else {
         return allow(uid);
     };
     let namespace = request
@@ -225,9 +251,21 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         namespace,
         user,
     };
-    let verdict = engine::evaluate(set, &engine_request, spec);
+    let verdict = engine::evaluate(set, &engine_request, pod);
     if verdict.is_clean() {
         return allow(uid);
+    }
+    if endpoint == Endpoint::Mutate {
+        // Mutation never denies: the validating webhook, which the API server calls after it,
+        // decides on whatever a patch could not fix.
+        // On /mutate the one-pass decoder keeps the object raw, for the patch to be made from.
+        let Some(raw) = object else {
+            return allow(uid);
+        };
+        return match mutation::mutate(set, &verdict, kind, raw.get()) {
+            Ok(Some(m)) => patched(uid, m),
+            Ok(None) | Err(_) => allow(uid),
+        };
     }
     let subject = Subject {
         uid: uid.to_owned(),
@@ -251,31 +289,203 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
 enum Target<'a> {
     NotJudged,
     Unreadable(String),
-    Workload(WorkloadKind, &'a RawValue),
+    /// The kind, and the raw object unless it was decoded already.
+    Workload(WorkloadKind, Option<&'a RawValue>),
 }
 
-fn target<'a>(request: &RequestIn<'a>) -> Target<'a> {
+/// The kind of workload to judge, whatever the object: `Ok(None)` when the request is not
+/// judged (another operation, kind or subresource).
+fn judged_kind(request: &RequestIn<'_>) -> Result<Option<WorkloadKind>, String> {
     let operation = request.operation.as_deref().unwrap_or("");
     if operation != "CREATE" && operation != "UPDATE" {
-        return Target::NotJudged;
+        return Ok(None);
     }
     let Some(gvk) = &request.kind else {
-        return Target::Unreadable("request.kind is missing".into());
+        return Err("request.kind is missing".into());
     };
     let group = gvk.group.as_deref().unwrap_or("");
     let Some(kind) = WorkloadKind::from_group_kind(group, gvk.kind.as_deref().unwrap_or("")) else {
-        return Target::NotJudged;
+        return Ok(None);
     };
     // Subresources carry other objects (status, scale, binding...). The one that changes what
     // runs is pods/ephemeralcontainers, whose object is the whole Pod.
     match request.sub_resource.as_deref() {
         None | Some("") => {}
         Some("ephemeralcontainers") if kind == WorkloadKind::Pod => {}
-        Some(_) => return Target::NotJudged,
+        Some(_) => return Ok(None),
     }
+    Ok(Some(kind))
+}
+
+fn target<'a>(request: &RequestIn<'a>, decoded: bool) -> Target<'a> {
+    let kind = match judged_kind(request) {
+        Ok(Some(kind)) => kind,
+        Ok(None) => return Target::NotJudged,
+        Err(why) => return Target::Unreadable(why),
+    };
     match request.object {
-        Some(object) => Target::Workload(kind, object),
-        None => Target::Unreadable(format!("request.object is missing for {operation} {kind}")),
+        Some(object) => Target::Workload(kind, Some(object)),
+        None if decoded => Target::Workload(kind, None),
+        None => {
+            let operation = request.operation.as_deref().unwrap_or("");
+            Target::Unreadable(format!("request.object is missing for {operation} {kind}"))
+        }
+    }
+}
+
+/// Decodes a review in one pass, reading `request.object` straight into the pod view when the
+/// fields before it (the API server writes `kind`, `subResource` and `operation` first) say
+/// it will be judged. Fails on anything [`review`]'s general path must explain instead:
+/// errors, escaped keys, duplicate fields, a review that is not a JSON object, a body that is
+/// not UTF-8 (serde_json tolerates that inside strings it skips).
+fn decode_one_pass(
+    body: &[u8],
+    endpoint: Endpoint,
+) -> Result<(ReviewIn<'_>, Option<Workload<'_>>), serde_json::Error> {
+    // Validating the body's UTF-8 once, up front, is cheaper than serde_json's check of every
+    // key and string it reads from a byte slice (callgrind: 10% of an 8 KB review).
+    let text = std::str::from_utf8(body).map_err(|_| de::Error::custom("not UTF-8"))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let decoded = de::Deserializer::deserialize_map(&mut de, OnePass { endpoint })?;
+    de.end()?;
+    Ok(decoded)
+}
+
+struct OnePass {
+    endpoint: Endpoint,
+}
+
+fn set_once<'de, T, A: de::MapAccess<'de>>(
+    slot: &mut Option<T>,
+    seen: &mut bool,
+    name: &'static str,
+    map: &mut A,
+) -> Result<(), A::Error>
+where
+    Option<T>: Deserialize<'de>,
+{
+    if std::mem::replace(seen, true) {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = map.next_value()?;
+    Ok(())
+}
+
+impl<'de> de::Visitor<'de> for OnePass {
+    type Value = (ReviewIn<'de>, Option<Workload<'de>>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionReview object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut review = ReviewIn {
+            api_version: None,
+            kind: None,
+            request: None,
+        };
+        let mut workload = None;
+        let mut seen = [false; 3];
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "apiVersion" => set_once(
+                    &mut review.api_version,
+                    &mut seen[0],
+                    "apiVersion",
+                    &mut map,
+                )?,
+                "kind" => set_once(&mut review.kind, &mut seen[1], "kind", &mut map)?,
+                "request" => {
+                    if std::mem::replace(&mut seen[2], true) {
+                        return Err(de::Error::duplicate_field("request"));
+                    }
+                    let (request, w) = map.next_value_seed(RequestPass {
+                        endpoint: self.endpoint,
+                    })?;
+                    review.request = request;
+                    workload = w;
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((review, workload))
+    }
+}
+
+struct RequestPass {
+    endpoint: Endpoint,
+}
+
+impl<'de> de::DeserializeSeed<'de> for RequestPass {
+    type Value = (Option<RequestIn<'de>>, Option<Workload<'de>>);
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_option(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for RequestPass {
+    type Value = (Option<RequestIn<'de>>, Option<Workload<'de>>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest object")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((None, None))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((None, None))
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut r = RequestIn {
+            uid: None,
+            kind: None,
+            sub_resource: None,
+            name: None,
+            namespace: None,
+            operation: None,
+            user_info: None,
+            object: None,
+        };
+        let mut workload = None;
+        let mut seen = [false; 8];
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "uid" => set_once(&mut r.uid, &mut seen[0], "uid", &mut map)?,
+                "kind" => set_once(&mut r.kind, &mut seen[1], "kind", &mut map)?,
+                "subResource" => {
+                    set_once(&mut r.sub_resource, &mut seen[2], "subResource", &mut map)?
+                }
+                "namespace" => set_once(&mut r.namespace, &mut seen[3], "namespace", &mut map)?,
+                "operation" => set_once(&mut r.operation, &mut seen[4], "operation", &mut map)?,
+                "userInfo" => set_once(&mut r.user_info, &mut seen[5], "userInfo", &mut map)?,
+                "name" => set_once(&mut r.name, &mut seen[7], "name", &mut map)?,
+                "object" => {
+                    if std::mem::replace(&mut seen[6], true) {
+                        return Err(de::Error::duplicate_field("object"));
+                    }
+                    match judged_kind(&r) {
+                        Ok(Some(kind)) if self.endpoint == Endpoint::Validate => {
+                            workload = map.next_value_seed(pod::WorkloadSeed(kind))?;
+                        }
+                        _ => r.object = map.next_value()?,
+                    }
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((Some(r), workload))
     }
 }
 
@@ -307,6 +517,11 @@ struct ResponseOut<'a> {
     warnings: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
     audit_annotations: Vec<(&'a str, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    /// Standard base64 of the JSON Patch (kube-rs's own type writes an array of numbers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
 }
 
 /// A `metav1.Status`, as both AdmissionResponse.status and HTTP error bodies use it.
@@ -328,10 +543,26 @@ fn write_review(response: ResponseOut<'_>) -> Vec<u8> {
         kind: KIND,
         response,
     };
-    let mut body = Vec::with_capacity(128);
-    // Serializing plain structs of strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut body, &out);
-    body
+    // Encode into a buffer this thread keeps, then copy out exactly the bytes written: one
+    // allocation of the right size, never a regrowth (an allowed answer is ~140 bytes, a
+    // denial several hundred).
+    ENCODE_BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        // Serializing plain structs of strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buffer, &out);
+        let body = buffer.as_slice().to_vec();
+        if buffer.capacity() > MAX_KEPT_BUFFER {
+            *buffer = Vec::new();
+        }
+        body
+    })
+}
+
+/// A buffer grown past this by an unusually long answer is not kept.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn allow(uid: &str) -> Answer {
@@ -343,10 +574,13 @@ fn allow(uid: &str) -> Answer {
             status: None,
             warnings: Vec::new(),
             audit_annotations: Vec::new(),
+            patch_type: None,
+            patch: None,
         }),
         outcome: Outcome::Allowed,
         subject: None,
         decisions: Vec::new(),
+        mutated: Vec::new(),
     }
 }
 
@@ -371,10 +605,36 @@ fn fail_closed(uid: &str, endpoint: Endpoint, why: &str) -> Answer {
             }),
             warnings: Vec::new(),
             audit_annotations: Vec::new(),
+            patch_type: None,
+            patch: None,
         }),
         outcome: Outcome::Invalid,
         subject: None,
         decisions: Vec::new(),
+        mutated: Vec::new(),
+    }
+}
+
+fn patched(uid: &str, mutation: Mutation) -> Answer {
+    use base64::Engine as _;
+    // Serializing a JSON Patch into a Vec cannot fail.
+    let json = serde_json::to_vec(&mutation.patch).unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: true,
+            status: None,
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+            patch_type: Some("JSONPatch"),
+            patch: Some(encoded),
+        }),
+        outcome: Outcome::Allowed,
+        subject: None,
+        decisions: Vec::new(),
+        mutated: mutation.policies,
     }
 }
 
@@ -386,6 +646,7 @@ pub fn bad_request(message: &str) -> Answer {
         outcome: Outcome::Invalid,
         subject: None,
         decisions: Vec::new(),
+        mutated: Vec::new(),
     }
 }
 
@@ -473,6 +734,8 @@ fn encode_verdict(
         status,
         warnings,
         audit_annotations,
+        patch_type: None,
+        patch: None,
     });
     Answer {
         http_status: 200,
@@ -484,6 +747,7 @@ fn encode_verdict(
         },
         subject: Some(subject),
         decisions,
+        mutated: Vec::new(),
     }
 }
 
@@ -781,5 +1045,95 @@ spec: {check: resource-limits, mode: audit, params: {require: {limits: [memory]}
         assert!(t.ends_with('…'));
         assert_eq!(truncate_chars("short".into(), 120), "short");
         assert_eq!(truncate_chars("x".repeat(120), 120), "x".repeat(120));
+    }
+
+    #[test]
+    fn the_one_pass_decoder_answers_exactly_as_the_general_path() {
+        let privileged = pod(json!([{"name": "a", "securityContext": {"privileged": true}}]));
+        let compliant = pod(
+            json!([{"name": "a", "securityContext": {"runAsNonRoot": true},
+            "resources": {"limits": {"memory": "1Gi"}}}]),
+        );
+        let mut bodies = vec![
+            review_of(("", "Pod"), "CREATE", privileged.clone()),
+            review_of(("", "Pod"), "UPDATE", compliant.clone()),
+            review_of(("", "Pod"), "DELETE", privileged.clone()),
+            review_of(("", "ConfigMap"), "CREATE", json!({"data": {}})),
+            review_of(("", "Pod"), "CREATE", json!(null)),
+            review_of(("", "Pod"), "CREATE", json!([1, 2])),
+            review_of(("", "Pod"), "CREATE", json!({"spec": {"containers": {}}})),
+            review_of(
+                ("apps", "Deployment"),
+                "CREATE",
+                json!({"spec": {"template": {
+                "spec": {"hostPID": true, "containers": [{"name": "x"}]}}}}),
+            ),
+        ];
+        // Object before kind and operation (not the API server's order), escaped keys,
+        // duplicate fields, a subresource, a review that is not an object, trailing garbage.
+        let reordered = br#"{"request":{"object":{"spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]}},"operation":"CREATE","uid":"u1","kind":{"group":"","kind":"Pod"}},"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#;
+        let escaped = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u2","kind":{"group":"","kind":"Pod"},"operation":"CREATE","obj\u0065ct":{"spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]}}}}"#;
+        let duplicate = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u3","kind":{"group":"","kind":"Pod"},"operation":"CREATE","object":{"spec":{}},"object":{"spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]}}}}"#;
+        let subresource = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u4","kind":{"group":"","kind":"Pod"},"subResource":"status","operation":"UPDATE","object":{"spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]}}}}"#;
+        let ephemeral = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u5","kind":{"group":"","kind":"Pod"},"subResource":"ephemeralcontainers","operation":"UPDATE","object":{"spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]}}}}"#;
+        let trailing = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u6","kind":{"group":"","kind":"Pod"},"operation":"CREATE","object":{"spec":{}}}} x"#;
+        // Invalid UTF-8 in a string that is read (the user) and in one that is skipped.
+        for needle in [&b"alice"[..], b"authenticated"] {
+            let mut not_utf8 =
+                include_bytes!("../tests/fixtures/review-privileged-pod.json").to_vec();
+            let at = not_utf8
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap();
+            not_utf8[at] = 0xff;
+            bodies.push(not_utf8);
+        }
+        for extra in [
+            &reordered[..],
+            escaped,
+            duplicate,
+            subresource,
+            ephemeral,
+            trailing,
+            b"[]",
+            b"{}",
+        ] {
+            bodies.push(extra.to_vec());
+        }
+        for fixture in [
+            &include_bytes!("../tests/fixtures/review-deployment-8k.json")[..],
+            include_bytes!("../tests/fixtures/review-privileged-pod.json"),
+            include_bytes!("../tests/fixtures/review-pod-2k.json"),
+            include_bytes!("../tests/fixtures/review-deployment-64k.json"),
+        ] {
+            bodies.push(fixture.to_vec());
+        }
+        let set = set();
+        for body in &bodies {
+            for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+                let fast = review(body, &set, endpoint);
+                let general = review_general(body, &set, endpoint);
+                let text = String::from_utf8_lossy(body);
+                assert_eq!(fast.http_status, general.http_status, "{text}");
+                assert_eq!(fast.outcome, general.outcome, "{text}");
+                assert_eq!(fast.decisions, general.decisions, "{text}");
+                assert_eq!(
+                    String::from_utf8_lossy(&fast.body),
+                    String::from_utf8_lossy(&general.body),
+                    "{text}"
+                );
+            }
+        }
+        // The API server's order (the fixtures') takes the one pass and decodes the object in
+        // it. (json! sorts keys, putting operation after object: those take the raw path.)
+        let api_server_order = include_bytes!("../tests/fixtures/review-privileged-pod.json");
+        let (_, workload) = decode_one_pass(api_server_order, Endpoint::Validate).unwrap();
+        assert!(workload.is_some());
+        assert!(
+            decode_one_pass(reordered, Endpoint::Validate)
+                .unwrap()
+                .1
+                .is_none()
+        );
     }
 }

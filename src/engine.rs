@@ -4,7 +4,7 @@
 //! (later) the cluster audit all call [`evaluate`] on the same view, so they cannot disagree.
 //! When nothing is wrong it allocates nothing.
 
-use crate::pod::{PodSpec, WorkloadKind};
+use crate::pod::{PodView, WorkloadKind};
 use crate::policy::{Mode, PolicySet, Sink};
 
 pub use crate::policy::Violation;
@@ -43,12 +43,12 @@ impl<'p, 'v> Verdict<'p, 'v> {
     }
 }
 
-/// Judges `pod` (the pod spec of a `request.kind` workload) against every policy that selects
-/// the request.
+/// Judges `pod` (the pod of a `request.kind` workload: its annotations and spec) against every
+/// policy that selects the request.
 pub fn evaluate<'p, 'v>(
     set: &'p PolicySet,
     request: &Request<'_>,
-    pod: &'v PodSpec<'_>,
+    pod: PodView<'v, '_>,
 ) -> Verdict<'p, 'v> {
     let mut violations = Vec::new();
     for policy in set.policies() {
@@ -86,13 +86,13 @@ spec: {check: run-as-non-root, mode: warn, exclude: {namespaces: [legacy]}}
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
         let json = r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","securityContext":{"privileged":true}}]}}}}"#;
         let w = decode_workload(WorkloadKind::Deployment, json).unwrap();
-        let pod = w.spec.unwrap();
+        let pod = w.pod().unwrap();
         let req = Request {
             kind: WorkloadKind::Deployment,
             namespace: "shop",
             user: Some("alice"),
         };
-        let verdict = evaluate(&set, &req, &pod);
+        let verdict = evaluate(&set, &req, pod);
         assert!(verdict.denies());
         assert_eq!(verdict.violations.len(), 2);
         assert_eq!(
@@ -106,7 +106,7 @@ spec: {check: run-as-non-root, mode: warn, exclude: {namespaces: [legacy]}}
             namespace: "legacy",
             ..req
         };
-        assert_eq!(evaluate(&set, &legacy, &pod).violations.len(), 1);
+        assert_eq!(evaluate(&set, &legacy, pod).violations.len(), 1);
     }
 
     #[test]
@@ -115,13 +115,13 @@ spec: {check: run-as-non-root, mode: warn, exclude: {namespaces: [legacy]}}
         let json =
             r#"{"spec":{"securityContext":{"runAsNonRoot":true},"containers":[{"name":"app"}]}}"#;
         let w = decode_workload(WorkloadKind::Pod, json).unwrap();
-        let pod = w.spec.unwrap();
+        let pod = w.pod().unwrap();
         let req = Request {
             kind: WorkloadKind::Pod,
             namespace: "shop",
             user: None,
         };
-        let verdict = evaluate(&set, &req, &pod);
+        let verdict = evaluate(&set, &req, pod);
         assert!(verdict.is_clean());
         assert!(!verdict.denies());
     }

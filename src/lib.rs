@@ -7,9 +7,12 @@
 //! runs, read through the Kubernetes API.
 
 pub mod admission;
+pub mod alloc_count;
 pub mod audit;
+pub mod bench;
 pub mod engine;
 pub mod metrics;
+pub mod mutation;
 pub mod offline;
 pub mod pod;
 pub mod policy;

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Counts heap allocations for `portier bench`, and only on a thread that asks: elsewhere (the
+/// server) it costs one thread-local flag test per allocation (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: portier::alloc_count::CountingAlloc = portier::alloc_count::CountingAlloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -29,6 +29,7 @@ pub struct Metrics {
     requests: [[IntCounter; 3]; 2],
     latency: [Histogram; 2],
     decisions: IntCounterVec,
+    mutations: IntCounterVec,
     reloads_ok: IntCounter,
     reloads_failed: IntCounter,
     policies_loaded: IntGauge,
@@ -116,6 +117,14 @@ impl Metrics {
             &["policy", "mode"],
         )
         .expect("valid metric");
+        let mutations = IntCounterVec::new(
+            Opts::new(
+                "portier_policy_mutations_total",
+                "Patches returned by /mutate in which a policy filled something in, by policy.",
+            ),
+            &["policy"],
+        )
+        .expect("valid metric");
         let reloads = IntCounterVec::new(
             Opts::new(
                 "portier_policy_reloads_total",
@@ -176,6 +185,7 @@ impl Metrics {
             Box::new(requests_vec.clone()),
             Box::new(latency_vec.clone()),
             Box::new(decisions.clone()),
+            Box::new(mutations.clone()),
             Box::new(reloads.clone()),
             Box::new(policies_loaded.clone()),
         ] {
@@ -190,6 +200,7 @@ impl Metrics {
             requests,
             latency,
             decisions,
+            mutations,
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_failed: reloads.with_label_values(&["failed"]),
             policies_loaded,
@@ -267,6 +278,14 @@ impl Metrics {
                 self.decisions
                     .with_label_values(&[p.name.as_str(), p.mode.as_str()])
             })
+            .collect()
+    }
+
+    /// Resolves one mutation counter per policy of `set`, in set order.
+    pub fn mutation_counters(&self, set: &PolicySet) -> Vec<IntCounter> {
+        set.policies()
+            .iter()
+            .map(|p| self.mutations.with_label_values(&[p.name.as_str()]))
             .collect()
     }
 

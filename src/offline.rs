@@ -4,14 +4,16 @@
 //! by the very decoder admission uses, then evaluated by the same engine, so `check` and the
 //! webhook cannot disagree on an object. There is no requesting user offline, so `users`
 //! selectors do not apply; a namespace-less object is judged in `default`, as kubectl would
-//! create it.
+//! create it. The API server's defaults that can change a verdict are applied first (see
+//! [`apply_admission_defaults`]), since admission only ever sees defaulted objects.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::engine::{self, Request};
-use crate::pod::{self, WorkloadKind};
+use crate::mutation;
+use crate::pod::{self, VolumeType, WorkloadKind};
 use crate::policy::{Mode, PolicySet};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,21 @@ pub struct Report {
     /// Documents of kinds portier does not judge.
     pub skipped: usize,
     pub rows: Vec<Row>,
+    /// With mutation on: every object read, as `/mutate` would leave it (in input order).
+    pub mutated: Vec<serde_json::Value>,
+    /// With mutation on: how many objects a patch changed.
+    pub patched: usize,
+}
+
+/// What `check` does besides judging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mutate {
+    /// Judge the objects as written.
+    #[default]
+    No,
+    /// Apply `/mutate`'s patch first, keep the patched objects, and judge those (as the API
+    /// server calls mutating webhooks before validating ones).
+    Yes,
 }
 
 impl Report {
@@ -94,6 +111,7 @@ pub fn check_paths(
     paths: &[PathBuf],
     set: &PolicySet,
     stdin: &mut dyn std::io::Read,
+    mutate: Mutate,
 ) -> Result<Report, OfflineError> {
     let mut report = Report::default();
     for path in paths {
@@ -105,7 +123,7 @@ pub fn check_paths(
                     path: path.clone(),
                     source,
                 })?;
-            check_text("<stdin>", &text, set, &mut report)?;
+            check_text("<stdin>", &text, set, mutate, &mut report)?;
             continue;
         }
         for file in expand(path)? {
@@ -113,7 +131,7 @@ pub fn check_paths(
                 path: file.clone(),
                 source,
             })?;
-            check_text(&file.display().to_string(), &text, set, &mut report)?;
+            check_text(&file.display().to_string(), &text, set, mutate, &mut report)?;
         }
     }
     Ok(report)
@@ -147,6 +165,7 @@ pub fn check_text(
     origin: &str,
     text: &str,
     set: &PolicySet,
+    mutate: Mutate,
     report: &mut Report,
 ) -> Result<(), OfflineError> {
     let documents: Vec<serde_json::Value> =
@@ -163,7 +182,20 @@ pub fn check_text(
         let mut objects = Vec::new();
         flatten(document, &mut objects).map_err(fail)?;
         for object in objects {
-            judge(object, set, report).map_err(fail)?;
+            if mutate == Mutate::No {
+                judge(object, set, report).map_err(fail)?;
+                continue;
+            }
+            let patched = mutated(object, set).map_err(fail)?;
+            let object = match patched {
+                Some(p) => {
+                    report.patched += 1;
+                    p
+                }
+                None => object.clone(),
+            };
+            judge(&object, set, report).map_err(fail)?;
+            report.mutated.push(object);
         }
     }
     Ok(())
@@ -195,7 +227,65 @@ fn flatten<'v>(
     Ok(())
 }
 
-fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Result<(), String> {
+/// The object as `/mutate` would leave it (API server defaults applied first, as they are
+/// before webhooks run), when a patch changes it.
+fn mutated(
+    object: &serde_json::Value,
+    set: &PolicySet,
+) -> Result<Option<serde_json::Value>, String> {
+    let judged = evaluate(object, set, |kind, defaulted, json, _, verdict| {
+        let mutation = mutation::mutate(set, verdict, kind, json).map_err(|e| e.to_string())?;
+        let Some(mutation) = mutation else {
+            return Ok(None);
+        };
+        let mut patched = defaulted.clone();
+        json_patch::patch(&mut patched, &mutation.patch)
+            .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
+        Ok(Some(patched))
+    })?;
+    Ok(judged.flatten().flatten())
+}
+
+/// Decodes a judged object as admission would (API server defaults applied) and evaluates it,
+/// then hands the result to `then`. `Ok(None)` for kinds portier does not judge; `Ok(Some(None))`
+/// for a workload without a pod template.
+fn evaluate<R>(
+    object: &serde_json::Value,
+    set: &PolicySet,
+    then: impl FnOnce(
+        WorkloadKind,
+        &serde_json::Value,
+        &str,
+        &pod::Workload<'_>,
+        &engine::Verdict<'_, '_>,
+    ) -> Result<R, String>,
+) -> Result<Option<Option<R>>, String> {
+    let Some((kind, _)) = kind_of(object)? else {
+        return Ok(None);
+    };
+    let mut defaulted = object.clone();
+    apply_admission_defaults(kind, &mut defaulted);
+    let json = defaulted.to_string();
+    let workload = pod::decode_workload(kind, &json).map_err(|_| {
+        format!(
+            "not a valid {kind}: {}",
+            pod::explain_decode_error(kind, &json)
+        )
+    })?;
+    let Some(pod) = workload.pod() else {
+        return Ok(Some(None));
+    };
+    let request = Request {
+        kind,
+        namespace: workload.namespace.as_deref().unwrap_or("default"),
+        user: None,
+    };
+    let verdict = engine::evaluate(set, &request, pod);
+    then(kind, &defaulted, &json, &workload, &verdict).map(|r| Some(Some(r)))
+}
+
+/// The judged kind of an object and its kind name; `None` for kinds portier does not judge.
+fn kind_of(object: &serde_json::Value) -> Result<Option<(WorkloadKind, &str)>, String> {
     let api_version = object
         .get("apiVersion")
         .and_then(|v| v.as_str())
@@ -205,40 +295,81 @@ fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Re
         .and_then(|v| v.as_str())
         .ok_or("has no kind")?;
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let Some(kind) = WorkloadKind::from_group_kind(group, kind_name) else {
-        report.skipped += 1;
-        return Ok(());
-    };
-    let json = object.to_string();
-    let workload = pod::decode_workload(kind, &json).map_err(|_| {
-        format!(
-            "not a valid {kind}: {}",
-            pod::explain_decode_error(kind, &json)
-        )
-    })?;
-    report.judged += 1;
-    let Some(spec) = &workload.spec else {
-        return Ok(());
-    };
-    let namespace = workload.namespace.as_deref().unwrap_or("default");
-    let name = workload
-        .name
-        .as_deref()
-        .or(workload.generate_name.as_deref())
-        .unwrap_or("");
-    let request = Request {
-        kind,
-        namespace,
-        user: None,
-    };
-    let verdict = engine::evaluate(set, &request, spec);
-    report.rows.extend(
-        verdict
+    Ok(WorkloadKind::from_group_kind(group, kind_name).map(|k| (k, kind_name)))
+}
+
+fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Result<(), String> {
+    let rows = evaluate(object, set, |kind, _, _, workload, verdict| {
+        let namespace = workload.namespace.as_deref().unwrap_or("default");
+        let name = workload
+            .name
+            .as_deref()
+            .or(workload.generate_name.as_deref())
+            .unwrap_or("");
+        Ok(verdict
             .violations
             .iter()
-            .map(|v| Row::from_violation(kind, namespace, name, v)),
-    );
+            .map(|v| Row::from_violation(kind, namespace, name, v))
+            .collect::<Vec<_>>())
+    })?;
+    match rows {
+        None => report.skipped += 1,
+        Some(rows) => {
+            report.judged += 1;
+            report.rows.extend(rows.into_iter().flatten());
+        }
+    }
     Ok(())
+}
+
+/// Applies the API server's defaults that can change a verdict, as they would be applied before
+/// admission webhooks see the object:
+///
+/// - a volume that sets no source becomes an `emptyDir` (`SetDefaults_Volume`), which the
+///   restricted Pod Security Standard allows;
+/// - in a Pod with `hostNetwork: true`, every port of a container or init container without a
+///   `hostPort` gets its `containerPort` as `hostPort` (`SetDefaults_Pod`). Pod templates are
+///   not defaulted so (Kubernetes 1.28 and later), so controllers are left alone.
+pub fn apply_admission_defaults(kind: WorkloadKind, object: &mut serde_json::Value) {
+    let mut spec = Some(object);
+    for field in kind.pod_spec_path().split('.') {
+        spec = spec.and_then(|v| v.get_mut(field));
+    }
+    let Some(spec) = spec.and_then(|s| s.as_object_mut()) else {
+        return;
+    };
+    if let Some(volumes) = spec.get_mut("volumes").and_then(|v| v.as_array_mut()) {
+        for volume in volumes.iter_mut().filter_map(|v| v.as_object_mut()) {
+            let has_source = volume
+                .iter()
+                .any(|(k, v)| !v.is_null() && VolumeType::from_key(k).is_some());
+            if !has_source {
+                volume.insert("emptyDir".into(), serde_json::json!({}));
+            }
+        }
+    }
+    let host_network = spec.get("hostNetwork").and_then(|v| v.as_bool()) == Some(true);
+    if kind != WorkloadKind::Pod || !host_network {
+        return;
+    }
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = spec.get_mut(list).and_then(|v| v.as_array_mut()) else {
+            continue;
+        };
+        for container in containers {
+            let Some(ports) = container.get_mut("ports").and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            for port in ports.iter_mut().filter_map(|p| p.as_object_mut()) {
+                let unset = port
+                    .get("hostPort")
+                    .is_none_or(|h| h.is_null() || h.as_i64() == Some(0));
+                if let (true, Some(container_port)) = (unset, port.get("containerPort").cloned()) {
+                    port.insert("hostPort".into(), container_port);
+                }
+            }
+        }
+    }
 }
 
 /// Renders rows as an aligned table with a summary line.
@@ -311,7 +442,7 @@ items:
     fn judges_every_workload_like_admission() {
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
         let mut report = Report::default();
-        check_text("m.yaml", MANIFESTS, &set, &mut report).unwrap();
+        check_text("m.yaml", MANIFESTS, &set, Mutate::No, &mut report).unwrap();
         assert_eq!(report.judged, 2);
         assert_eq!(report.skipped, 1);
         assert!(report.denies());
@@ -337,23 +468,47 @@ items:
     }
 
     #[test]
+    fn admission_defaults_are_applied_first() {
+        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "spec": {
+            "hostNetwork": true,
+            "volumes": [{"name": "none"}, {"name": "null", "secret": null}, {"name": "s", "secret": {}}],
+            "containers": [{"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 9}]}],
+            "initContainers": [{"name": "i", "ports": [{"containerPort": 82, "hostPort": 0}]}]}});
+        apply_admission_defaults(WorkloadKind::Pod, &mut pod);
+        let spec = &pod["spec"];
+        assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));
+        assert_eq!(spec["volumes"][1]["emptyDir"], serde_json::json!({}));
+        assert!(spec["volumes"][2].get("emptyDir").is_none());
+        assert_eq!(spec["containers"][0]["ports"][0]["hostPort"], 80);
+        assert_eq!(spec["containers"][0]["ports"][1]["hostPort"], 9);
+        assert_eq!(spec["initContainers"][0]["ports"][0]["hostPort"], 82);
+
+        let mut deployment = serde_json::json!({"spec": {"template": {"spec": {"hostNetwork": true,
+            "volumes": [{"name": "v"}], "containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}}});
+        apply_admission_defaults(WorkloadKind::Deployment, &mut deployment);
+        let spec = &deployment["spec"]["template"]["spec"];
+        assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));
+        assert!(spec["containers"][0]["ports"][0].get("hostPort").is_none());
+    }
+
+    #[test]
     fn bad_documents_are_errors_naming_the_document() {
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
         let mut report = Report::default();
-        let e = check_text("m.yaml", "kind: Pod\n", &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", "kind: Pod\n", &set, Mutate::No, &mut report).unwrap_err();
         assert_eq!(e.to_string(), "m.yaml document 1: has no apiVersion");
-        let e = check_text("m.yaml", "a: [", &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", "a: [", &set, Mutate::No, &mut report).unwrap_err();
         assert!(
             e.to_string().starts_with("m.yaml: not valid YAML or JSON"),
             "{e}"
         );
         let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: {a: 1}}\n";
-        let e = check_text("m.yaml", bad, &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", bad, &set, Mutate::No, &mut report).unwrap_err();
         assert!(
             e.to_string().contains("not a valid Pod: spec.containers"),
             "{e}"
         );
-        let e = check_text("m.yaml", "- 1\n- 2\n", &set, &mut report).unwrap_err();
+        let e = check_text("m.yaml", "- 1\n- 2\n", &set, Mutate::No, &mut report).unwrap_err();
         assert!(e.to_string().contains("is not a Kubernetes object"), "{e}");
     }
 }

@@ -25,6 +25,18 @@ pub struct Snapshot {
     pub set: PolicySet,
     /// One per policy, in set order: `portier_policy_decisions_total{policy,mode}`.
     pub decision_counters: Vec<IntCounter>,
+    /// One per policy, in set order: `portier_policy_mutations_total{policy}`.
+    pub mutation_counters: Vec<IntCounter>,
+}
+
+impl Snapshot {
+    fn new(set: PolicySet, metrics: &Metrics) -> Snapshot {
+        Snapshot {
+            decision_counters: metrics.decision_counters(&set),
+            mutation_counters: metrics.mutation_counters(&set),
+            set,
+        }
+    }
 }
 
 /// What a reload did.
@@ -57,10 +69,7 @@ impl PolicyStore {
     ) -> Result<PolicyStore, LoadError> {
         let set = load(dir, allow_empty)?;
         metrics.record_reload(true, set.len());
-        let snapshot = Snapshot {
-            decision_counters: metrics.decision_counters(&set),
-            set,
-        };
+        let snapshot = Snapshot::new(set, &metrics);
         Ok(PolicyStore {
             dir: dir.to_owned(),
             allow_empty,
@@ -115,10 +124,8 @@ impl PolicyStore {
         })?;
         *last_failed = None;
         let n = set.len();
-        self.current.store(Arc::new(Snapshot {
-            decision_counters: self.metrics.decision_counters(&set),
-            set,
-        }));
+        self.current
+            .store(Arc::new(Snapshot::new(set, &self.metrics)));
         Ok(Reloaded::Swapped(n))
     }
 

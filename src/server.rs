@@ -335,6 +335,11 @@ async fn answer(
             counter.inc();
         }
     }
+    for &index in &answer.mutated {
+        if let Some(counter) = snapshot.mutation_counters.get(index) {
+            counter.inc();
+        }
+    }
     Ok(answer)
 }
 
@@ -395,7 +400,11 @@ async fn read_body(request: Request, limit: usize) -> Result<bytes::Bytes, Respo
         }
         return Err(too_large(limit));
     }
+    // A body that arrives in one frame (most reviews) is used as it is, without a copy; a body
+    // in several frames is gathered into one buffer sized from Content-Length.
+    let mut first: Option<bytes::Bytes> = None;
     let mut collected = Vec::new();
+    let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             error(
@@ -407,13 +416,26 @@ async fn read_body(request: Request, limit: usize) -> Result<bytes::Bytes, Respo
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if collected.len() + data.len() > limit {
+        total += data.len();
+        if total > limit {
             drain(body, DRAIN_CAP).await;
             return Err(too_large(limit));
         }
+        if data.is_empty() {
+            continue;
+        }
+        if collected.is_empty() && first.is_none() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            let expected = declared.map_or(0, |len| len as usize).max(total).min(limit);
+            collected.reserve_exact(expected);
+            collected.extend_from_slice(&first);
+        }
         collected.extend_from_slice(&data);
     }
-    Ok(bytes::Bytes::from(collected))
+    Ok(first.unwrap_or_else(|| bytes::Bytes::from(collected)))
 }
 
 /// How much of an oversized body is read and dropped before answering 413, and for how long.

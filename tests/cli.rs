@@ -45,10 +45,15 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      securityContext: {runAsNonRoot: true}
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile: {type: RuntimeDefault}
       containers:
         - name: web
           image: registry.example.com/web:1
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities: {drop: [ALL]}
           resources:
             requests: {cpu: 100m, memory: 64Mi}
             limits: {memory: 128Mi}
@@ -82,9 +87,10 @@ fn check_passes_a_compliant_manifest_against_the_shipped_policies() {
 #[test]
 fn check_exits_1_on_an_enforce_violation_with_json_rows() {
     let bad = COMPLIANT.replace(
-        "securityContext: {runAsNonRoot: true}",
-        "securityContext: {runAsNonRoot: true}\n      hostNetwork: true",
+        "      securityContext:\n        runAsNonRoot: true",
+        "      hostNetwork: true\n      securityContext:\n        runAsNonRoot: true",
     );
+    assert_ne!(bad, COMPLIANT);
     let out = portier(
         &[
             "check",
@@ -111,6 +117,22 @@ fn check_exits_1_on_an_enforce_violation_with_json_rows() {
     assert!(
         row["message"].as_str().unwrap().contains("set it to false"),
         "{row}"
+    );
+    // The Pod Security Standards say so too, in upstream's words.
+    let pss = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "pss-baseline")
+        .unwrap();
+    assert_eq!(pss["check"], "pod-security");
+    assert_eq!(pss["path"], "spec.template.spec.hostNetwork");
+    assert!(
+        pss["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("host namespaces (hostNetwork=true) — "),
+        "{pss}"
     );
 }
 
@@ -234,4 +256,132 @@ fn serve_refuses_to_start_without_valid_policies() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn check_mutate_prints_the_patched_objects_and_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: non-root}\nspec: {check: run-as-non-root, mutate: true}\n---\n\
+         apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: no-priv}\nspec: {check: privileged}\n",
+    )
+    .unwrap();
+    let policies = dir.path().to_str().unwrap();
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - {name: app, image: nginx}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    let out = portier(
+        &["check", "--policies", policies, "--mutate", "-f", "-"],
+        Some(manifest),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the patched pod passes: {}",
+        stderr(&out)
+    );
+    let printed = stdout(&out);
+    let objects: Vec<serde_json::Value> = serde_saphyr::from_multiple(&printed).unwrap();
+    assert_eq!(
+        objects.len(),
+        2,
+        "every object is printed, patched or not:\n{printed}"
+    );
+    assert_eq!(objects[0]["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        objects[0]["metadata"]["annotations"]["portier.dev/mutated-by"],
+        "non-root"
+    );
+    assert_eq!(objects[1]["kind"], "ConfigMap");
+    assert!(
+        stderr(&out).contains("1 object(s) patched by /mutate"),
+        "{}",
+        stderr(&out)
+    );
+
+    // What a patch cannot fix still fails the check.
+    let privileged = manifest.replace(
+        "{name: app, image: nginx}",
+        "{name: app, image: nginx, securityContext: {privileged: true}}",
+    );
+    let out = portier(
+        &["check", "--policies", policies, "--mutate", "-f", "-"],
+        Some(&privileged),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn bench_prints_one_tab_separated_line_per_file_and_counts_allocations() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let allowed = format!("{fixtures}/review-pod-2k.json");
+    let denied = format!("{fixtures}/review-privileged-pod.json");
+    let out = portier(
+        &[
+            "bench",
+            "--policies",
+            SHIPPED_POLICIES,
+            "--iterations",
+            "20",
+            &allowed,
+            &denied,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, file) in lines.iter().zip([&allowed, &denied]) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 4, "{line}");
+        assert_eq!(cols[0], file.as_str());
+        assert!(cols[1].parse::<f64>().unwrap() > 0.0, "{line}");
+        assert!(cols[2].parse::<f64>().is_ok(), "{line}");
+        // The binary's counting allocator is installed: a review allocates a little.
+        assert!(cols[3].parse::<u64>().unwrap() > 0, "{line}");
+    }
+    let summary = stderr(&out);
+    // The count is the shipped set's business; the privileged pod is denied.
+    assert!(
+        summary.contains("review-privileged-pod.json: Pod shop/web")
+            && summary.contains("denied with "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Pod shop/web-5d8f9c7b6-xk2lp"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_load_tool_starts_a_server_loads_it_briefly_and_stops_it() {
+    // Loopback only, bounded to half a second of load; asserts counts, never times.
+    for http in ["h1", "h2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_portier-load"))
+            .args([
+                "--portier",
+                BIN,
+                "--policies",
+                SHIPPED_POLICIES,
+                "--http",
+                http,
+                "--connections",
+                "2",
+                "--duration",
+                "0.5",
+                "--warmup",
+                "0",
+                "--rate",
+                "200",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}{}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(json["errors"], 0, "{text}");
+        assert!(json["ok"].as_u64().unwrap() > 0, "{text}");
+        assert!(json["rss_bytes"].as_u64().unwrap() > 0, "{text}");
+    }
 }

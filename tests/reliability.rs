@@ -274,3 +274,28 @@ async fn deeply_nested_json_does_no_harm() {
     assert!(reviews_ok(&server.client, &server).await);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_do_not_hold_shutdown_open() {
+    for http2 in [true, false] {
+        let mut server = start(Some(ServeOptions {
+            drain_timeout: Duration::from_secs(30),
+            ..ServeOptions::default()
+        }))
+        .await;
+        let client = server.pki.client(http2);
+        assert!(reviews_ok(&client, &server).await);
+        // The client keeps its connection open; shutdown closes it (GOAWAY for HTTP/2) instead
+        // of waiting out the drain timeout.
+        let started = Instant::now();
+        let running = server.server.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+            .await
+            .expect("shutdown did not wait for the idle connection");
+        eprintln!(
+            "http2={http2}: shutdown with an idle connection took {:?}",
+            started.elapsed()
+        );
+        drop(client);
+    }
+}

@@ -85,7 +85,9 @@ async fn mutual_tls_without_an_allow_list_accepts_any_subject_of_the_ca() {
     server.stop().await;
 }
 
-fn serving_files(dir: &std::path::Path) -> (String, String, String) {
+/// Policies, certificate and key for a `portier serve` process; returns their paths and the
+/// PKI that made the certificate.
+fn serving_files(dir: &std::path::Path) -> (String, String, String, TestPki) {
     let pki = TestPki::new();
     let policies = dir.join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -100,18 +102,18 @@ fn serving_files(dir: &std::path::Path) -> (String, String, String) {
     let key = dir.join("tls.key");
     std::fs::write(&cert, &pki.cert_pem).unwrap();
     write_private(&key, &pki.key_pem);
-    std::fs::write(dir.join("ca.crt"), &pki.ca_pem).unwrap();
     (
         policies.display().to_string(),
         cert.display().to_string(),
         key.display().to_string(),
+        pki,
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_logs_are_structured_and_never_carry_the_object() {
     let dir = tempfile::tempdir().unwrap();
-    let (policies, cert, key) = serving_files(dir.path());
+    let (policies, cert, key, pki) = serving_files(dir.path());
     let server = ServeProcess::start(&[
         "--policies",
         &policies,
@@ -127,26 +129,7 @@ async fn decision_logs_are_structured_and_never_carry_the_object() {
     object["spec"]["containers"][0]["env"] =
         json!([{"name": "DB_PASSWORD", "value": "SECRET-ENV-0815"}]);
     object["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
-    let pki_ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
-    let client = {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in
-            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
-                pki_ca.as_bytes(),
-            )
-        {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(portier::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .build()
-            .unwrap()
-    };
+    let client = pki.client(true);
     let base = format!("https://{}", server.addr);
     let (status, answer) =
         common::post_with(&client, &base, "/validate", common::review_bytes(&object)).await;
@@ -157,6 +140,9 @@ async fn decision_logs_are_structured_and_never_carry_the_object() {
         "the answer leaks nothing either"
     );
 
+    // The client stays connected: shutdown must close its idle HTTP/2 connection (GOAWAY) and
+    // exit promptly. (Multi-threaded: the client answers the GOAWAY's ping while `terminate`
+    // blocks this thread.)
     let (code, lines) = server.terminate();
     assert_eq!(
         code,
@@ -206,7 +192,7 @@ async fn decision_logs_are_structured_and_never_carry_the_object() {
 #[test]
 fn a_world_readable_key_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let (policies, cert, key) = serving_files(dir.path());
+    let (policies, cert, key, _) = serving_files(dir.path());
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portier"))
         .args([

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{ServeProcess, TestPki, good_container, pod, policy, replace_file, write_private};
-use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 
 const RELOADS: usize = 50;
@@ -20,26 +19,9 @@ const RELOAD_EVERY: Duration = Duration::from_millis(250);
 const RSS_GROWTH_BOUND_KIB: u64 = 20 * 1024;
 
 fn client(pki: &TestPki, http2: bool) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(portier::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    let builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(Duration::from_secs(10))
+    pki.client_builder(http2, None)
         // Short-lived connections too, so handshakes happen across the rotations.
-        .pool_idle_timeout(Duration::from_millis(500));
-    if http2 { builder } else { builder.http1_only() }
+        .pool_idle_timeout(Duration::from_millis(500))
         .build()
         .unwrap()
 }

@@ -531,7 +531,7 @@ impl<'s> NamespaceScan<'s> {
             passed: 0,
             rows: Vec::new(),
         };
-        let Some(spec) = &workload.spec else {
+        let Some(pod) = workload.pod() else {
             return Ok(judged);
         };
         let request = Request {
@@ -539,7 +539,7 @@ impl<'s> NamespaceScan<'s> {
             namespace: &self.namespace,
             user: None,
         };
-        let verdict = engine::evaluate(self.set, &request, spec);
+        let verdict = engine::evaluate(self.set, &request, pod);
         let judging = self
             .set
             .policies()

@@ -104,6 +104,7 @@ pub fn category(check: &str) -> &'static str {
     match check {
         "resource-limits" => "Resources",
         "privileged" | "host-namespaces" | "run-as-non-root" | "pod-security" => "Pod Security",
+        pss if pss.starts_with("pss-") => "Pod Security",
         _ => "portier",
     }
 }

@@ -13,7 +13,10 @@ use super::selector::Selector;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldPath {
     /// A field of the pod spec itself, e.g. `hostNetwork` or `securityContext.runAsUser`.
-    Pod(&'static str),
+    Pod(Cow<'static, str>),
+    /// A field of the pod's metadata (the pod template's, for controllers), e.g.
+    /// `annotations[container.apparmor.security.beta.kubernetes.io/app]`.
+    Metadata(Cow<'static, str>),
     /// A field of one container, e.g. `securityContext.privileged`.
     Container {
         list: ContainerList,
@@ -35,6 +38,12 @@ impl FieldPath {
     pub fn write(&self, pod_spec_path: &str, out: &mut impl fmt::Write) -> fmt::Result {
         match self {
             FieldPath::Pod(field) => write!(out, "{pod_spec_path}.{field}"),
+            FieldPath::Metadata(field) => {
+                // The metadata sits beside the spec: `spec` -> `metadata`,
+                // `spec.template.spec` -> `spec.template.metadata`.
+                let parent = pod_spec_path.strip_suffix("spec").unwrap_or("");
+                write!(out, "{parent}metadata.{field}")
+            }
             FieldPath::Container { list, index, field } => {
                 write!(out, "{pod_spec_path}.{}[{index}].{field}", list.field())
             }
@@ -64,13 +73,13 @@ pub struct Finding<'v> {
 impl<'v> Finding<'v> {
     /// A pod-level finding, e.g. `hostNetwork`.
     pub fn pod(
-        field: &'static str,
+        field: impl Into<Cow<'static, str>>,
         problem: impl Into<Cow<'static, str>>,
         fix: impl Into<Cow<'static, str>>,
     ) -> Self {
         Finding {
             container: None,
-            path: FieldPath::Pod(field),
+            path: FieldPath::Pod(field.into()),
             problem: problem.into(),
             fix: fix.into(),
         }
@@ -86,7 +95,23 @@ impl<'v> Finding<'v> {
     ) -> Self {
         Finding {
             container: Some((at.list, &at.container.name)),
-            path: FieldPath::Pod(pod_field),
+            path: FieldPath::Pod(Cow::Borrowed(pod_field)),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// A finding on an annotation of the pod (its template's, for controllers), naming the
+    /// container it concerns if any.
+    pub fn annotation(
+        container: Option<&ContainerRef<'v, '_>>,
+        key: &str,
+        problem: impl Into<Cow<'static, str>>,
+        fix: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Finding {
+            container: container.map(|at| (at.list, &*at.container.name)),
+            path: FieldPath::Metadata(format!("annotations[{key}]").into()),
             problem: problem.into(),
             fix: fix.into(),
         }

@@ -81,6 +81,9 @@ struct SpecDoc {
     exclude: Option<CriteriaDoc>,
     #[serde(default)]
     params: serde_json::Value,
+    /// Fill in compliant defaults on `/mutate`.
+    #[serde(default)]
+    mutate: bool,
 }
 
 fn default_mode() -> Mode {
@@ -263,11 +266,15 @@ fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> 
         })?;
     let check =
         Check::compile(&doc.spec.check, doc.spec.params).map_err(|e| (e.field, e.message))?;
+    if doc.spec.mutate && !check.can_mutate() {
+        return Err(("spec.mutate".into(), check.cannot_mutate_reason().into()));
+    }
     Ok(Policy {
         name: doc.metadata.name,
         mode: doc.spec.mode,
         check,
         selector,
+        mutate: doc.spec.mutate,
     })
 }
 

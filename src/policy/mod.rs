@@ -4,6 +4,7 @@
 //! parsed), so evaluating a compiled [`Policy`] does no parsing and, when nothing is wrong, no
 //! allocation. One file per check; each check is a pure function over the pod view.
 
+pub mod edit;
 mod finding;
 mod load;
 pub mod quantity;
@@ -13,6 +14,7 @@ pub(crate) mod testing;
 
 pub mod host_namespaces;
 pub mod privileged;
+pub mod pss;
 pub mod resource_limits;
 pub mod run_as_non_root;
 
@@ -24,7 +26,7 @@ pub use finding::{FieldPath, Finding, Sink, Violation};
 pub use load::{LoadError, PolicySet, Sources};
 pub use selector::{Selector, SelectorError};
 
-use crate::pod::PodSpec;
+use crate::pod::PodView;
 
 /// What a violation of a policy does to an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -60,7 +62,12 @@ pub enum Check {
     RunAsNonRoot(run_as_non_root::Params),
     Privileged(privileged::Params),
     HostNamespaces(host_namespaces::Params),
-    ResourceLimits(resource_limits::Params),
+    /// Boxed: its compiled amounts make it much larger than the other variants.
+    ResourceLimits(Box<resource_limits::Params>),
+    /// `pod-security`: a Pod Security Standards level at a version.
+    PodSecurity(pss::PodSecurity),
+    /// One control of the Pod Security Standards (`pss-*`).
+    PssControl(pss::ControlCheck),
 }
 
 /// The check ids a policy's `spec.check` may name.
@@ -69,6 +76,26 @@ pub const CHECK_IDS: &[&str] = &[
     privileged::ID,
     host_namespaces::ID,
     resource_limits::ID,
+    pss::ID,
+    pss::app_armor::ID,
+    pss::capabilities_baseline::ID,
+    pss::host_namespaces::ID,
+    pss::host_path_volumes::ID,
+    pss::host_ports::ID,
+    pss::host_probes::ID,
+    pss::privileged::ID,
+    pss::proc_mount::ID,
+    pss::selinux::ID,
+    pss::seccomp_baseline::ID,
+    pss::sysctls::ID,
+    pss::host_process::ID,
+    pss::privilege_escalation::ID,
+    pss::capabilities_restricted::ID,
+    pss::proc_mount_restricted::ID,
+    pss::volume_types::ID,
+    pss::run_as_non_root::ID,
+    pss::run_as_user::ID,
+    pss::seccomp_restricted::ID,
 ];
 
 impl Check {
@@ -78,6 +105,8 @@ impl Check {
             Check::Privileged(_) => privileged::ID,
             Check::HostNamespaces(_) => host_namespaces::ID,
             Check::ResourceLimits(_) => resource_limits::ID,
+            Check::PodSecurity(_) => pss::ID,
+            Check::PssControl(c) => c.control.id,
         }
     }
 
@@ -88,27 +117,80 @@ impl Check {
             privileged::ID => Check::Privileged(typed(params)?),
             host_namespaces::ID => Check::HostNamespaces(typed(params)?),
             resource_limits::ID => {
-                Check::ResourceLimits(resource_limits::Params::compile(typed(params)?)?)
+                Check::ResourceLimits(Box::new(resource_limits::Params::compile(typed(params)?)?))
             }
-            other => {
-                return Err(ParamError {
-                    field: "spec.check".into(),
-                    message: format!(
-                        "unknown check `{other}`; known checks: {}",
-                        CHECK_IDS.join(", ")
-                    ),
-                });
-            }
+            pss::ID => Check::PodSecurity(pss::PodSecurity::compile(typed(params)?)),
+            other => match pss::control(other) {
+                Some(control) => {
+                    Check::PssControl(pss::ControlCheck::compile(control, typed(params)?)?)
+                }
+                None => {
+                    return Err(ParamError {
+                        field: "spec.check".into(),
+                        message: format!(
+                            "unknown check `{other}`; known checks: {}",
+                            CHECK_IDS.join(", ")
+                        ),
+                    });
+                }
+            },
         })
     }
 
-    /// Reports every way `pod` breaks this check into `sink`.
-    pub fn evaluate<'v>(&self, pod: &'v PodSpec<'_>, sink: &mut Sink<'_, '_, 'v>) {
+    /// Whether this check (with these params) can fill in compliant defaults.
+    pub fn can_mutate(&self) -> bool {
         match self {
-            Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod, sink),
-            Check::Privileged(p) => privileged::evaluate(p, pod, sink),
-            Check::HostNamespaces(p) => host_namespaces::evaluate(p, pod, sink),
-            Check::ResourceLimits(p) => resource_limits::evaluate(p, pod, sink),
+            Check::RunAsNonRoot(_) => true,
+            Check::Privileged(p) => privileged::can_mutate(p),
+            Check::HostNamespaces(_) => false,
+            Check::ResourceLimits(p) => p.can_mutate(),
+            Check::PodSecurity(c) => c.can_mutate(),
+            Check::PssControl(c) => c.can_mutate(),
+        }
+    }
+
+    /// Why `spec.mutate: true` is refused for this check, when it is.
+    fn cannot_mutate_reason(&self) -> &'static str {
+        match self {
+            Check::Privileged(_) => {
+                "privileged can only fill in allowPrivilegeEscalation: false; set params.allowPrivilegeEscalation: false"
+            }
+            Check::HostNamespaces(_) => {
+                "host-namespaces has nothing safe to fill in (a host namespace or port is always written by the user)"
+            }
+            Check::ResourceLimits(_) => "resource-limits needs params.defaults to fill in",
+            Check::PodSecurity(_) => {
+                "only the restricted level has values to fill in (allowPrivilegeEscalation, capabilities, seccomp, runAsNonRoot)"
+            }
+            Check::PssControl(_) => {
+                "only pss-privilege-escalation, pss-capabilities-restricted, pss-seccomp-restricted and pss-run-as-non-root have values to fill in"
+            }
+            Check::RunAsNonRoot(_) => "",
+        }
+    }
+
+    /// Fills in compliant values where the pod spec (JSON) leaves them absent; never changes a
+    /// value the user wrote. Returns whether anything changed.
+    pub fn mutate(&self, spec: &mut edit::Object) -> bool {
+        match self {
+            Check::RunAsNonRoot(p) => run_as_non_root::mutate(p, spec),
+            Check::Privileged(p) => privileged::mutate(p, spec),
+            Check::HostNamespaces(_) => false,
+            Check::ResourceLimits(p) => resource_limits::mutate(p, spec),
+            Check::PodSecurity(c) => c.mutate(spec),
+            Check::PssControl(c) => c.mutate(spec),
+        }
+    }
+
+    /// Reports every way `pod` breaks this check into `sink`.
+    pub fn evaluate<'v>(&self, pod: PodView<'v, '_>, sink: &mut Sink<'_, '_, 'v>) {
+        match self {
+            Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod.spec, sink),
+            Check::Privileged(p) => privileged::evaluate(p, pod.spec, sink),
+            Check::HostNamespaces(p) => host_namespaces::evaluate(p, pod.spec, sink),
+            Check::ResourceLimits(p) => resource_limits::evaluate(p, pod.spec, sink),
+            Check::PodSecurity(c) => c.evaluate(pod, sink),
+            Check::PssControl(c) => c.evaluate(pod, sink),
         }
     }
 }
@@ -157,4 +239,6 @@ pub struct Policy {
     pub mode: Mode,
     pub check: Check,
     pub selector: Selector,
+    /// Whether `/mutate` fills in this check's compliant defaults.
+    pub mutate: bool,
 }

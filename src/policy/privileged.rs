@@ -4,9 +4,15 @@
 //! `securityContext.allowPrivilegeEscalation: false` explicitly: when the field is unset the
 //! runtime lets a process gain more privileges than its parent (setuid binaries), which is what
 //! the restricted Pod Security Standard forbids.
+//!
+//! Mutation (with `allowPrivilegeEscalation: false`) sets `allowPrivilegeEscalation: false` on
+//! every container that leaves it unset, except where the API server would reject the result:
+//! a privileged container, or one that adds `SYS_ADMIN`. Those stay for validation to deny.
 
 use serde::Deserialize;
+use serde_json::{Value, json};
 
+use super::edit::{self, ALL_CONTAINERS, Object};
 use super::{Finding, Sink};
 use crate::pod::PodSpec;
 
@@ -29,6 +35,41 @@ impl Default for Params {
 
 fn allowed() -> bool {
     true
+}
+
+/// Whether this policy has anything to fill in.
+pub fn can_mutate(params: &Params) -> bool {
+    !params.allow_privilege_escalation
+}
+
+/// Sets `allowPrivilegeEscalation: false` where unset and valid; returns whether anything
+/// changed.
+pub fn mutate(params: &Params, spec: &mut Object) -> bool {
+    !params.allow_privilege_escalation && fill_no_privilege_escalation(spec)
+}
+
+/// `allowPrivilegeEscalation: false` on every container that leaves it unset, except where the
+/// API server would reject it (privileged, or adding `SYS_ADMIN`).
+pub fn fill_no_privilege_escalation(spec: &mut Object) -> bool {
+    let mut changed = false;
+    for container in edit::containers_mut(spec, ALL_CONTAINERS) {
+        let privileged =
+            edit::get(container, &["securityContext", "privileged"]) == Some(&json!(true));
+        let adds_sys_admin = edit::get(container, &["securityContext", "capabilities", "add"])
+            .and_then(Value::as_array)
+            .is_some_and(|caps| {
+                caps.iter()
+                    .any(|c| matches!(c.as_str(), Some("SYS_ADMIN" | "CAP_SYS_ADMIN")))
+            });
+        if !privileged && !adds_sys_admin {
+            changed |= edit::set_if_absent(
+                container,
+                &["securityContext", "allowPrivilegeEscalation"],
+                Value::Bool(false),
+            );
+        }
+    }
+    changed
 }
 
 pub fn evaluate<'v>(params: &Params, pod: &'v PodSpec<'_>, sink: &mut Sink<'_, '_, 'v>) {

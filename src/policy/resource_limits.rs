@@ -9,9 +9,17 @@
 //! Containers and init containers are judged; ephemeral containers are exempt (Kubernetes
 //! forbids resources on them, and `kubectl debug` must keep working). A missing request
 //! counts as equal to its limit, because the API server defaults it so before admission.
+//!
+//! Mutation (`spec.mutate: true`) fills missing requests and limits from
+//! `params.defaults: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: 500m, memory: 256Mi}}`
+//! on containers and init containers, and never writes a request above its limit (the API
+//! server would reject the pod): a filled limit is raised to an existing larger request, a
+//! filled request lowered to an existing smaller limit.
 
 use serde::Deserialize;
+use serde_json::Value;
 
+use super::edit::{self, Object, RESOURCED_CONTAINERS};
 use super::quantity::Quantity;
 use super::{Finding, ParamError, Sink};
 use crate::pod::{Container, ContainerList, PodSpec, ResourceList};
@@ -75,7 +83,10 @@ pub struct ParamsDoc {
     #[serde(default)]
     require: Option<RequireDoc>,
     #[serde(default)]
-    max: Option<MaxDoc>,
+    max: Option<SidesDoc>,
+    /// Mutation: the values filled in where a container has none.
+    #[serde(default)]
+    defaults: Option<SidesDoc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,7 +100,7 @@ struct RequireDoc {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MaxDoc {
+struct SidesDoc {
     #[serde(default)]
     requests: Option<AmountsDoc>,
     #[serde(default)]
@@ -122,18 +133,47 @@ impl QuantityDoc {
     }
 }
 
-/// A maximum: the parsed value and the text the policy wrote (for messages).
+/// An amount from the policy: the parsed value and the text the policy wrote (for messages
+/// and for what mutation writes).
 #[derive(Debug, Clone)]
-struct Max {
+struct Amount {
     value: Quantity,
     text: String,
 }
+
+type Amounts = [[Option<Amount>; 2]; 2];
 
 /// Compiled params, indexed by [side][resource].
 #[derive(Debug)]
 pub struct Params {
     required: [[bool; 2]; 2],
-    max: [[Option<Max>; 2]; 2],
+    max: Amounts,
+    defaults: Amounts,
+}
+
+fn compile_amounts(field: &str, doc: Option<&SidesDoc>) -> Result<Amounts, ParamError> {
+    let mut amounts: Amounts = Default::default();
+    let Some(doc) = doc else {
+        return Ok(amounts);
+    };
+    for (s, (side, given)) in [("requests", &doc.requests), ("limits", &doc.limits)]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(given) = given else { continue };
+        for (r, (res, raw)) in [("cpu", &given.cpu), ("memory", &given.memory)]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(raw) = raw else { continue };
+            let text = raw.text();
+            let value = Quantity::parse(&text).map_err(|e| {
+                ParamError::new(format!("spec.params.{field}.{side}.{res}"), e.to_string())
+            })?;
+            amounts[s][r] = Some(Amount { value, text });
+        }
+    }
+    Ok(amounts)
 }
 
 impl Params {
@@ -145,28 +185,95 @@ impl Params {
                 [mark(&r.requests), mark(&r.limits)]
             }
         };
-        let mut max: [[Option<Max>; 2]; 2] = Default::default();
-        if let Some(m) = &doc.max {
-            for (s, (side, amounts)) in [("requests", &m.requests), ("limits", &m.limits)]
-                .into_iter()
-                .enumerate()
-            {
-                let Some(amounts) = amounts else { continue };
-                for (r, (res, raw)) in [("cpu", &amounts.cpu), ("memory", &amounts.memory)]
-                    .into_iter()
-                    .enumerate()
+        let max = compile_amounts("max", doc.max.as_ref())?;
+        let defaults = compile_amounts("defaults", doc.defaults.as_ref())?;
+        for (s, side) in SIDES.into_iter().enumerate() {
+            for (r, resource) in RESOURCES.into_iter().enumerate() {
+                let field = format!(
+                    "spec.params.defaults.{}.{}",
+                    match side {
+                        Side::Requests => "requests",
+                        Side::Limits => "limits",
+                    },
+                    resource.name()
+                );
+                if let (Some(d), Some(m)) = (&defaults[s][r], &max[s][r])
+                    && d.value > m.value
                 {
-                    let Some(raw) = raw else { continue };
-                    let text = raw.text();
-                    let value = Quantity::parse(&text).map_err(|e| {
-                        ParamError::new(format!("spec.params.max.{side}.{res}"), e.to_string())
-                    })?;
-                    max[s][r] = Some(Max { value, text });
+                    return Err(ParamError::new(
+                        field,
+                        format!(
+                            "{} is above the maximum {}: filled-in pods would be denied",
+                            d.text, m.text
+                        ),
+                    ));
+                }
+                if let (Side::Requests, Some(req), Some(lim)) =
+                    (side, &defaults[0][r], &defaults[1][r])
+                    && req.value > lim.value
+                {
+                    return Err(ParamError::new(
+                        field,
+                        format!(
+                            "the default request {} is above the default limit {}",
+                            req.text, lim.text
+                        ),
+                    ));
                 }
             }
         }
-        Ok(Params { required, max })
+        Ok(Params {
+            required,
+            max,
+            defaults,
+        })
     }
+
+    /// Whether mutation has defaults to fill in.
+    pub fn can_mutate(&self) -> bool {
+        self.defaults.iter().flatten().any(Option::is_some)
+    }
+}
+
+/// Fills missing requests and limits from the defaults; returns whether anything changed.
+pub fn mutate(params: &Params, spec: &mut Object) -> bool {
+    let mut changed = false;
+    for container in edit::containers_mut(spec, RESOURCED_CONTAINERS) {
+        for (r, resource) in RESOURCES.into_iter().enumerate() {
+            let present = |c: &Object, side: &str| {
+                edit::get(c, &["resources", side, resource.name()])
+                    .and_then(Value::as_str)
+                    .and_then(|t| Quantity::parse(t).ok().map(|q| (q, t.to_owned())))
+            };
+            let request = present(container, "requests");
+            if let (None, Some(default)) = (present(container, "limits"), &params.defaults[1][r]) {
+                // Never below an existing request.
+                let text = match &request {
+                    Some((q, t)) if *q > default.value => t.clone(),
+                    _ => default.text.clone(),
+                };
+                changed |= edit::set_if_absent(
+                    container,
+                    &["resources", "limits", resource.name()],
+                    Value::String(text),
+                );
+            }
+            let limit = present(container, "limits");
+            if let (None, Some(default)) = (&request, &params.defaults[0][r]) {
+                // Never above an existing limit.
+                let text = match &limit {
+                    Some((q, t)) if *q < default.value => t.clone(),
+                    _ => default.text.clone(),
+                };
+                changed |= edit::set_if_absent(
+                    container,
+                    &["resources", "requests", resource.name()],
+                    Value::String(text),
+                );
+            }
+        }
+    }
+    changed
 }
 
 /// The value a container effectively has for `side`/`resource`, and whether it was defaulted

@@ -3,17 +3,70 @@
 //! A container passes when its effective `runAsUser` (container over pod) is non-zero, or when
 //! its effective `runAsNonRoot` is true and no `runAsUser: 0` is set: the kubelet refuses to
 //! start such a container, so portier reports it up front rather than letting it crash-loop.
+//!
+//! Mutation (`spec.mutate: true`) sets `runAsNonRoot: true` where nothing decides it: on the
+//! pod when no container says otherwise, else on each container that sets neither field;
+//! optionally also the pod's `runAsUser` / `runAsGroup` from params. It changes nothing when
+//! the user wrote a root UID or `runAsNonRoot: false` for the pod: that stays for validation
+//! to judge.
+
+use std::num::NonZeroU32;
 
 use serde::Deserialize;
+use serde_json::{Value, json};
 
+use super::edit::{self, ALL_CONTAINERS, Object};
 use super::{Finding, Sink};
 use crate::pod::PodSpec;
 
 pub const ID: &str = "run-as-non-root";
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {}
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Params {
+    /// Mutation only: the pod `runAsUser` to set along with `runAsNonRoot`.
+    #[serde(default)]
+    pub run_as_user: Option<NonZeroU32>,
+    /// Mutation only: the pod `runAsGroup` to set along with `runAsNonRoot`.
+    #[serde(default)]
+    pub run_as_group: Option<NonZeroU32>,
+}
+
+const NON_ROOT: &[&str] = &["securityContext", "runAsNonRoot"];
+const USER: &[&str] = &["securityContext", "runAsUser"];
+const GROUP: &[&str] = &["securityContext", "runAsGroup"];
+
+/// Fills `runAsNonRoot: true` where nothing decides it; returns whether anything changed.
+pub fn mutate(params: &Params, spec: &mut Object) -> bool {
+    let says_root = |o: &Object| {
+        edit::get(o, USER) == Some(&json!(0)) || edit::get(o, NON_ROOT) == Some(&json!(false))
+    };
+    if says_root(spec) {
+        return false;
+    }
+    let container_says_root = edit::containers(spec, ALL_CONTAINERS).any(says_root);
+    if edit::get(spec, NON_ROOT).is_some() {
+        // The pod decides already (true): nothing is missing.
+        return false;
+    }
+    if !container_says_root {
+        let mut changed = edit::set_if_absent(spec, NON_ROOT, Value::Bool(true));
+        if let Some(uid) = params.run_as_user {
+            changed |= edit::set_if_absent(spec, USER, json!(uid.get()));
+        }
+        if let Some(gid) = params.run_as_group {
+            changed |= edit::set_if_absent(spec, GROUP, json!(gid.get()));
+        }
+        return changed;
+    }
+    let mut changed = false;
+    for container in edit::containers_mut(spec, ALL_CONTAINERS) {
+        if edit::get(container, USER).is_none() {
+            changed |= edit::set_if_absent(container, NON_ROOT, Value::Bool(true));
+        }
+    }
+    changed
+}
 
 const ROOT_FIX: &str = "set runAsUser to a non-zero UID";
 const FALSE_PROBLEM: &str = "runAsNonRoot is false, so the image may run as root";

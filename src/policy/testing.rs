@@ -1,27 +1,39 @@
 //! Helpers for the checks' unit tests: compile one policy from a spec fragment and run it on a
-//! pod spec given as JSON.
+//! pod spec (or a whole Pod) given as JSON.
 
 use super::{PolicySet, Sink, Violation};
-use crate::pod::{WorkloadKind, decode_workload};
+use crate::pod::{PodSpec, PodView, WorkloadKind, decode_workload};
 
 fn run(
     spec: &str,
     pod_spec_json: &str,
     render: impl Fn(&Violation<'_, '_>) -> String,
 ) -> Vec<String> {
+    run_object(spec, &format!(r#"{{"spec":{pod_spec_json}}}"#), render)
+}
+
+/// Compiles one policy named `t` from a spec fragment such as `check: privileged`.
+pub fn policy_set(spec: &str) -> PolicySet {
     let indented = spec.replace('\n', "\n  ");
     let yaml = format!(
         "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: t}}\nspec:\n  {indented}\n"
     );
-    let set = PolicySet::from_yaml("test.yaml", &yaml).expect("test policy compiles");
-    let json = format!(r#"{{"spec":{pod_spec_json}}}"#);
-    let workload = decode_workload(WorkloadKind::Pod, &json).expect("test pod decodes");
-    let pod = workload.spec.unwrap_or_default();
+    PolicySet::from_yaml("test.yaml", &yaml).expect("test policy compiles")
+}
+
+/// Like `run`, on a whole Pod object (to give it metadata such as annotations).
+pub fn run_object(
+    spec: &str,
+    pod_json: &str,
+    render: impl Fn(&Violation<'_, '_>) -> String,
+) -> Vec<String> {
+    let set = policy_set(spec);
+    let workload = decode_workload(WorkloadKind::Pod, pod_json).expect("test pod decodes");
+    let empty = PodSpec::default();
+    let pod = workload.pod().unwrap_or(PodView::of_spec(&empty));
     let mut out = Vec::new();
     for policy in set.policies() {
-        policy
-            .check
-            .evaluate(&pod, &mut Sink::new(policy, &mut out));
+        policy.check.evaluate(pod, &mut Sink::new(policy, &mut out));
     }
     out.iter().map(render).collect()
 }

@@ -22,7 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import chartlib
+import pki
 from chartlib import KUBE_VERSION, NAMESPACE, by_kind, one, render, render_objects
+
+# A client CA for the mutual TLS values (PEM, as a user would paste it into mtls.clientCA).
+CLIENT_CA_PEM = pki.make_ca("portier-test-client-ca").cert_pem.decode()
 
 ALWAYS_EXCLUDED = {"kube-system", "kube-node-lease", "kube-public"}
 POD_CONTROLLERS = {
@@ -35,7 +39,11 @@ POD_CONTROLLERS = {
 ALL_ON: dict[str, Any] = {
     "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 9,
                     "targetMemoryUtilizationPercentage": 80},
-    "networkPolicy": {"enabled": True, "ingressFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+    "networkPolicy": {"enabled": True, "webhookFrom": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                          "kubernetes.io/metadata.name": "monitoring"}}}]},
+    "mtls": {"enabled": True, "clientCA": CLIENT_CA_PEM,
+             "allowedSubjects": ["kube-apiserver-webhook-client", "kube-apiserver-*"]},
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
     "priorityClassName": "system-cluster-critical",
@@ -71,6 +79,8 @@ SCENARIOS = {
     "mutation-off": {"webhook": {"mutating": {"enabled": False}}},
     "all-features": ALL_ON,
     "single-replica": {"replicaCount": 1},
+    "mtls-existing-secret": {"mtls": {"enabled": True, "existingSecret": "apiserver-client-ca"},
+                             "networkPolicy": {"enabled": True}},
 }
 
 
@@ -155,7 +165,32 @@ BAD_VALUES = {
     "root pod": {"podSecurityContext": {"runAsNonRoot": False}},
     "runAsUser 0": {"podSecurityContext": {"runAsUser": 0}},
     "no memory limit": {"resources": {"limits": {"memory": None}}},
-    "privileged port": {"containerPort": 443},
+    "privileged webhook port": {"ports": {"webhook": 443}},
+    "privileged metrics port": {"ports": {"metrics": 80}},
+    "old single containerPort value": {"containerPort": 8443},
+    "no fsGroup (the 0440 key would be unreadable)": {"podSecurityContext": {"fsGroup": None}},
+    "fsGroup 0": {"podSecurityContext": {"fsGroup": 0}},
+    "maxInFlight 0": {"maxInFlight": 0},
+    "shutdownDelaySeconds negative": {"shutdownDelaySeconds": -1},
+    "old networkPolicy.ingressFrom": {"networkPolicy": {"enabled": True, "ingressFrom": []}},
+    "network peer typo": {"networkPolicy": {"webhookFrom": [{"ipblock": {"cidr": "10.0.0.0/8"}}]}},
+    "network peer empty": {"networkPolicy": {"metricsFrom": [{}]}},
+    "ipBlock without cidr": {"networkPolicy": {"webhookFrom": [{"ipBlock": {"except": ["10.0.0.1/32"]}}]}},
+    "mtls enabled without a CA": {"mtls": {"enabled": True}},
+    "mtls with two CAs": {"mtls": {"enabled": True, "clientCA": CLIENT_CA_PEM, "existingSecret": "ca"}},
+    "mtls with a ConfigMap and a Secret": {"mtls": {"enabled": True, "existingConfigMap": "ca",
+                                                    "existingSecret": "ca"}},
+    "mtls CA not PEM": {"mtls": {"enabled": True, "clientCA": "MIIBszCCAVmgAwIBAgIU"}},
+    "mtls CA a private key": {"mtls": {"enabled": True, "clientCA":
+                                       "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"}},
+    "mtls CA with a private key": {"mtls": {"enabled": True, "clientCA": CLIENT_CA_PEM +
+                                            "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"}},
+    "mtls bad Secret name": {"mtls": {"enabled": True, "existingSecret": "Client_CA"}},
+    "mtls empty subject": {"mtls": {"enabled": True, "existingSecret": "ca", "allowedSubjects": [""]}},
+    "mtls subjects not a list": {"mtls": {"enabled": True, "existingSecret": "ca",
+                                          "allowedSubjects": "kube-apiserver"}},
+    "mtls unknown key": {"mtls": {"enabled": True, "existingSecret": "ca", "clientCn": ["x"]}},
+    "mtls enabled not a boolean": {"mtls": {"enabled": "yes", "existingSecret": "ca"}},
     "policy without name": {"extraPolicies": [{"apiVersion": "portier.dev/v1", "kind": "Policy",
                                                "metadata": {}, "spec": {"check": "privileged"}}]},
     "policy bad mode": {"extraPolicies": [{"apiVersion": "portier.dev/v1", "kind": "Policy",
@@ -329,19 +364,89 @@ def test_resources_are_set(default_objs: list[dict[str, Any]]) -> None:
         assert set(resources[kind]) >= {"cpu", "memory"}, resources
 
 
-def test_probes_and_args_follow_the_binary_contract(default_objs: list[dict[str, Any]]) -> None:
-    c = container(default_objs)
-    assert c["image"] == "ghcr.io/portier-dev/portier:0.1.0"
+def container_port(objs: list[dict[str, Any]], name: str) -> int:
+    (port,) = [p for p in container(objs)["ports"] if p["name"] == name]
+    assert port["protocol"] == "TCP"
+    return int(port["containerPort"])
+
+
+def test_probes_and_args_follow_the_binary_contract(scenario: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> None:
+    """Two listeners: the webhook (HTTPS, --addr, port "webhook") and operations (plain HTTP,
+    --metrics-addr, port "metrics"); the kubelet probes the operations listener over HTTP."""
+    _, _, objs = scenario
+    c = container(objs)
     assert "command" not in c  # the image's entrypoint is /portier
     args = c["args"]
     assert args[0] == "serve"
-    port = next(p for p in c["ports"] if p["name"] == "https")
-    assert arg_value(args, "--addr") == f"0.0.0.0:{port['containerPort']}"
-    assert port["containerPort"] == 8443
+    assert {p["name"] for p in c["ports"]} == {"webhook", "metrics"}
+    assert arg_value(args, "--addr") == f"0.0.0.0:{container_port(objs, 'webhook')}"
+    assert arg_value(args, "--metrics-addr") == f"0.0.0.0:{container_port(objs, 'metrics')}"
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         get = c[probe]["httpGet"]
-        assert get == {"path": path, "port": "https", "scheme": "HTTPS"}, get
+        assert get == {"path": path, "port": "metrics", "scheme": "HTTP"}, get
         assert c[probe]["timeoutSeconds"] >= 1
+    assert all(isinstance(a, str) for a in args)
+
+
+def test_default_args(default_objs: list[dict[str, Any]]) -> None:
+    c = container(default_objs)
+    assert c["image"] == "ghcr.io/portier-dev/portier:0.1.0"
+    assert (container_port(default_objs, "webhook"), container_port(default_objs, "metrics")) == (8443, 9090)
+    args = c["args"]
+    assert arg_value(args, "--log-format") == "json"
+    assert arg_value(args, "--max-in-flight") == "1024"
+    assert arg_value(args, "--shutdown-delay") == "3s"
+    # webhook.timeoutSeconds 3 -> portier answers 503 at 2.5 s, before the API server gives up.
+    assert arg_value(args, "--request-timeout") == "2500ms"
+    for flag in ("--client-ca", "--client-cn-allow", "--allow-world-readable-key", "--allow-empty"):
+        assert flag not in args
+
+
+@pytest.mark.parametrize("seconds,expected", [(1, "500ms"), (3, "2500ms"), (10, "9500ms"), (30, "29500ms")])
+def test_request_timeout_follows_the_webhook_timeout(seconds: int, expected: str) -> None:
+    objs = render_objects({"webhook": {"timeoutSeconds": seconds}})
+    assert arg_value(container(objs)["args"], "--request-timeout") == expected
+    for wh in all_webhooks(objs):
+        assert wh["timeoutSeconds"] == seconds
+
+
+def test_custom_ports_and_server_values() -> None:
+    objs = render_objects({"ports": {"webhook": 10443, "metrics": 19090}, "logFormat": "text",
+                           "maxInFlight": 64, "shutdownDelaySeconds": 0})
+    args = container(objs)["args"]
+    assert arg_value(args, "--addr") == "0.0.0.0:10443"
+    assert arg_value(args, "--metrics-addr") == "0.0.0.0:19090"
+    assert (arg_value(args, "--log-format"), arg_value(args, "--max-in-flight"),
+            arg_value(args, "--shutdown-delay")) == ("text", "64", "0s")
+    ports = {p["name"]: p for p in one(objs, "Service")["spec"]["ports"]}
+    assert ports["webhook"]["port"] == 443 and ports["metrics"]["port"] == 19090
+
+
+def test_the_two_listeners_need_two_ports() -> None:
+    with pytest.raises(helm.HelmRenderError, match="ports.webhook and ports.metrics must differ"):
+        render({"ports": {"webhook": 9090, "metrics": 9090}})
+
+
+def test_termination_grace_covers_pre_stop_shutdown_delay_and_drain(
+        scenario: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> None:
+    """SIGTERM comes after the preStop sleep; portier then reports not ready for
+    --shutdown-delay and drains reviews in flight for up to 10 s: the grace period covers all."""
+    _, _, objs = scenario
+    spec = pod_spec(objs)
+    pre_stop = spec["containers"][0].get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    delay = int(arg_value(spec["containers"][0]["args"], "--shutdown-delay").removesuffix("s"))
+    assert spec["terminationGracePeriodSeconds"] >= pre_stop + delay + 10
+
+
+@pytest.mark.parametrize("values", [
+    {"terminationGracePeriodSeconds": 17},
+    {"preStopSleepSeconds": 20},
+    {"shutdownDelaySeconds": 20},
+])
+def test_too_short_a_grace_period_fails(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmRenderError, match="terminationGracePeriodSeconds .* must cover"):
+        render(values)
+    render({**values, "terminationGracePeriodSeconds": 60})
 
 
 def test_policies_and_tls_are_whole_directory_mounts(default_objs: list[dict[str, Any]]) -> None:
@@ -382,13 +487,19 @@ def test_priority_class_and_scheduling_values() -> None:
 
 # ------------------------------------------------------------------ Service, RBAC, NetworkPolicy
 
-def test_service_maps_443_to_the_container_port(default_objs: list[dict[str, Any]]) -> None:
+def test_service_maps_443_to_the_webhook_port_and_exposes_metrics(default_objs: list[dict[str, Any]]) -> None:
+    """443 -> the webhook port for the API server; the metrics port for the ServiceMonitor
+    (which finds its targets through a named Service port)."""
     svc = one(default_objs, "Service")
     assert svc["spec"]["type"] == "ClusterIP"
-    (port,) = svc["spec"]["ports"]
-    assert port["port"] == 443 and port["targetPort"] == "https"
+    webhook, metrics = svc["spec"]["ports"]
+    assert (webhook["name"], webhook["port"], webhook["targetPort"]) == ("webhook", 443, "webhook")
+    assert (metrics["name"], metrics["port"], metrics["targetPort"]) == ("metrics", 9090, "metrics")
     assert svc["spec"]["selector"] == one(default_objs, "Deployment")["spec"]["selector"]["matchLabels"]
-    assert any(p["name"] == "https" for p in container(default_objs)["ports"])
+    names = {p["name"] for p in container(default_objs)["ports"]}
+    assert {webhook["targetPort"], metrics["targetPort"]} <= names
+    for wh in all_webhooks(default_objs):
+        assert wh["clientConfig"]["service"]["port"] == webhook["port"]
 
 
 def test_rbac_is_least_privilege(default_objs: list[dict[str, Any]]) -> None:
@@ -412,14 +523,53 @@ def test_rbac_is_least_privilege(default_objs: list[dict[str, Any]]) -> None:
     assert not by_kind(render_objects({"rbac": {"create": False}}), "ClusterRole")
 
 
-def test_network_policy_opens_only_the_webhook_port() -> None:
+def _ingress_by_port(np: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for rule in np["spec"]["ingress"]:
+        (port,) = rule["ports"]
+        assert port["protocol"] == "TCP"
+        out[port["port"]] = rule
+    return out
+
+
+def test_network_policy_defaults() -> None:
+    """Only the webhook and metrics ports are open. Webhook: from anywhere (the API server's
+    address is cluster-specific). Metrics: from pods of every namespace, not from outside."""
     objs = render_objects({"networkPolicy": {"enabled": True}})
     np = one(objs, "NetworkPolicy")
     assert np["spec"]["policyTypes"] == ["Ingress"]
-    (rule,) = np["spec"]["ingress"]
-    assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
     assert np["spec"]["podSelector"]["matchLabels"] == one(objs, "Deployment")["spec"]["selector"]["matchLabels"]
+    rules = _ingress_by_port(np)
+    assert set(rules) == {"webhook", "metrics"}
+    assert set(rules) == {p["name"] for p in container(objs)["ports"]}
+    assert "from" not in rules["webhook"]
+    assert rules["metrics"]["from"] == [{"namespaceSelector": {}}]
     assert not by_kind(render_objects(), "NetworkPolicy")
+
+
+def test_network_policy_peers_come_from_values() -> None:
+    np = one(render_objects(ALL_ON), "NetworkPolicy")
+    rules = _ingress_by_port(np)
+    assert rules["webhook"]["from"] == ALL_ON["networkPolicy"]["webhookFrom"]
+    assert rules["metrics"]["from"] == ALL_ON["networkPolicy"]["metricsFrom"]
+    open_metrics = one(render_objects({"networkPolicy": {"enabled": True, "metricsFrom": []}}), "NetworkPolicy")
+    assert "from" not in _ingress_by_port(open_metrics)["metrics"]
+
+
+# ------------------------------------------------------------- TLS key file mode, fsGroup
+
+def test_tls_secret_is_mounted_group_readable_only(scenario: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> None:
+    """portier refuses a world-readable private key; the Secret volume default (0644) is. The
+    chart mounts it 0440, owned by the pod's fsGroup, which the non-root process belongs to."""
+    _, _, objs = scenario
+    spec = pod_spec(objs)
+    (tls,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    mode = tls["secret"]["defaultMode"]
+    assert mode == 0o440, oct(mode)
+    assert not mode & 0o007, "no access for other users"
+    assert mode & 0o040, "readable by the group"
+    assert spec["securityContext"]["fsGroup"] >= 1
+    assert "--allow-world-readable-key" not in container(objs)["args"]
 
 
 # ------------------------------------------------------------------------------ webhooks
@@ -586,6 +736,86 @@ def test_cert_manager_certificate(scenario: tuple[str, dict[str, Any], list[dict
         assert "selfSigned" in issuers[ca_cert["spec"]["issuerRef"]["name"]]["spec"]
 
 
+# ------------------------------------------------------------------------ mutual TLS
+
+def _client_ca_volume(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    c = container(objs)
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "client-ca"]
+    assert mount["readOnly"] is True and "subPath" not in mount
+    assert arg_value(c["args"], "--client-ca") == mount["mountPath"] + "/ca.crt"
+    (volume,) = [v for v in pod_spec(objs)["volumes"] if v["name"] == "client-ca"]
+    return volume
+
+
+def test_mtls_is_off_by_default(scenario: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> None:
+    """Without mtls.enabled: no --client-ca, no client CA volume or ConfigMap, whatever else
+    is set (behaviour unchanged)."""
+    _, values, objs = scenario
+    if values.get("mtls", {}).get("enabled"):
+        return
+    for objs in (objs, render_objects({"mtls": {"enabled": False, "clientCA": CLIENT_CA_PEM,
+                                                 "allowedSubjects": ["kube-apiserver"]}})):
+        args = container(objs)["args"]
+        assert "--client-ca" not in args and "--client-cn-allow" not in args
+        assert not [v for v in pod_spec(objs)["volumes"] if v["name"] == "client-ca"]
+        assert not [m for m in container(objs)["volumeMounts"] if m["name"] == "client-ca"]
+        assert not [c for c in by_kind(objs, "ConfigMap") if c["metadata"]["name"].endswith("-client-ca")]
+        annotations = one(objs, "Deployment")["spec"]["template"]["metadata"].get("annotations", {})
+        assert "checksum/client-ca" not in annotations
+
+
+def test_mtls_client_ca_may_be_a_commented_bundle() -> None:
+    """A CA bundle as distributions ship them (comments between certificates) is accepted."""
+    bundle = f"# Issuer: CN=portier-test-client-ca\n{CLIENT_CA_PEM}\n# Another\n{CLIENT_CA_PEM}"
+    objs = render_objects({"mtls": {"enabled": True, "clientCA": bundle}})
+    (cm,) = [c for c in by_kind(objs, "ConfigMap") if c["metadata"]["name"].endswith("-client-ca")]
+    assert cm["data"]["ca.crt"].count("BEGIN CERTIFICATE") == 2
+
+
+def test_mtls_with_an_inline_client_ca() -> None:
+    objs = render_objects(ALL_ON)
+    volume = _client_ca_volume(objs)
+    (cm,) = [c for c in by_kind(objs, "ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"]]
+    assert volume["configMap"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert cm["data"]["ca.crt"].strip() == CLIENT_CA_PEM.strip()
+    x509.load_pem_x509_certificate(cm["data"]["ca.crt"].encode())
+    args = container(objs)["args"]
+    allowed = [args[i + 1] for i, a in enumerate(args) if a == "--client-cn-allow"]
+    assert allowed == ALL_ON["mtls"]["allowedSubjects"]
+    # The binary reads the client CA at start-up only: a new inline CA rolls the pods.
+    annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    other = pki.make_ca("another-client-ca").cert_pem.decode()
+    rolled = render_objects({**ALL_ON, "mtls": {**ALL_ON["mtls"], "clientCA": other}})
+    assert annotations["checksum/client-ca"] != \
+        one(rolled, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/client-ca"]
+    assert annotations["example.com/a"] == "b"  # podAnnotations kept
+
+
+@pytest.mark.parametrize("source,kind", [("existingSecret", "secret"), ("existingConfigMap", "configMap")])
+def test_mtls_with_an_existing_client_ca(source: str, kind: str) -> None:
+    objs = render_objects({"mtls": {"enabled": True, source: "apiserver-client-ca"}})
+    volume = _client_ca_volume(objs)
+    ref = volume[kind]
+    assert ref.get("secretName", ref.get("name")) == "apiserver-client-ca"
+    # Only ca.crt is projected: a Secret may also hold a private key portier must not see.
+    assert ref["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert "--client-cn-allow" not in container(objs)["args"]
+    assert not [c for c in by_kind(objs, "ConfigMap") if c["metadata"]["name"].endswith("-client-ca")]
+    for obj in objs:
+        if (obj["apiVersion"], obj["kind"]) not in chartlib.CUSTOM_KINDS:
+            chartlib.validate(obj)
+
+
+def test_mtls_notes_name_the_kubeconfig_user() -> None:
+    text = chartlib.notes(render({"mtls": {"enabled": True, "existingSecret": "ca"}}))
+    assert "Mutual TLS is ON" in text and '"portier.portier.svc"' in text
+    assert "--admission-control-config-file" in text
+    other_port = chartlib.notes(render({"mtls": {"enabled": True, "existingSecret": "ca"},
+                                        "service": {"port": 8443}}, namespace="sec"))
+    assert '"portier.sec.svc:8443"' in other_port
+    assert "Mutual TLS" not in chartlib.notes(render())
+
+
 # ------------------------------------------------------------------------------ policies
 
 def _policy_files(objs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -646,16 +876,20 @@ def test_autoscaling() -> None:
     assert not by_kind(render_objects(), "HorizontalPodAutoscaler")
 
 
-def test_service_monitor_scrapes_metrics_over_verified_tls() -> None:
+def test_service_monitor_scrapes_the_metrics_port_over_http() -> None:
+    """Prometheus has no client certificate: it scrapes the operations listener (plain HTTP),
+    never the webhook port."""
     objs = render_objects(ALL_ON)
     sm = one(objs, "ServiceMonitor")
+    svc = one(objs, "Service")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert sm["spec"]["selector"]["matchLabels"].items() <= one(objs, "Service")["metadata"]["labels"].items()
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     (ep,) = sm["spec"]["endpoints"]
-    assert ep["path"] == "/metrics" and ep["port"] == one(objs, "Service")["spec"]["ports"][0]["name"]
-    assert ep["scheme"] == "https" and not ep["tlsConfig"].get("insecureSkipVerify")
-    assert ep["tlsConfig"]["ca"]["secret"] == {"name": one(objs, "Secret")["metadata"]["name"], "key": "ca.crt"}
-    assert ep["tlsConfig"]["serverName"] == f"{one(objs, 'Service')['metadata']['name']}.{NAMESPACE}.svc"
+    assert (ep["port"], ep["path"], ep["scheme"]) == ("metrics", "/metrics", "http")
+    assert "tlsConfig" not in ep
+    (port,) = [p for p in svc["spec"]["ports"] if p["name"] == ep["port"]]
+    assert port["targetPort"] == "metrics"
+    assert container_port(objs, "metrics") == int(arg_value(container(objs)["args"], "--metrics-addr").rsplit(":", 1)[1])
 
 
 def test_grafana_dashboard() -> None:
@@ -707,3 +941,25 @@ def test_portier_passes_its_own_policies(tmp_path: Path) -> None:
     proc = subprocess.run([os.environ["PORTIER_BIN"], "check", "--policies", str(chartlib.POLICIES_DIR),
                            "-f", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("PORTIER_BIN"),
+                    reason="set PORTIER_BIN to a built portier binary to run")
+def test_portier_passes_its_own_policies_at_their_strictest(tmp_path: Path) -> None:
+    """... also with the options the restricted Pod Security Standard asks for: no privilege
+    escalation, no host ports."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for path in sorted(chartlib.POLICIES_DIR.glob("*.y*ml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for doc in docs:
+            doc["spec"]["mode"] = "enforce"
+            doc["spec"].pop("exclude", None)
+            if doc["spec"]["check"] == "privileged":
+                doc["spec"]["params"] = {"allowPrivilegeEscalation": False}
+        (policies / path.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    for values in ({}, ALL_ON):
+        path = chartlib.write_rendered_deployment(tmp_path / "deployment.yaml", values)
+        proc = subprocess.run([os.environ["PORTIER_BIN"], "check", "--policies", str(policies),
+                               "-f", str(path)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -82,6 +82,16 @@ def test_chart_runs_as_the_image_user() -> None:
     assert (psc["runAsUser"], psc["runAsGroup"]) == (int(uid), int(gid))
 
 
+def test_image_ports_and_log_format_match_the_chart() -> None:
+    runtime = stages()[-1]
+    exposed = {int(p.split("/")[0]) for w, a in runtime if w == "EXPOSE" for p in a.split()}
+    container = chartlib.one(chartlib.render_objects(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert exposed == {p["containerPort"] for p in container["ports"]}
+    env = dict(a.split("=", 1) for w, a in runtime if w == "ENV")
+    args = container["args"]
+    assert env["PORTIER_LOG_FORMAT"] == args[args.index("--log-format") + 1] == "json"
+
+
 @pytest.mark.parametrize("path,included", [
     ("Cargo.toml", True), ("Cargo.lock", True), ("src/main.rs", True), ("benches/x.rs", True),
     ("tests/admission.rs", True),

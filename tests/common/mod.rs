@@ -76,6 +76,15 @@ impl TestPki {
         http2: bool,
         identity: Option<&(String, String)>,
     ) -> reqwest::Client {
+        self.client_builder(http2, identity).build().unwrap()
+    }
+
+    /// The builder behind `client`, for tests that tune connection reuse.
+    pub fn client_builder(
+        &self,
+        http2: bool,
+        identity: Option<&(String, String)>,
+    ) -> reqwest::ClientBuilder {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
@@ -102,8 +111,7 @@ impl TestPki {
         let builder = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
             .timeout(Duration::from_secs(20));
-        let builder = if http2 { builder } else { builder.http1_only() };
-        builder.build().unwrap()
+        if http2 { builder } else { builder.http1_only() }
     }
 }
 

@@ -89,6 +89,13 @@ The container image: repository:tag, or repository@digest when a digest is set.
 {{- printf "%s.%s.svc" (include "portier.fullname" .) .Release.Namespace }}
 {{- end }}
 
+{{/* The users entry name the API server looks up in the kubeconfig of its
+AdmissionConfiguration for this webhook: the Service's DNS name, with the port
+when it is not 443. */}}
+{{- define "portier.apiserverKubeconfigUser" -}}
+{{- include "portier.serviceDNSName" . }}{{ if ne (int .Values.service.port) 443 }}:{{ .Values.service.port }}{{ end }}
+{{- end }}
+
 {{/*
 Effective minimum number of replicas (replicaCount, or the HPA's minimum).
 */}}
@@ -103,17 +110,59 @@ Effective minimum number of replicas (replicaCount, or the HPA's minimum).
 {{/* ======================================================================
 Ports, probes and scraping, kept in ONE place.
 
-Today the binary serves everything over HTTPS on one port: the webhook
-(/validate, /mutate), the probes (/healthz, /readyz) and /metrics.
-When metrics and health move to a plain HTTP --metrics-addr (planned), change
-only the helpers below (and add a metrics port value): the Deployment's ports,
-args and probes, the Service, the NetworkPolicy and the ServiceMonitor all take
-their wiring from here.
+The binary has two listeners:
+- the webhook listener (HTTPS, --addr, container port "webhook"): POST /validate
+  and POST /mutate only, everything else is 404 there. With mtls.enabled it
+  requires a client certificate (--client-ca), so nothing but the API server
+  can use it;
+- the operations listener (plain HTTP, --metrics-addr, container port
+  "metrics"): GET /metrics, /healthz, /readyz, for the kubelet's probes and
+  Prometheus, which have no client certificate.
+The Deployment's ports, args and probes, the Service, the NetworkPolicy and the
+ServiceMonitor all take their wiring from the helpers below.
 ====================================================================== */}}
 
 {{/* Paths the binary reads; the chart mounts its volumes at these paths. */}}
 {{- define "portier.policiesDir" -}}/etc/portier/policies{{- end }}
 {{- define "portier.tlsDir" -}}/etc/portier/tls{{- end }}
+{{- define "portier.clientCADir" -}}/etc/portier/client-ca{{- end }}
+
+{{/* The ConfigMap holding mtls.clientCA (when given inline). */}}
+{{- define "portier.clientCAConfigMapName" -}}
+{{- printf "%s-client-ca" (include "portier.fullname" .) }}
+{{- end }}
+
+{{/*
+File mode of the TLS Secret volume: 0440 (decimal 288). The binary refuses a
+private key every user can read (the Secret volume default is 0644); the pod's
+fsGroup owns the files, so the non-root process reads them through its group.
+*/}}
+{{- define "portier.tlsDefaultMode" -}}288{{- end }}
+
+{{/*
+--request-timeout: a review still unanswered then gets HTTP 503 from portier,
+500 ms before the API server gives up on webhook.timeoutSeconds (so the API
+server sees a clear error, and the failure policy applies, not a timeout).
+*/}}
+{{- define "portier.requestTimeout" -}}
+{{- printf "%dms" (sub (mul (int .Values.webhook.timeoutSeconds) 1000) 500) }}
+{{- end }}
+
+{{/* Seconds the binary may need to stop once SIGTERM arrives, after the
+preStop sleep: --shutdown-delay, then up to 10 s to finish reviews in flight
+(the binary's fixed drain timeout). */}}
+{{- define "portier.drainSeconds" -}}10{{- end }}
+
+{{/* Checks across values that values.schema.json cannot express. */}}
+{{- define "portier.validateValues" -}}
+{{- if eq (int .Values.ports.webhook) (int .Values.ports.metrics) }}
+{{- fail "ports.webhook and ports.metrics must differ: they are two listeners" }}
+{{- end }}
+{{- $needed := add (int .Values.preStopSleepSeconds) (int .Values.shutdownDelaySeconds) (int (include "portier.drainSeconds" .)) }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (int $needed) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must cover preStopSleepSeconds (%d) + shutdownDelaySeconds (%d) + %s s to drain reviews in flight = %d, or the kubelet kills portier mid-review" (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) (int .Values.shutdownDelaySeconds) (include "portier.drainSeconds" .) (int $needed)) }}
+{{- end }}
+{{- end }}
 
 {{/* The server's command-line arguments (after the binary name). */}}
 {{- define "portier.args" -}}
@@ -125,9 +174,25 @@ their wiring from here.
 - --tls-key
 - {{ include "portier.tlsDir" . }}/tls.key
 - --addr
-- {{ printf "0.0.0.0:%d" (int .Values.containerPort) | quote }}
+- {{ printf "0.0.0.0:%d" (int .Values.ports.webhook) | quote }}
+- --metrics-addr
+- {{ printf "0.0.0.0:%d" (int .Values.ports.metrics) | quote }}
 - --log-format
 - {{ .Values.logFormat }}
+- --max-in-flight
+- {{ .Values.maxInFlight | int | toString | quote }}
+- --request-timeout
+- {{ include "portier.requestTimeout" . }}
+- --shutdown-delay
+- {{ printf "%ds" (int .Values.shutdownDelaySeconds) }}
+{{- if .Values.mtls.enabled }}
+- --client-ca
+- {{ include "portier.clientCADir" . }}/ca.crt
+{{- range .Values.mtls.allowedSubjects }}
+- --client-cn-allow
+- {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
@@ -135,42 +200,64 @@ their wiring from here.
 
 {{/* The container's ports. */}}
 {{- define "portier.containerPorts" -}}
-- name: https
-  containerPort: {{ .Values.containerPort }}
+- name: webhook
+  containerPort: {{ .Values.ports.webhook }}
+  protocol: TCP
+- name: metrics
+  containerPort: {{ .Values.ports.metrics }}
   protocol: TCP
 {{- end }}
 
-{{/* The Service's ports: 443 (service.port) -> the webhook port. */}}
+{{/*
+The Service's ports: service.port (443) -> the webhook port, for the API
+server; and the metrics port, because a ServiceMonitor finds its targets
+through a named Service port. The metrics port on the Service opens nothing
+new: the pods' IPs already serve it, and the NetworkPolicy (metricsFrom)
+governs who reaches it either way.
+*/}}
 {{- define "portier.servicePorts" -}}
-- name: https
+- name: webhook
   port: {{ .Values.service.port }}
-  targetPort: https
+  targetPort: webhook
+  protocol: TCP
+- name: metrics
+  port: {{ .Values.ports.metrics }}
+  targetPort: metrics
   protocol: TCP
 {{- end }}
 
-{{/* Where the kubelet probes: the container port name and scheme. */}}
+{{/* Where the kubelet probes: the operations listener, plain HTTP (the
+kubelet has no client certificate, and needs none there). */}}
 {{- define "portier.probeHttpGet" -}}
-port: https
-scheme: HTTPS
+port: metrics
+scheme: HTTP
 {{- end }}
 
-{{/* The ServiceMonitor endpoint (port name, scheme and TLS settings). */}}
+{{/* The ServiceMonitor endpoint: the Service's metrics port, plain HTTP. */}}
 {{- define "portier.metricsEndpoint" -}}
-port: https
+port: metrics
 path: /metrics
-scheme: https
-tlsConfig:
-  serverName: {{ include "portier.serviceDNSName" . }}
-  ca:
-    secret:
-      name: {{ include "portier.tlsSecretName" . }}
-      key: ca.crt
+scheme: http
 {{- end }}
 
-{{/* The container ports the NetworkPolicy opens (the webhook port only). */}}
-{{- define "portier.networkPolicyPorts" -}}
-- port: https
-  protocol: TCP
+{{/* The NetworkPolicy's ingress rules: the webhook port from
+networkPolicy.webhookFrom, the metrics port from networkPolicy.metricsFrom
+(an empty list: from anywhere). Nothing else reaches the pods. */}}
+{{- define "portier.networkPolicyIngress" -}}
+- ports:
+    - port: webhook
+      protocol: TCP
+  {{- with .Values.networkPolicy.webhookFrom }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+- ports:
+    - port: metrics
+      protocol: TCP
+  {{- with .Values.networkPolicy.metricsFrom }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{/* ======================================================================

@@ -1,0 +1,100 @@
+//! Inputs shared by the benches and the allocation test (`tests/allocations.rs` includes this
+//! file): the shipped fixtures and the policy sets to judge them against.
+#![allow(dead_code)] // each bench uses a part
+
+use std::path::Path;
+
+use portier::pod::WorkloadKind;
+use portier::policy::PolicySet;
+use serde_json::{Value, json};
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// The policy sets the benches judge against: (name, directory or file below the crate root).
+/// To bench another set, add one line.
+pub const POLICY_SETS: &[(&str, &str)] = &[
+    ("default", "policies"),
+    ("pod-security-restricted", "policies/pss-restricted.yaml"),
+];
+
+pub fn policy_set(dir_or_file: &str) -> PolicySet {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir_or_file);
+    if path.is_dir() {
+        return PolicySet::from_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    PolicySet::from_yaml(dir_or_file, &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The AdmissionReviews of `tests/fixtures/` the review bench sends: (name, file, allowed).
+/// `make-reviews.py` writes the 2k and 64k ones.
+pub const REVIEWS: &[(&str, &str, bool)] = &[
+    ("pod-2k-allowed", "review-pod-2k.json", true),
+    ("deployment-8k-allowed", "review-deployment-8k.json", true),
+    (
+        "deployment-64k-update-allowed",
+        "review-deployment-64k.json",
+        true,
+    ),
+    ("pod-1k-denied", "review-privileged-pod.json", false),
+];
+
+pub fn read(file: &str) -> Vec<u8> {
+    let path = Path::new(FIXTURES).join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A workload to evaluate: its kind and its JSON text (the review's `request.object`).
+pub struct Workload {
+    pub name: &'static str,
+    pub kind: WorkloadKind,
+    pub namespace: &'static str,
+    pub json: String,
+}
+
+fn object_of(file: &str) -> Value {
+    let review: Value = serde_json::from_slice(&read(file)).expect("fixture is JSON");
+    review["request"]["object"].clone()
+}
+
+/// The pods the evaluate bench judges: a 1-container pod, a Deployment with 2 containers and an
+/// init container, and a 20-container pod (19 containers + 1 init container). All compliant
+/// with the default set, so they take the allowed path.
+pub fn workloads() -> Vec<Workload> {
+    let deployment = object_of("review-deployment-8k.json");
+    let template = &deployment["spec"]["template"]["spec"];
+    let app = template["containers"][0].clone();
+    let mut big = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "batch-runner", "namespace": "shop"},
+        "spec": template.clone(),
+    });
+    big["spec"]["containers"] = (0..19)
+        .map(|i| {
+            let mut c = app.clone();
+            c["name"] = json!(format!("worker-{i}"));
+            c
+        })
+        .collect();
+    vec![
+        Workload {
+            name: "pod-1-container",
+            kind: WorkloadKind::Pod,
+            namespace: "shop",
+            json: object_of("review-pod-2k.json").to_string(),
+        },
+        Workload {
+            name: "deployment-3-containers-with-init",
+            kind: WorkloadKind::Deployment,
+            namespace: "shop",
+            json: deployment.to_string(),
+        },
+        Workload {
+            name: "pod-20-containers",
+            kind: WorkloadKind::Pod,
+            namespace: "shop",
+            json: big.to_string(),
+        },
+    ]
+}
