@@ -474,7 +474,7 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
     let mut scanner = match Scanner::start(client.clone(), set, &options).await {
         Ok(scanner) => scanner,
         Err(AuditError::Unreachable(failure)) => {
-            anyhow::bail!("cannot reach the Kubernetes API at {server}: {failure}")
+            anyhow::bail!("{} (API server {server})", audit::unusable(&failure))
         }
         Err(e) => return Err(e.into()),
     };
@@ -506,7 +506,7 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
             Ok(None) => break,
             Err(AuditError::Unreachable(failure)) => {
                 progress.clear();
-                anyhow::bail!("cannot reach the Kubernetes API at {server}: {failure}");
+                anyhow::bail!("{} (API server {server})", audit::unusable(&failure));
             }
             Err(e) => {
                 progress.note(&format!("portier: {e}; printing what was judged before"));

@@ -645,9 +645,9 @@ fn total_failures_exit_2_with_a_clear_message() {
     let out = run(&dead, &["-n", "shop"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
-        stderr(&out).starts_with(&format!(
-            "portier: cannot reach the Kubernetes API at http://127.0.0.1:{port}/: no answer from the API server: "
-        )),
+        stderr(&out).starts_with(
+            "portier: cannot reach the Kubernetes API: no answer from the API server: "
+        ) && stderr(&out).ends_with(&format!("(API server http://127.0.0.1:{port}/)\n")),
         "{}",
         stderr(&out)
     );

@@ -41,9 +41,15 @@ pub enum ApiFailure {
 
 impl ApiFailure {
     /// Whether this failure means the API server cannot be used at all, so scanning further
-    /// namespaces would only repeat it.
+    /// namespaces would only repeat it: no answer, refused credentials, or a request the API
+    /// server rejects as malformed (400: a bad label selector is bad in every namespace).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, ApiFailure::Unauthorized(_) | ApiFailure::Transport(_))
+        matches!(
+            self,
+            ApiFailure::Unauthorized(_)
+                | ApiFailure::Transport(_)
+                | ApiFailure::Status { code: 400, .. }
+        )
     }
 
     pub fn message(&self) -> &str {

@@ -69,8 +69,10 @@ pub struct ScanOptions {
 pub enum AuditError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("cannot reach the Kubernetes API: {0}")]
+    #[error("{}", unusable(.0))]
     Unreachable(ApiFailure),
+    #[error("{0:?} is not a namespace name (lowercase letters, digits and '-', at most 63)")]
+    BadNamespace(String),
     #[error(
         "cannot list namespaces for --all-namespaces: {0}; name the namespaces with -n instead, or grant list on namespaces"
     )]
@@ -83,6 +85,26 @@ pub enum AuditError {
         done: usize,
         failure: ApiFailure,
     },
+}
+
+/// Why the API cannot be used, said as the user needs it.
+pub fn unusable(failure: &ApiFailure) -> String {
+    match failure {
+        ApiFailure::Transport(_) => format!("cannot reach the Kubernetes API: {failure}"),
+        _ => format!("the Kubernetes API refused the audit: {failure}"),
+    }
+}
+
+/// Whether `name` is a valid namespace name (an RFC 1123 label).
+pub fn is_namespace_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
 }
 
 /// One workload judged, with what it violates.
@@ -203,6 +225,9 @@ impl<'s> Scanner<'s> {
         scanner.namespaces = match &options.scope {
             Scope::All => scanner.list_namespaces().await?,
             Scope::Namespaces(names) => {
+                if let Some(bad) = names.iter().find(|n| !is_namespace_name(n)) {
+                    return Err(AuditError::BadNamespace(bad.clone()));
+                }
                 let mut seen = std::collections::HashSet::new();
                 names
                     .iter()

@@ -504,6 +504,18 @@ fn slice<T: Clone>(items: &[T], offset: usize, limit: Option<usize>) -> Vec<T> {
         .to_vec()
 }
 
+/// What the API server says of a selector it cannot parse (requirements without a key).
+fn selector_error(selector: &str) -> Option<String> {
+    selector.split(',').map(str::trim).find_map(|req| {
+        let key = req
+            .split(['=', '!'])
+            .find(|part| !part.is_empty())
+            .unwrap_or("");
+        (req.starts_with('=') || key.is_empty())
+            .then(|| "unable to parse requirement: found '=', expected: identifier".to_owned())
+    })
+}
+
 /// Equality-based label selectors (`a=b,c!=d,e,!f`), as the API server evaluates them.
 pub fn matches_selector(selector: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
     let empty = BTreeMap::new();
@@ -580,6 +592,9 @@ fn list_workloads<'q>(
         Err(r) => return *r,
     };
     let selector = param("labelSelector");
+    if let Some(bad) = selector.and_then(selector_error) {
+        return status(400, "BadRequest", &bad, None);
+    }
     state.lists_served += 1;
     macro_rules! typed {
         ($items:expr) => {{
