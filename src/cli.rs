@@ -529,6 +529,8 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
         {
             progress.note(&note);
         }
+        // The rows may go to the same terminal as the progress line.
+        progress.clear();
         printer.namespace(&ns)?;
         summary.add(&ns);
     }

@@ -988,6 +988,27 @@ fn reports_are_not_written_for_incomplete_namespaces_and_failures_are_clear() {
         "the audit itself is printed"
     );
 
+    // An older CRD without `source`: strict validation refuses the field; said once.
+    env.server.with_cluster(|c| {
+        c.policy_report_crd = true;
+        c.old_policy_report_schema = true;
+    });
+    let out = env.audit(&["-n", "shop", "-n", "team-b", "--report", "policyreport"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("portier: PolicyReport for namespace shop not written: the API server rejected the report (HTTP 400: PolicyReport in version \"v1alpha2\" cannot be handled as a PolicyReport: strict decoding error: unknown field \"results[0].source\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("compare it with deploy/crds/policyreports.yaml"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("namespace team-b not written"),
+        "said once: {err}"
+    );
+
     // A selector would make a report that drops what it does not select.
     let out = env.audit(&["-n", "shop", "-l", "app=web", "--report", "policyreport"]);
     assert_eq!(code(&out), 2);

@@ -193,6 +193,10 @@ pub enum ReportError {
     CrdMissing(String),
     #[error("the namespace's scan is {}, so its report was left as it was", .0.as_str())]
     Incomplete(Status),
+    #[error(
+        "the API server rejected the report ({0}); the installed PolicyReport CRD may be an older schema (without `source`?): compare it with deploy/crds/policyreports.yaml"
+    )]
+    Rejected(ApiFailure),
     #[error("{0}")]
     Api(ApiFailure),
 }
@@ -201,7 +205,7 @@ impl ReportError {
     /// Whether no other report can be written either.
     pub fn is_fatal(&self) -> bool {
         match self {
-            ReportError::CrdMissing(_) => true,
+            ReportError::CrdMissing(_) | ReportError::Rejected(_) => true,
             ReportError::Api(failure) => failure.is_fatal(),
             ReportError::Incomplete(_) => false,
         }
@@ -261,6 +265,11 @@ impl ReportWriter {
                 cut: ns.violations() - report.results.len(),
             }),
             Err(ApiFailure::NotServed(message)) => Err(ReportError::CrdMissing(message)),
+            Err(
+                failure @ ApiFailure::Status {
+                    code: 400 | 422, ..
+                },
+            ) => Err(ReportError::Rejected(failure)),
             Err(failure) => Err(ReportError::Api(failure)),
         }
     }

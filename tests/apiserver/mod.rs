@@ -103,6 +103,9 @@ pub struct Cluster {
     pub policy_report_crd: bool,
     /// Stored PolicyReports by (namespace, name).
     pub policy_reports: BTreeMap<(String, String), Value>,
+    /// Serve the Policy WG's original v1alpha2 schema, which has no `source` (as some
+    /// clusters still do), instead of the shipped one.
+    pub old_policy_report_schema: bool,
     resource_version: u64,
     uid_counter: u64,
 }
@@ -720,7 +723,13 @@ fn apply_report<'q>(
             None,
         );
     }
-    let problems = validate(schema, &applied, "");
+    let mut schema = schema.clone();
+    if cluster.old_policy_report_schema
+        && let Some(fields) = schema["properties"]["results"]["items"]["properties"].as_object_mut()
+    {
+        fields.remove("source");
+    }
+    let problems = validate(&schema, &applied, "");
     let unknown: Vec<&String> = problems
         .iter()
         .filter(|p| p.contains("unknown field"))
