@@ -1,4 +1,4 @@
-//! Command-line parsing and the commands: `serve`, `check`, `bench`, `dev-cert`.
+//! Command-line parsing and the commands: `serve`, `check`, `audit`, `bench`, `dev-cert`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use portier::audit::output::{Format, Printer, Progress};
+use portier::audit::report::{ReportError, ReportWriter};
+use portier::audit::{self, AuditError, ScanOptions, Scanner, Scope, Summary};
 use portier::metrics::Metrics;
 use portier::offline;
 use portier::policy::PolicySet;
@@ -16,9 +19,10 @@ use portier::reload::PolicyStore;
 use portier::server::{ServeOptions, Server};
 use portier::tls;
 
-/// `check` found something an enforce policy denies.
+/// `check` found something an enforce policy denies; `audit --fail-on-violation` found a
+/// violation.
 pub const EXIT_VIOLATION: u8 = 1;
-/// A usage, input or start-up error.
+/// A usage, input or start-up error; an audit that could list nothing.
 pub const EXIT_USAGE: u8 = 2;
 
 /// How often the policy directory is re-read when no file event arrived.
@@ -90,6 +94,19 @@ enum Command {
         /// a container's CPU limit).
         #[arg(long, env = "PORTIER_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
         worker_threads: Option<u16>,
+        /// Audit every namespace this often in the background (e.g. 10m) and export
+        /// portier_audit_violations{namespace,policy,check}; off when unset. Uses the in-cluster
+        /// service account (or $KUBECONFIG).
+        #[arg(long, value_parser = humantime::parse_duration, env = "PORTIER_AUDIT_INTERVAL")]
+        audit_interval: Option<Duration>,
+        /// With --audit-interval: also write the results as PolicyReports.
+        #[arg(
+            long,
+            value_enum,
+            requires = "audit_interval",
+            env = "PORTIER_AUDIT_REPORT"
+        )]
+        audit_report: Option<ReportKind>,
     },
     /// Judge manifests offline, exactly as admission would (exit 1 if an enforce policy denies).
     Check {
@@ -122,6 +139,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Dry-run the policies over what already runs in a cluster, every policy judged as enforce
+    /// (exit 0; 1 with --fail-on-violation and a violation; 2 when nothing could be listed).
+    Audit(AuditArgs),
     /// Write a development CA and a serving certificate signed by it (ca.crt, tls.crt, tls.key).
     DevCert {
         /// Directory to write into (created if missing).
@@ -139,8 +159,69 @@ enum Output {
     Json,
 }
 
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    /// Directory of policy files.
+    #[arg(long)]
+    policies: PathBuf,
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service
+    /// account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long)]
+    context: Option<String>,
+    /// Namespace to scan (repeatable); default: the context's namespace.
+    #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
+    namespaces: Vec<String>,
+    /// Scan every namespace (needs list on namespaces).
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Label selector passed to every list call (e.g. app=web,tier!=cache).
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = AuditOutput::Table)]
+    output: AuditOutput,
+    /// Exit 1 when anything violates a policy (whatever its mode).
+    #[arg(long)]
+    fail_on_violation: bool,
+    /// Objects per list call (the API's limit parameter).
+    #[arg(long, default_value_t = audit::DEFAULT_PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
+    page_size: u32,
+    /// Also write the results into the cluster: policyreport writes one
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport per namespace (not with --selector, which would
+    /// drop the findings it does not select).
+    #[arg(long, value_enum, conflicts_with = "selector")]
+    report: Option<ReportKind>,
+    /// At most this many results per PolicyReport; the rest are counted in its summary.
+    #[arg(long, default_value_t = audit::report::DEFAULT_MAX_RESULTS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    report_max_results: u32,
+    /// How long one API call may take.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AuditOutput {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportKind {
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport, one per namespace.
+    Policyreport,
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    init_logging(cli.log_format);
+    // The audit reports the API client's failures itself, with what they mean.
+    let default_filter = match cli.command {
+        Command::Audit(_) => "warn,kube_client=off",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_filter);
     match cli.command {
         Command::Serve {
             policies,
@@ -156,6 +237,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             request_timeout,
             shutdown_delay,
             worker_threads,
+            audit_interval,
+            audit_report,
         } => {
             // One worker per usable CPU: a webhook's work is CPU-bound (TLS, JSON), so more
             // threads than cores only add switching.
@@ -180,6 +263,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     allowed_subjects: client_cn_allow,
                 }),
                 allow_empty,
+                audit: audit_interval.map(|interval| audit::periodic::PeriodicOptions {
+                    interval,
+                    page_size: audit::DEFAULT_PAGE_SIZE,
+                    reports: audit_report.map(|_| audit::report::DEFAULT_MAX_RESULTS),
+                }),
                 options: ServeOptions {
                     addr,
                     metrics_addr: Some(metrics_addr),
@@ -206,6 +294,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             bench(&policies, iterations, &files)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(args) => run_audit(args),
         Command::DevCert { out_dir, hosts } => {
             dev_cert(&out_dir, &hosts)?;
             Ok(ExitCode::SUCCESS)
@@ -213,9 +302,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -231,6 +320,7 @@ struct ServeArgs {
     key_pair: tls::KeyPairFiles,
     client_auth: Option<tls::ClientAuth>,
     allow_empty: bool,
+    audit: Option<audit::periodic::PeriodicOptions>,
     options: ServeOptions,
 }
 
@@ -256,9 +346,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     )
     .context("cannot watch the TLS key pair")?;
     let addr = args.options.addr;
-    let server = Server::start(args.options, tls_config, Arc::clone(&store), metrics)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let server = Server::start(
+        args.options,
+        tls_config,
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(
         addr = %server.local_addr(),
         metrics_addr = %server.metrics_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -267,7 +362,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         dir = %args.policies.display(),
         "portier is serving HTTPS"
     );
+    let periodic_audit = args.audit.map(|options| {
+        tracing::info!(
+            interval = %humantime::format_duration(options.interval),
+            reports = options.reports.is_some(),
+            "periodic audit on"
+        );
+        audit::periodic::spawn(Arc::clone(&store), Arc::clone(&metrics), options)
+    });
     signals.received().await;
+    if let Some(task) = periodic_audit {
+        task.abort();
+    }
     tracing::info!("shutting down: no longer ready, finishing in-flight requests");
     server.shutdown().await;
     tracing::info!("stopped");
@@ -334,6 +440,188 @@ fn check(policies: &Path, files: &[PathBuf], output: Output, mutate: bool) -> Re
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn run_audit(args: AuditArgs) -> Result<ExitCode> {
+    let set = PolicySet::from_dir(&args.policies)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(audit_cluster(args, &set))
+}
+
+async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let audit::Connection { client, server } = audit::client(&audit::Connect {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        timeout: Some(args.request_timeout),
+    })
+    .await?;
+    let scope = if args.all_namespaces {
+        Scope::All
+    } else if args.namespaces.is_empty() {
+        Scope::Namespaces(vec![client.default_namespace().to_owned()])
+    } else {
+        Scope::Namespaces(args.namespaces.clone())
+    };
+    let options = ScanOptions {
+        scope,
+        selector: args.selector.clone(),
+        page_size: args.page_size,
+    };
+    let mut scanner = match Scanner::start(client.clone(), set, &options).await {
+        Ok(scanner) => scanner,
+        Err(AuditError::Unreachable(failure)) => {
+            anyhow::bail!("{} (API server {server})", audit::unusable(&failure))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let total = scanner.namespaces().len();
+    let writer = args
+        .report
+        .map(|_| ReportWriter::new(client, args.report_max_results as usize));
+    let format = match args.output {
+        AuditOutput::Table => Format::Table,
+        AuditOutput::Json => Format::Json,
+        AuditOutput::Yaml => Format::Yaml,
+    };
+    let mut printer = Printer::new(format, std::io::BufWriter::new(std::io::stdout().lock()));
+    let stderr = std::io::stderr();
+    let mut progress = Progress::new(stderr.lock(), stderr.is_terminal());
+    let mut summary = Summary::new(set, total);
+    let mut listed_any = false;
+    let mut reports = ReportTally::default();
+    loop {
+        let done = scanner.done();
+        progress.update(
+            done,
+            total,
+            summary.workloads,
+            scanner.namespaces().get(done).map(String::as_str),
+        );
+        let ns = match scanner.next_namespace().await {
+            Ok(Some(ns)) => ns,
+            Ok(None) => break,
+            Err(AuditError::Unreachable(failure)) => {
+                progress.clear();
+                anyhow::bail!("{} (API server {server})", audit::unusable(&failure));
+            }
+            Err(e) => {
+                progress.note(&format!("portier: {e}; printing what was judged before"));
+                summary.stop(e.to_string());
+                break;
+            }
+        };
+        listed_any |= ns.lists_ok > 0;
+        for note in &ns.notes {
+            progress.note(&format!("portier: namespace {}: {note}", ns.namespace));
+        }
+        for p in &ns.problems {
+            progress.note(&format!(
+                "portier: namespace {}: {}: {}",
+                p.namespace, p.resource, p.message
+            ));
+        }
+        if let Some(writer) = &writer
+            && let Some(note) = reports.write(writer, &ns).await
+        {
+            progress.note(&note);
+        }
+        // The rows may go to the same terminal as the progress line.
+        progress.clear();
+        printer.namespace(&ns)?;
+        summary.add(&ns);
+    }
+    progress.clear();
+    printer.finish(&summary)?;
+    if writer.is_some() {
+        eprintln!("{}", reports.line());
+    }
+    if total > 0 && !listed_any {
+        eprintln!(
+            "portier: nothing could be listed in {total} namespace(s): see the problems above"
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    if writer.is_some() && reports.written == 0 && reports.failed > 0 {
+        eprintln!("portier: no PolicyReport could be written");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    Ok(if args.fail_on_violation && summary.violations > 0 {
+        ExitCode::from(EXIT_VIOLATION)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `--report` did over a scan.
+#[derive(Default)]
+struct ReportTally {
+    written: usize,
+    failed: usize,
+    kept: usize,
+    cut: usize,
+    /// Set after a failure no other namespace can escape (CRD missing, API gone).
+    off: Option<String>,
+}
+
+impl ReportTally {
+    /// Writes the report of `ns`; a message for the user when something is worth saying.
+    async fn write(
+        &mut self,
+        writer: &ReportWriter,
+        ns: &audit::NamespaceResult,
+    ) -> Option<String> {
+        if self.off.is_some() {
+            if ns.status == audit::Status::Complete {
+                self.failed += 1;
+            }
+            return None;
+        }
+        match writer.write(ns).await {
+            Ok(written) => {
+                self.written += 1;
+                self.cut += written.cut;
+                (written.cut > 0).then(|| {
+                    format!(
+                        "portier: PolicyReport {}/{}: {} result(s) written, {} more cut (--report-max-results); the summary counts them all",
+                        ns.namespace, written.name, written.results, written.cut
+                    )
+                })
+            }
+            Err(e @ ReportError::Incomplete(_)) => {
+                self.kept += 1;
+                Some(format!("portier: namespace {}: {e}", ns.namespace))
+            }
+            Err(e) => {
+                self.failed += 1;
+                let message = format!(
+                    "portier: PolicyReport for namespace {} not written: {e}",
+                    ns.namespace
+                );
+                if e.is_fatal() {
+                    self.off = Some(e.to_string());
+                }
+                Some(message)
+            }
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "portier: {} PolicyReport(s) written, {} not written, {} left as they were (incomplete scan){}",
+            self.written,
+            self.failed,
+            self.kept,
+            if self.cut > 0 {
+                format!(", {} result(s) cut", self.cut)
+            } else {
+                String::new()
+            }
+        )
+    }
 }
 
 fn bench(policies: &Path, iterations: u64, files: &[PathBuf]) -> Result<()> {

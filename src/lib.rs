@@ -3,10 +3,12 @@
 //! Data flows one way: `server` (HTTPS, routes) → `admission` (AdmissionReview in/out) →
 //! `engine` (evaluate a pod view) → `policy` (one file per check). `pod` is the borrowed view
 //! they share; `reload`, `metrics`, `tls` and `offline` sit beside them, and the command line
-//! lives in the binary.
+//! lives in the binary. `audit` runs the same decoder and engine over what a cluster already
+//! runs, read through the Kubernetes API.
 
 pub mod admission;
 pub mod alloc_count;
+pub mod audit;
 pub mod bench;
 pub mod engine;
 pub mod metrics;
@@ -16,5 +18,6 @@ pub mod pod;
 pub mod policy;
 pub mod reload;
 pub mod server;
+pub mod table;
 pub mod tls;
 pub mod watch;

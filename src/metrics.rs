@@ -4,9 +4,11 @@
 //! load), because `with_label_values` takes a lock inside the vector: the request path only
 //! touches atomics.
 
+use std::sync::Mutex;
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::admission::{Endpoint, Outcome};
@@ -34,6 +36,40 @@ pub struct Metrics {
     tls_reloads_ok: IntCounter,
     tls_reloads_failed: IntCounter,
     tls_expiry: IntGauge,
+    audit: AuditMetrics,
+}
+
+/// The periodic audit's metrics (`serve --audit-interval`).
+struct AuditMetrics {
+    /// Replaced whole after each run; the lock keeps two runs from interleaving.
+    violations: Mutex<IntGaugeVec>,
+    runs: IntCounterVec,
+    workloads: IntGauge,
+    last_run: IntGauge,
+}
+
+/// Violations per (namespace, policy, check).
+pub type AuditCounts = std::collections::BTreeMap<(String, String, String), u64>;
+
+/// How a periodic audit run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditRun {
+    /// Every namespace scanned completely.
+    Complete,
+    /// Results exported, but some namespace or kind could not be scanned.
+    Partial,
+    /// Nothing could be scanned; the gauges keep the previous run's values.
+    Failed,
+}
+
+impl AuditRun {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditRun::Complete => "complete",
+            AuditRun::Partial => "partial",
+            AuditRun::Failed => "failed",
+        }
+    }
 }
 
 fn endpoint_index(endpoint: Endpoint) -> usize {
@@ -113,8 +149,38 @@ impl Metrics {
             "When the serving certificate in use expires (Unix time).",
         )
         .expect("valid metric");
+        let audit_violations = IntGaugeVec::new(
+            Opts::new(
+                "portier_audit_violations",
+                "Violations found by the last periodic audit, every policy judged as enforce, by namespace, policy and check.",
+            ),
+            &["namespace", "policy", "check"],
+        )
+        .expect("valid metric");
+        let audit_runs = IntCounterVec::new(
+            Opts::new(
+                "portier_audit_runs_total",
+                "Periodic audit runs, by result (complete, partial, failed).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let audit_workloads = IntGauge::new(
+            "portier_audit_workloads",
+            "Workloads (top-most controllers and standalone pods) judged by the last periodic audit.",
+        )
+        .expect("valid metric");
+        let audit_last_run = IntGauge::new(
+            "portier_audit_last_run_timestamp_seconds",
+            "When the last periodic audit that exported results finished (Unix time).",
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(tls_reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(audit_violations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(audit_runs.clone()),
+            Box::new(audit_workloads.clone()),
+            Box::new(audit_last_run.clone()),
+            Box::new(tls_reloads.clone()),
             Box::new(tls_expiry.clone()),
             Box::new(requests_vec.clone()),
             Box::new(latency_vec.clone()),
@@ -141,7 +207,44 @@ impl Metrics {
             tls_reloads_ok: tls_reloads.with_label_values(&["ok"]),
             tls_reloads_failed: tls_reloads.with_label_values(&["failed"]),
             tls_expiry,
+            audit: AuditMetrics {
+                violations: Mutex::new(audit_violations),
+                runs: audit_runs,
+                workloads: audit_workloads,
+                last_run: audit_last_run,
+            },
         }
+    }
+
+    /// Records a periodic audit run; `results` (violations per (namespace, policy, check) and
+    /// workloads judged) replace the previous run's gauges.
+    pub fn record_audit_run(&self, run: AuditRun, results: Option<(&AuditCounts, u64)>) {
+        self.audit.runs.with_label_values(&[run.as_str()]).inc();
+        let Some((counts, workloads)) = results else {
+            return;
+        };
+        {
+            let gauges = self
+                .audit
+                .violations
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            gauges.reset();
+            for ((namespace, policy, check), n) in counts {
+                gauges
+                    .with_label_values(&[namespace.as_str(), policy.as_str(), check.as_str()])
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+        }
+        self.audit
+            .workloads
+            .set(i64::try_from(workloads).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.audit
+            .last_run
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
     }
 
     /// Records a key pair (re)load; `not_after` is the new certificate's expiry.
@@ -238,6 +341,52 @@ mod tests {
             "portier_policies_loaded 4",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn audit_gauges_are_replaced_whole_after_each_run() {
+        let m = Metrics::new();
+        let first = std::collections::BTreeMap::from([
+            (
+                ("shop".to_owned(), "np".to_owned(), "privileged".to_owned()),
+                3,
+            ),
+            (
+                ("web".to_owned(), "np".to_owned(), "privileged".to_owned()),
+                1,
+            ),
+        ]);
+        m.record_audit_run(AuditRun::Complete, Some((&first, 7)));
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"portier_audit_violations{check="privileged",namespace="shop",policy="np"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("portier_audit_workloads 7"), "{text}");
+        let second = std::collections::BTreeMap::from([(
+            ("web".to_owned(), "np".to_owned(), "privileged".to_owned()),
+            2,
+        )]);
+        m.record_audit_run(AuditRun::Partial, Some((&second, 5)));
+        m.record_audit_run(AuditRun::Failed, None);
+        let text = m.render();
+        assert!(!text.contains(r#"namespace="shop""#), "{text}");
+        assert!(
+            text.contains(
+                r#"portier_audit_violations{check="privileged",namespace="web",policy="np"} 2"#
+            ),
+            "{text}"
+        );
+        for result in ["complete", "partial", "failed"] {
+            assert!(
+                text.contains(&format!(
+                    r#"portier_audit_runs_total{{result="{result}"}} 1"#
+                )),
+                "{text}"
+            );
         }
     }
 }

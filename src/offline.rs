@@ -49,6 +49,30 @@ pub struct Row {
     pub message: String,
 }
 
+impl Row {
+    /// The row for one violation found in the `kind` workload `namespace/name`, its path
+    /// rendered below the kind's pod spec path. `portier audit` builds its rows here too.
+    pub fn from_violation(
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        violation: &engine::Violation<'_, '_>,
+    ) -> Row {
+        let f = &violation.finding;
+        Row {
+            kind: kind.as_str().to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            policy: violation.policy.name.clone(),
+            check: violation.policy.check.id().to_owned(),
+            mode: violation.policy.mode.as_str().to_owned(),
+            container: f.container.map(|(_, name)| name.to_owned()),
+            path: f.path.render(kind.pod_spec_path()),
+            message: format!("{} — {}", f.problem, f.fix),
+        }
+    }
+}
+
 /// The result of checking some inputs.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -285,20 +309,7 @@ fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Re
         Ok(verdict
             .violations
             .iter()
-            .map(|v| {
-                let f = &v.finding;
-                Row {
-                    kind: kind.as_str().to_owned(),
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    policy: v.policy.name.clone(),
-                    check: v.policy.check.id().to_owned(),
-                    mode: v.policy.mode.as_str().to_owned(),
-                    container: f.container.map(|(_, name)| name.to_owned()),
-                    path: f.path.render(kind.pod_spec_path()),
-                    message: format!("{} — {}", f.problem, f.fix),
-                }
-            })
+            .map(|v| Row::from_violation(kind, namespace, name, v))
             .collect::<Vec<_>>())
     })?;
     match rows {
@@ -378,30 +389,7 @@ pub fn render_table(report: &Report) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let last = cells.len() - 1;
-        for (i, cell) in cells.iter().enumerate() {
-            if i == last {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        out.push('\n');
-    };
-    if !rows.is_empty() {
-        line(&header);
-        for row in &rows {
-            line(&row.iter().map(String::as_str).collect::<Vec<_>>());
-        }
-    }
+    let mut out = crate::table::render(&header, &rows);
     let count = |mode: Mode| {
         report
             .rows

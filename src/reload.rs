@@ -84,6 +84,12 @@ impl PolicyStore {
         self.current.load()
     }
 
+    /// The set in force, held as long as the caller likes (a periodic audit holds it for a
+    /// whole scan; requests use [`PolicyStore::snapshot`]).
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -54,6 +54,7 @@ ALL_ON: dict[str, Any] = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "logFormat": "json",
     "extraArgs": ["--allow-empty"],
+    "audit": {"interval": "10m", "policyReports": True, "installCRDs": True},
     "extraEnv": [{"name": "RUST_LOG", "value": "info"}],
     "podAnnotations": {"example.com/a": "b"},
     "podLabels": {"team": "platform"},
@@ -203,6 +204,9 @@ BAD_VALUES = {
     "issuerRef without name": {"certManager": {"issuerRef": {"kind": "ClusterIssuer"}}},
     "bad digest": {"image": {"digest": "latest"}},
     "log format": {"logFormat": "xml"},
+    "audit interval not a duration": {"audit": {"interval": "often"}},
+    "audit unknown key": {"audit": {"interval": "10m", "reports": True}},
+    "audit installCRDs not a boolean": {"audit": {"installCRDs": "yes"}},
 }
 
 
@@ -243,7 +247,7 @@ def test_every_object_is_valid_kubernetes(scenario: tuple[str, dict[str, Any], l
         meta = obj["metadata"]
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", meta["name"]), meta["name"]
         if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
-                               "MutatingWebhookConfiguration"}:
+                               "MutatingWebhookConfiguration", "CustomResourceDefinition"}:
             want_ns = "monitoring" if obj["kind"] == "ConfigMap" and meta["name"].endswith("-dashboard") \
                 else NAMESPACE
             assert meta.get("namespace") == want_ns, f"{obj['kind']}/{meta['name']}"
@@ -521,6 +525,62 @@ def test_rbac_is_least_privilege(default_objs: list[dict[str, Any]]) -> None:
     with_secrets = one(render_objects({"rbac": {"imagePullSecrets": True}}), "ClusterRole")
     assert any("secrets" in r["resources"] and r["verbs"] == ["get"] for r in with_secrets["rules"])
     assert not by_kind(render_objects({"rbac": {"create": False}}), "ClusterRole")
+
+
+# ------------------------------------------------------------------------------- audit
+
+def _rules(objs: list[dict[str, Any]]) -> dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]]:
+    return {(tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"]
+            for r in one(objs, "ClusterRole")["rules"]}
+
+
+READ_RULES = {
+    (("",), ("pods", "replicationcontrollers")): ["get", "list", "watch"],
+    (("",), ("namespaces",)): ["list"],
+    (("apps",), ("deployments", "statefulsets", "daemonsets", "replicasets")): ["get", "list", "watch"],
+    (("batch",), ("jobs", "cronjobs")): ["get", "list", "watch"],
+}
+REPORT_RULE = {(("wgpolicyk8s.io",), ("policyreports",)): ["create", "patch"]}
+
+
+def test_rbac_is_exactly_what_the_audit_uses(default_objs: list[dict[str, Any]]) -> None:
+    """get/list/watch on the judged kinds, list on namespaces (-A), and create/patch on
+    policyreports (server-side apply) only when reports are on."""
+    assert _rules(default_objs) == READ_RULES
+    for values in ({"audit": {"interval": "10m", "policyReports": True}},
+                   {"rbac": {"policyReports": True}}):
+        assert _rules(render_objects(values)) == READ_RULES | REPORT_RULE, values
+    for groups, resources in READ_RULES:
+        assert set(resources) <= POD_CONTROLLERS.get(groups[0], set()) | {"namespaces"}
+
+
+def test_audit_is_off_by_default_and_its_values_become_serve_flags(
+        default_objs: list[dict[str, Any]]) -> None:
+    args = container(default_objs)["args"]
+    assert "--audit-interval" not in args and "--audit-report" not in args
+    assert not by_kind(default_objs, "CustomResourceDefinition")
+    args = container(render_objects({"audit": {"interval": "10m"}}))["args"]
+    assert arg_value(args, "--audit-interval") == "10m"
+    assert "--audit-report" not in args
+    args = container(render_objects({"audit": {"interval": "1h", "policyReports": True}}))["args"]
+    assert arg_value(args, "--audit-interval") == "1h"
+    assert arg_value(args, "--audit-report") == "policyreport"
+
+
+def test_policy_report_crds_only_when_asked_and_kept_on_uninstall() -> None:
+    """The chart's copy of the CRDs is deploy/crds/policyreports.yaml. (That an existing CRD
+    of another owner is left alone needs a cluster: lookup finds nothing in a render.)"""
+    shipped_text = (chartlib.REPO / "deploy" / "crds" / "policyreports.yaml").read_text()
+    assert (chartlib.CHART / "files" / "policyreports.yaml").read_text() == shipped_text
+    shipped = [d for d in yaml.safe_load_all(shipped_text) if d]
+    crds = by_kind(render_objects({"audit": {"installCRDs": True}}), "CustomResourceDefinition")
+    assert [c["metadata"]["name"] for c in crds] == ["policyreports.wgpolicyk8s.io",
+                                                     "clusterpolicyreports.wgpolicyk8s.io"]
+    for crd, want in zip(crds, shipped):
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/name"] == "portier"
+        assert crd["spec"] == want["spec"]
+        chartlib.validate(crd)
 
 
 def _ingress_by_port(np: dict[str, Any]) -> dict[str, dict[str, Any]]:

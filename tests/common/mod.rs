@@ -411,11 +411,17 @@ impl ServeProcess {
     /// Starts the built binary with `args` after `serve` (plus loopback addresses and JSON
     /// logs) and waits until it says it is serving.
     pub fn start(args: &[&str]) -> ServeProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like `start`, with these environment variables set.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portier"))
             .args(["--log-format", "json", "serve", "--addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0", "--shutdown-delay", "0s"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

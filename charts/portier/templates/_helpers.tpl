@@ -193,6 +193,14 @@ preStop sleep: --shutdown-delay, then up to 10 s to finish reviews in flight
 - {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- with .Values.audit.interval }}
+- --audit-interval
+- {{ . | quote }}
+{{- if $.Values.audit.policyReports }}
+- --audit-report
+- policyreport
+{{- end }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
