@@ -219,9 +219,9 @@ fn time_per_call<R>(iterations: u64, mut f: impl FnMut() -> R) -> PerCall {
     }
 }
 
-/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`); `None` where there is no such clock.
 #[cfg(unix)]
-fn thread_cpu_time() -> Option<Duration> {
+pub fn thread_cpu_time() -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -232,7 +232,7 @@ fn thread_cpu_time() -> Option<Duration> {
 }
 
 #[cfg(not(unix))]
-fn thread_cpu_time() -> Option<Duration> {
+pub fn thread_cpu_time() -> Option<Duration> {
     None
 }
 
