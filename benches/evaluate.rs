@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use portier::engine::{self, Request};
 use portier::pod::decode_workload;
 
-fn evaluate(c: &mut Criterion) {
+fn evaluate(c: &mut Criterion<common::Clock>) {
     let workloads = common::workloads();
     for &(set_name, dir) in common::POLICY_SETS {
         let set = common::policy_set(dir);
@@ -33,5 +33,9 @@ fn evaluate(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, evaluate);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = evaluate
+}
 criterion_main!(benches);

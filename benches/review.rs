@@ -13,7 +13,7 @@ use portier::admission::{self, Endpoint, Outcome};
 use portier::metrics::Metrics;
 use portier::reload::PolicyStore;
 
-fn review(c: &mut Criterion) {
+fn review(c: &mut Criterion<common::Clock>) {
     for &(set_name, dir) in common::POLICY_SETS {
         let set = common::policy_set(dir);
         let mut group = c.benchmark_group(format!("review/{set_name}"));
@@ -40,7 +40,7 @@ fn review(c: &mut Criterion) {
 
 /// What the server adds around a review on every request: the policy snapshot (an ArcSwap
 /// load) and the metrics (pre-resolved counter and histogram handles, no label lookup).
-fn per_request_overhead(c: &mut Criterion) {
+fn per_request_overhead(c: &mut Criterion<common::Clock>) {
     use std::sync::Arc;
     let metrics = Arc::new(Metrics::new());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -55,5 +55,9 @@ fn per_request_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, review, per_request_overhead);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = review, per_request_overhead
+}
 criterion_main!(benches);

@@ -35,9 +35,12 @@ pub struct Measurement {
     pub what: String,
     pub outcome: Outcome,
     pub violations: usize,
-    /// Decode + evaluate + encode, per review.
+    /// Decode + evaluate + encode, per review, in CPU time.
     pub review_ns: f64,
-    /// `engine::evaluate` on the decoded pod, per review; `None` when there is no pod to judge.
+    /// The same on the wall clock (larger when the machine is busy).
+    pub review_wall_ns: f64,
+    /// `engine::evaluate` on the decoded pod, per review, in CPU time; `None` when there is no
+    /// pod to judge.
     pub evaluate_ns: Option<f64>,
     /// Heap allocations of one review; `None` without the counting allocator.
     pub allocations: Option<f64>,
@@ -186,16 +189,51 @@ fn judged(review: &[u8]) -> Option<Judged> {
     })
 }
 
+/// Per-call times of a timed loop: on this thread's CPU clock, and on the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct PerCall {
+    /// Time this thread spent on a CPU per call: not inflated when other processes compete for
+    /// the cores. Equals `wall_ns` on an idle machine. Wall time where no CPU clock exists.
+    pub cpu_ns: f64,
+    pub wall_ns: f64,
+}
+
 /// Times `iterations` calls of `f` after `iterations / 10` (at least 10) warm-up calls.
-fn time_per_call<R>(iterations: u64, mut f: impl FnMut() -> R) -> f64 {
+fn time_per_call<R>(iterations: u64, mut f: impl FnMut() -> R) -> PerCall {
     for _ in 0..(iterations / 10).max(10) {
         std::hint::black_box(f());
     }
+    let cpu_started = thread_cpu_time();
     let started = Instant::now();
     for _ in 0..iterations {
         std::hint::black_box(f());
     }
-    duration_ns(started.elapsed()) / iterations as f64
+    let wall = started.elapsed();
+    let cpu = match (cpu_started, thread_cpu_time()) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => wall,
+    };
+    PerCall {
+        cpu_ns: duration_ns(cpu) / iterations as f64,
+        wall_ns: duration_ns(wall) / iterations as f64,
+    }
+}
+
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`); `None` where there is no such clock.
+#[cfg(unix)]
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+#[cfg(not(unix))]
+pub fn thread_cpu_time() -> Option<Duration> {
+    None
 }
 
 fn duration_ns(d: Duration) -> f64 {
@@ -207,7 +245,7 @@ pub fn measure(input: &Input, set: &PolicySet, iterations: u64) -> Measurement {
     let iterations = iterations.max(1);
     let body = input.review.as_slice();
     let answer = admission::review(body, set, Endpoint::Validate);
-    let review_ns = time_per_call(iterations, || {
+    let review = time_per_call(iterations, || {
         admission::review(std::hint::black_box(body), set, Endpoint::Validate)
     });
     // Allocations are deterministic; a few calls are enough to average out lazy growth.
@@ -239,9 +277,12 @@ pub fn measure(input: &Input, set: &PolicySet, iterations: u64) -> Measurement {
                 user: j.user.as_deref(),
             };
             violations = engine::evaluate(set, &request, pod).violations.len();
-            evaluate_ns = Some(time_per_call(iterations, || {
-                engine::evaluate(set, &request, std::hint::black_box(pod))
-            }));
+            evaluate_ns = Some(
+                time_per_call(iterations, || {
+                    engine::evaluate(set, &request, std::hint::black_box(pod))
+                })
+                .cpu_ns,
+            );
         }
     }
     Measurement {
@@ -250,7 +291,8 @@ pub fn measure(input: &Input, set: &PolicySet, iterations: u64) -> Measurement {
         what,
         outcome: answer.outcome,
         violations,
-        review_ns,
+        review_ns: review.cpu_ns,
+        review_wall_ns: review.wall_ns,
         evaluate_ns,
         allocations,
     }
@@ -262,7 +304,8 @@ pub fn summary(results: &[Measurement], policies: usize, iterations: u64) -> Str
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "portier bench: {policies} policies, {iterations} iterations per input after a warm-up, one thread"
+        "portier bench: {policies} policies, {iterations} iterations per input after a warm-up, \
+         one thread; times are this thread's CPU time"
     );
     for m in results {
         let per_second = 1e9 / m.review_ns;
@@ -286,6 +329,13 @@ pub fn summary(results: &[Measurement], policies: usize, iterations: u64) -> Str
             m.allocations
                 .map_or("uncounted".to_owned(), |a| format!("{a:.0}")),
         );
+        if m.review_wall_ns > m.review_ns * 1.1 {
+            let _ = writeln!(
+                out,
+                "    (wall clock {:.1} µs per review: other processes were using the CPUs)",
+                m.review_wall_ns / 1000.0
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -127,7 +127,8 @@ enum Command {
     /// Measure how fast a policy set judges your own objects (AdmissionReviews or workloads).
     ///
     /// Prints one line per object, FILE<TAB>decode+evaluate+encode ns/review<TAB>evaluate-only
-    /// ns/review<TAB>heap allocations/review, on stdout, and a summary on stderr.
+    /// ns/review<TAB>heap allocations/review, on stdout, and a summary on stderr. Times are the
+    /// benchmarking thread's CPU time, so other busy processes do not inflate them.
     Bench {
         /// Directory of policy files.
         #[arg(long)]

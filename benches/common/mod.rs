@@ -3,6 +3,10 @@
 #![allow(dead_code)] // each bench uses a part
 
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 
 use portier::pod::WorkloadKind;
 use portier::policy::PolicySet;
@@ -97,4 +101,59 @@ pub fn workloads() -> Vec<Workload> {
             json: big.to_string(),
         },
     ]
+}
+
+/// The clock the benches read: the wall clock (criterion's default), or with
+/// `PORTIER_BENCH_CLOCK=cpu` the benchmarking thread's CPU time, which other processes
+/// competing for the cores do not inflate (a shared or busy machine). The two agree on an idle
+/// machine.
+pub struct Clock {
+    cpu: bool,
+}
+
+pub fn criterion() -> Criterion<Clock> {
+    let cpu = std::env::var("PORTIER_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
+    if cpu && portier::bench::thread_cpu_time().is_none() {
+        panic!("PORTIER_BENCH_CLOCK=cpu: this platform has no thread CPU clock");
+    }
+    Criterion::default().with_measurement(Clock { cpu })
+}
+
+static WALL: WallTime = WallTime;
+
+impl Measurement for Clock {
+    type Intermediate = (Instant, Option<Duration>);
+    type Value = Duration;
+
+    fn start(&self) -> Self::Intermediate {
+        let cpu = if self.cpu {
+            portier::bench::thread_cpu_time()
+        } else {
+            None
+        };
+        (Instant::now(), cpu)
+    }
+
+    fn end(&self, (wall, cpu): Self::Intermediate) -> Self::Value {
+        match (cpu, portier::bench::thread_cpu_time()) {
+            (Some(start), Some(end)) if self.cpu => end.saturating_sub(start),
+            _ => wall.elapsed(),
+        }
+    }
+
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WALL.formatter()
+    }
 }

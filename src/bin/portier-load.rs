@@ -437,6 +437,8 @@ impl Sender {
 #[derive(Default)]
 struct Report {
     latencies_ns: Vec<u64>,
+    /// Open loop only: from sending to the answer (without the wait for a free connection).
+    service_ns: Vec<u64>,
     errors: u64,
     error_sample: Option<String>,
     statuses: Vec<(u16, u64)>,
@@ -449,6 +451,7 @@ struct Report {
 #[derive(Default)]
 struct WorkerStats {
     latencies_ns: Vec<u64>,
+    service_ns: Vec<u64>,
     errors: u64,
     error_sample: Option<String>,
     non_ok: Vec<(u16, u64)>,
@@ -456,10 +459,19 @@ struct WorkerStats {
 }
 
 impl WorkerStats {
-    fn record(&mut self, result: &Result<u16>, latency: Duration, fixture: usize) {
+    fn record(
+        &mut self,
+        result: &Result<u16>,
+        latency: Duration,
+        service: Option<Duration>,
+        fixture: usize,
+    ) {
         match result {
             Ok(200) => {
                 self.latencies_ns.push(latency.as_nanos() as u64);
+                if let Some(service) = service {
+                    self.service_ns.push(service.as_nanos() as u64);
+                }
                 self.per_fixture[fixture] += 1;
             }
             Ok(status) => {
@@ -599,6 +611,7 @@ async fn load(
         match tokio::time::timeout(left, task).await {
             Ok(Ok(stats)) => {
                 report.latencies_ns.extend(stats.latencies_ns);
+                report.service_ns.extend(stats.service_ns);
                 report.errors += stats.errors;
                 if report.error_sample.is_none() {
                     report.error_sample = stats.error_sample;
@@ -648,7 +661,7 @@ async fn closed_loop(plan: &Plan, sender: &Sender, stats: &mut WorkerStats) {
             },
         };
         if sent >= plan.measure_from && plan.count_measured() {
-            stats.record(&result, sent.elapsed(), fixture);
+            stats.record(&result, sent.elapsed(), None, fixture);
         }
         if result.is_err() && plan.reconnect.is_none() && !sender_alive(sender) {
             break;
@@ -667,10 +680,11 @@ async fn open_loop(
             break;
         };
         let (fixture, body) = plan.body(index);
+        let sent = Instant::now();
         let result = sender.post(&plan.uri, &plan.authority, body).await;
         // Latency from the due time: waiting for a free connection counts.
         if due >= plan.measure_from && plan.count_measured() {
-            stats.record(&result, due.elapsed(), fixture);
+            stats.record(&result, due.elapsed(), Some(sent.elapsed()), fixture);
         }
         if result.is_err() && !sender_alive(sender) {
             break;
@@ -688,6 +702,13 @@ fn sender_alive(sender: &Sender) -> bool {
 /// The pacing thread: issues slot `i` at `start + i / rate` (sleeping in between, or at once
 /// when behind) until the run ends. Returns how many slots fell due.
 fn pace(rate: f64, start: Instant, plan: &Plan, tx: mpsc::UnboundedSender<(u64, Instant)>) -> u64 {
+    // Linux lets a sleeping thread wake up to 50 µs late by default (timer slack), which
+    // would add to every measured latency: ask for 1 ns.
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches only this thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    }
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut i: u64 = 0;
     loop {
@@ -776,6 +797,19 @@ impl Report {
             p(99.9),
             us(self.latencies_ns.last().copied().unwrap_or(0))
         );
+        self.service_ns.sort_unstable();
+        let service = |q: f64| us(percentile(&self.service_ns, q));
+        if !self.service_ns.is_empty() {
+            // When these are much lower than the above, requests waited before being sent: for
+            // a free connection, or for the load generator itself to get a CPU.
+            println!(
+                "  of which sent → answered µs: p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}",
+                service(50.0),
+                service(90.0),
+                service(99.0),
+                service(99.9)
+            );
+        }
         match rss {
             Some((now, peak)) => println!(
                 "  server RSS: {:.1} MB at the end, {:.1} MB peak",
@@ -798,6 +832,8 @@ impl Report {
                     "throughput": throughput,
                     "latency_us": {"p50": p(50.0), "p90": p(90.0), "p99": p(99.0), "p999": p(99.9),
                         "max": us(self.latencies_ns.last().copied().unwrap_or(0))},
+                    "sent_to_answered_us": (!self.service_ns.is_empty()).then(|| serde_json::json!(
+                        {"p50": service(50.0), "p90": service(90.0), "p99": service(99.0), "p999": service(99.9)})),
                     "rss_bytes": rss.map(|r| r.0),
                     "rss_peak_bytes": rss.map(|r| r.1),
                 })
