@@ -169,11 +169,6 @@ impl Server {
             let _ = task.await;
         }
     }
-
-    /// Marks the server not ready (so load balancers drain it) without stopping it.
-    pub fn set_ready(&self, ready: bool) {
-        self.state.ready.store(ready, Ordering::Release);
-    }
 }
 
 impl Drop for Server {
@@ -294,28 +289,22 @@ async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
     };
     let answered =
         tokio::time::timeout(state.request_timeout, answer(state, endpoint, request)).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let Ok(answered) = answered else {
-        state
-            .metrics
-            .record_request(endpoint, Outcome::Invalid, elapsed);
-        return unavailable("the review was not answered in time");
-    };
-    match answered {
-        Ok(answer) => {
-            state
-                .metrics
-                .record_request(endpoint, answer.outcome, elapsed);
+    let (outcome, response) = match answered {
+        Ok(Ok(answer)) => {
             log_decisions(endpoint, &answer);
-            json(status_code(answer.http_status), answer.body)
+            let response = json(status_code(answer.http_status), answer.body);
+            (answer.outcome, response)
         }
-        Err(response) => {
-            state
-                .metrics
-                .record_request(endpoint, Outcome::Invalid, elapsed);
-            response
-        }
-    }
+        Ok(Err(response)) => (Outcome::Invalid, response),
+        Err(_) => (
+            Outcome::Invalid,
+            unavailable("the review was not answered in time"),
+        ),
+    };
+    state
+        .metrics
+        .record_request(endpoint, outcome, started.elapsed().as_secs_f64());
+    response
 }
 
 async fn answer(
@@ -476,7 +465,9 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) && !state.store.snapshot().set.is_empty() {
+    // The store holds a validated set from start-up on (empty only with --allow-empty), so
+    // ready means: listening and not shutting down.
+    if state.ready.load(Ordering::Acquire) {
         text(StatusCode::OK, "ok")
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, "not ready")

@@ -299,3 +299,20 @@ async fn idle_keep_alive_connections_do_not_hold_shutdown_open() {
         drop(client);
     }
 }
+
+#[tokio::test]
+async fn an_empty_set_allowed_at_start_is_ready_and_allows_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        allow_empty: true,
+        ..Options::default()
+    };
+    let server = TestServer::start_with(dir, options).await;
+    assert_eq!(
+        server.get("/readyz").await.0,
+        200,
+        "--allow-empty serves, so it is ready"
+    );
+    assert!(reviews_ok(&server.client, &server).await);
+    server.stop().await;
+}

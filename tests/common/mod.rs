@@ -142,6 +142,8 @@ pub struct Options {
     pub client_auth: Option<(String, Vec<String>)>,
     /// Server options to change (addresses are always loopback, port 0).
     pub serve: Option<ServeOptions>,
+    /// Accept a policy directory without policies (`serve --allow-empty`).
+    pub allow_empty: bool,
 }
 
 impl TestServer {
@@ -193,7 +195,9 @@ impl TestServer {
         });
         let metrics = Arc::new(Metrics::new());
         let policy_dir = options.policies.unwrap_or_else(|| dir.path().to_owned());
-        let store = Arc::new(PolicyStore::open(&policy_dir, false, Arc::clone(&metrics)).unwrap());
+        let store = Arc::new(
+            PolicyStore::open(&policy_dir, options.allow_empty, Arc::clone(&metrics)).unwrap(),
+        );
         let watcher = store
             .watch(options.poll.unwrap_or(Duration::from_secs(30)))
             .unwrap();
