@@ -683,11 +683,7 @@ fn encode_verdict(
         .violations
         .iter()
         .map(|v| Decision {
-            policy_index: set
-                .policies()
-                .iter()
-                .position(|p| std::ptr::eq(p, v.policy))
-                .unwrap_or(usize::MAX),
+            policy_index: set.index_of(v.policy).unwrap_or(usize::MAX),
             policy: v.policy.name.clone(),
             check: v.policy.check.id(),
             mode: v.policy.mode,

@@ -48,10 +48,7 @@ pub fn mutate(
     let mut wanted: Vec<usize> = Vec::new();
     for v in &verdict.violations {
         if v.policy.mutate
-            && let Some(i) = set
-                .policies()
-                .iter()
-                .position(|p| std::ptr::eq(p, v.policy))
+            && let Some(i) = set.index_of(v.policy)
             && !wanted.contains(&i)
         {
             wanted.push(i);
