@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use crate::engine::{self, Request, Verdict};
 use crate::mutation::{self, Mutation};
 use crate::pod::{self, Text, Workload, WorkloadKind};
-use crate::policy::{Mode, PolicySet};
+use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -91,7 +91,10 @@ pub struct Decision {
     pub policy_index: usize,
     pub policy: String,
     pub check: &'static str,
+    /// What the violation did: the policy's mode, or `warn` for a lenient finding.
     pub mode: Mode,
+    /// Also recorded as an audit annotation, besides what `mode` did.
+    pub audited: bool,
     /// `policy/check: container "x" path: what is wrong — how to fix it`.
     pub message: String,
 }
@@ -155,20 +158,44 @@ struct UidRequest<'a> {
     uid: Option<Text<'a>>,
 }
 
-/// Answers one AdmissionReview posted to `endpoint`.
+/// Answers one AdmissionReview posted to `endpoint`, knowing nothing of image signatures.
 pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
+    review_with(body, set, endpoint, &Unverified)
+}
+
+/// Answers one AdmissionReview posted to `endpoint`, reading image signature verdicts from
+/// `images`.
+pub fn review_with(
+    body: &[u8],
+    set: &PolicySet,
+    endpoint: Endpoint,
+    images: &dyn ImageVerdicts,
+) -> Answer {
+    let judging = Judging {
+        set,
+        endpoint,
+        images,
+    };
     // The common case in one pass over the body; anything unusual (an error, escaped keys,
     // fields in an order other than the API server's) takes the general path below, which
     // gives the same answer.
     if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
-        return judge(review, workload, set, endpoint);
+        return judge(review, workload, &judging);
     }
-    review_general(body, set, endpoint)
+    review_general(body, &judging)
+}
+
+/// What a review is judged with.
+struct Judging<'s> {
+    set: &'s PolicySet,
+    endpoint: Endpoint,
+    images: &'s dyn ImageVerdicts,
 }
 
 /// [`review`] without the one-pass decoding: the object is captured raw and decoded once its
 /// kind is known, and every error is explained.
-fn review_general(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
+fn review_general(body: &[u8], judging: &Judging<'_>) -> Answer {
+    let endpoint = judging.endpoint;
     // serde would also read a JSON array as the review's fields by position.
     if body.trim_ascii_start().first() != Some(&b'{') {
         if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
@@ -191,7 +218,7 @@ fn review_general(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
         }
         Err(e) => return bad_request(&format!("the body is not valid JSON: {e}")),
     };
-    judge(review, None, set, endpoint)
+    judge(review, None, judging)
 }
 
 /// Judges a decoded review. `decoded` is the workload when [`decode_one_pass`] already read
@@ -199,9 +226,9 @@ fn review_general(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
 fn judge<'a>(
     review: ReviewIn<'a>,
     decoded: Option<Workload<'a>>,
-    set: &PolicySet,
-    endpoint: Endpoint,
+    judging: &Judging<'_>,
 ) -> Answer {
+    let (set, endpoint) = (judging.set, judging.endpoint);
     let api_version = review.api_version.as_deref().unwrap_or("");
     let kind = review.kind.as_deref().unwrap_or("");
     if api_version != API_VERSION || kind != KIND {
@@ -251,8 +278,14 @@ fn judge<'a>(
         namespace,
         user,
     };
-    let verdict = engine::evaluate(set, &engine_request, pod);
-    if verdict.is_clean() {
+    let verdict = engine::evaluate_with(set, &engine_request, pod, judging.images);
+    // Policies that pin verified image tags to digests on /mutate, whatever the verdict.
+    let pinning: Vec<usize> = if endpoint == Endpoint::Mutate {
+        mutation::pinning_policies(set, &engine_request)
+    } else {
+        Vec::new()
+    };
+    if verdict.is_clean() && pinning.is_empty() {
         return allow(uid);
     }
     if endpoint == Endpoint::Mutate {
@@ -262,7 +295,14 @@ fn judge<'a>(
         let Some(raw) = object else {
             return allow(uid);
         };
-        return match mutation::mutate(set, &verdict, kind, raw.get()) {
+        return match mutation::mutate(
+            set,
+            &verdict,
+            kind,
+            raw.get(),
+            &pinning,
+            judging.images,
+        ) {
             Ok(Some(m)) => patched(uid, m),
             Ok(None) | Err(_) => allow(uid),
         };
@@ -686,7 +726,8 @@ fn encode_verdict(
             policy_index: set.index_of(v.policy).unwrap_or(usize::MAX),
             policy: v.policy.name.clone(),
             check: v.policy.check.id(),
-            mode: v.policy.mode,
+            mode: v.mode,
+            audited: v.audited,
             message: v.message(pod_spec_path),
         })
         .collect();
@@ -703,18 +744,19 @@ fn encode_verdict(
                 deny_message.push_str(&d.message);
             }
             Mode::Warn => warnings.push(truncate_chars(d.message.clone(), MAX_WARNING_CHARS)),
-            Mode::Audit => {
-                // One annotation per policy. The API server prefixes the key with the webhook
-                // name and accepts a single '/', so the key is the bare policy name.
-                match audit_annotations
-                    .iter_mut()
-                    .find(|(name, _)| *name == d.policy)
-                {
-                    Some((_, value)) => {
-                        let _ = write!(value, "; {}", d.message);
-                    }
-                    None => audit_annotations.push((&d.policy, d.message.clone())),
+            Mode::Audit => {}
+        }
+        if d.mode == Mode::Audit || d.audited {
+            // One annotation per policy. The API server prefixes the key with the webhook
+            // name and accepts a single '/', so the key is the bare policy name.
+            match audit_annotations
+                .iter_mut()
+                .find(|(name, _)| *name == d.policy)
+            {
+                Some((_, value)) => {
+                    let _ = write!(value, "; {}", d.message);
                 }
+                None => audit_annotations.push((&d.policy, d.message.clone())),
             }
         }
     }
@@ -1108,7 +1150,14 @@ spec: {check: resource-limits, mode: audit, params: {require: {limits: [memory]}
         for body in &bodies {
             for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
                 let fast = review(body, &set, endpoint);
-                let general = review_general(body, &set, endpoint);
+                let general = review_general(
+                    body,
+                    &Judging {
+                        set: &set,
+                        endpoint,
+                        images: &Unverified,
+                    },
+                );
                 let text = String::from_utf8_lossy(body);
                 assert_eq!(fast.http_status, general.http_status, "{text}");
                 assert_eq!(fast.outcome, general.outcome, "{text}");

@@ -5,7 +5,7 @@
 //! When nothing is wrong it allocates nothing.
 
 use crate::pod::{PodView, WorkloadKind};
-use crate::policy::{Mode, PolicySet, Sink};
+use crate::policy::{ImageVerdicts, Mode, PolicySet, Sink, Unverified};
 
 pub use crate::policy::Violation;
 
@@ -29,13 +29,13 @@ impl<'p, 'v> Verdict<'p, 'v> {
     pub fn denies(&self) -> bool {
         self.violations
             .iter()
-            .any(|v| v.policy.mode == Mode::Enforce)
+            .any(|v| v.mode == Mode::Enforce)
     }
 
     pub fn in_mode(&self, mode: Mode) -> impl Iterator<Item = &Violation<'p, 'v>> {
         self.violations
             .iter()
-            .filter(move |v| v.policy.mode == mode)
+            .filter(move |v| v.mode == mode)
     }
 
     pub fn is_clean(&self) -> bool {
@@ -44,11 +44,22 @@ impl<'p, 'v> Verdict<'p, 'v> {
 }
 
 /// Judges `pod` (the pod of a `request.kind` workload: its annotations and spec) against every
-/// policy that selects the request.
+/// policy that selects the request, without image signatures (nothing is known of them, so
+/// `signed-images` reports nothing).
 pub fn evaluate<'p, 'v>(
     set: &'p PolicySet,
     request: &Request<'_>,
     pod: PodView<'v, '_>,
+) -> Verdict<'p, 'v> {
+    evaluate_with(set, request, pod, &Unverified)
+}
+
+/// [`evaluate`], reading image signature verdicts from `images`.
+pub fn evaluate_with<'p, 'v>(
+    set: &'p PolicySet,
+    request: &Request<'_>,
+    pod: PodView<'v, '_>,
+    images: &dyn ImageVerdicts,
 ) -> Verdict<'p, 'v> {
     let mut violations = Vec::new();
     for policy in set.policies() {
@@ -58,7 +69,7 @@ pub fn evaluate<'p, 'v>(
         {
             policy
                 .check
-                .evaluate(pod, &mut Sink::new(policy, &mut violations));
+                .evaluate(pod, images, &mut Sink::new(policy, &mut violations));
         }
     }
     Verdict { violations }

@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `server` (HTTPS, routes) → `admission` (AdmissionReview in/out) →
 //! `engine` (evaluate a pod view) → `policy` (one file per check). `pod` is the borrowed view
-//! they share; `reload`, `metrics`, `tls` and `offline` sit beside them, and the command line
+//! they share; `reload`, `metrics`, `tls`, `offline` and `images` (registry access for image
+//! signatures, whose verdicts the engine reads through a trait) sit beside them, and the command line
 //! lives in the binary. `audit` runs the same decoder and engine over what a cluster already
 //! runs, read through the Kubernetes API.
 
@@ -11,6 +12,7 @@ pub mod alloc_count;
 pub mod audit;
 pub mod bench;
 pub mod engine;
+pub mod images;
 pub mod metrics;
 pub mod mutation;
 pub mod offline;

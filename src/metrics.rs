@@ -13,6 +13,7 @@ use prometheus::{
 
 use crate::admission::{Endpoint, Outcome};
 use crate::policy::PolicySet;
+use crate::policy::signed_images::ImageVerdict;
 
 /// Buckets for request latency: a webhook answers in microseconds; the API server gives up after
 /// its timeout (seconds).
@@ -37,6 +38,51 @@ pub struct Metrics {
     tls_reloads_failed: IntCounter,
     tls_expiry: IntGauge,
     audit: AuditMetrics,
+    images: ImageMetrics,
+}
+
+/// `signed-images`: verifications, cache lookups, registry round trips.
+struct ImageMetrics {
+    /// [verified, rejected, unavailable]
+    verifications: [IntCounter; 3],
+    /// [hit, miss]
+    cache: [IntCounter; 2],
+    /// [resolve, signature_manifest, blob]
+    registry_latency: [Histogram; 3],
+}
+
+/// A registry round trip, for the latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryOp {
+    /// Tag → digest (HEAD of the manifest).
+    Resolve,
+    /// The `sha256-<hex>.sig` manifest.
+    SignatureManifest,
+    /// A signature payload.
+    Blob,
+}
+
+impl RegistryOp {
+    const ALL: [RegistryOp; 3] = [
+        RegistryOp::Resolve,
+        RegistryOp::SignatureManifest,
+        RegistryOp::Blob,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RegistryOp::Resolve => "resolve",
+            RegistryOp::SignatureManifest => "signature_manifest",
+            RegistryOp::Blob => "blob",
+        }
+    }
+}
+
+/// Whether a verdict was in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
 }
 
 /// The periodic audit's metrics (`serve --audit-interval`).
@@ -175,8 +221,36 @@ impl Metrics {
             "When the last periodic audit that exported results finished (Unix time).",
         )
         .expect("valid metric");
+        let verifications = IntCounterVec::new(
+            Opts::new(
+                "portier_image_verifications_total",
+                "Image signature verifications that reached the registry, by result (verified, rejected, unavailable).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let image_cache = IntCounterVec::new(
+            Opts::new(
+                "portier_image_verdict_cache_total",
+                "Image signature verdict lookups on the request path, by result (hit, miss).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let registry_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "portier_registry_request_duration_seconds",
+                "Registry round trips made to verify image signatures, by operation (resolve, signature_manifest, blob), failures included.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["operation"],
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(audit_violations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(verifications.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(image_cache.clone()),
+            Box::new(registry_latency.clone()),
+            Box::new(audit_violations.clone()),
             Box::new(audit_runs.clone()),
             Box::new(audit_workloads.clone()),
             Box::new(audit_last_run.clone()),
@@ -213,7 +287,36 @@ impl Metrics {
                 workloads: audit_workloads,
                 last_run: audit_last_run,
             },
+            images: ImageMetrics {
+                verifications: ["verified", "rejected", "unavailable"]
+                    .map(|r| verifications.with_label_values(&[r])),
+                cache: ["hit", "miss"].map(|r| image_cache.with_label_values(&[r])),
+                registry_latency: RegistryOp::ALL
+                    .map(|op| registry_latency.with_label_values(&[op.as_str()])),
+            },
         }
+    }
+
+    pub fn record_image_verification(&self, verdict: &ImageVerdict) {
+        let i = match verdict {
+            ImageVerdict::Verified { .. } => 0,
+            ImageVerdict::Rejected { .. } => 1,
+            ImageVerdict::Unavailable { .. } => 2,
+        };
+        self.images.verifications[i].inc();
+    }
+
+    pub fn record_image_cache(&self, result: CacheResult) {
+        self.images.cache[match result {
+            CacheResult::Hit => 0,
+            CacheResult::Miss => 1,
+        }]
+        .inc();
+    }
+
+    pub fn record_registry_request(&self, op: RegistryOp, seconds: f64) {
+        let i = RegistryOp::ALL.iter().position(|o| *o == op).unwrap_or(0);
+        self.images.registry_latency[i].observe(seconds);
     }
 
     /// Records a periodic audit run; `results` (violations per (namespace, policy, check) and

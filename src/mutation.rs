@@ -9,10 +9,9 @@
 
 use serde_json::Value;
 
-use crate::engine::Verdict;
+use crate::engine::{Request, Verdict};
 use crate::pod::WorkloadKind;
-use crate::policy::PolicySet;
-use crate::policy::edit;
+use crate::policy::{Check, ImageVerdicts, PolicySet, edit, signed_images};
 
 /// The pod (template) annotation listing the policies that filled something in.
 pub const MUTATED_BY: &str = "portier.dev/mutated-by";
@@ -38,12 +37,29 @@ fn pointers(kind: WorkloadKind) -> (&'static str, &'static str) {
     }
 }
 
-/// Mutates `object` (the JSON text of a `kind` workload judged by `verdict`).
+/// The `signed-images` policies with `mutateDigest` that judge `request`, by index.
+pub fn pinning_policies(set: &PolicySet, request: &Request<'_>) -> Vec<usize> {
+    set.policies()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            matches!(&p.check, Check::SignedImages(params) if params.mutate_digest)
+                && p.selector
+                    .judges(request.kind, request.namespace, request.user)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Mutates `object` (the JSON text of a `kind` workload judged by `verdict`): fills in what
+/// the violated mutating policies can, and pins the images the `pinning` policies verified.
 pub fn mutate(
     set: &PolicySet,
     verdict: &Verdict<'_, '_>,
     kind: WorkloadKind,
     object: &str,
+    pinning: &[usize],
+    images: &dyn ImageVerdicts,
 ) -> Result<Option<Mutation>, serde_json::Error> {
     let mut wanted: Vec<usize> = Vec::new();
     for v in &verdict.violations {
@@ -54,7 +70,7 @@ pub fn mutate(
             wanted.push(i);
         }
     }
-    if wanted.is_empty() {
+    if wanted.is_empty() && pinning.is_empty() {
         return Ok(None);
     }
     wanted.sort_unstable();
@@ -67,10 +83,20 @@ pub fn mutate(
     else {
         return Ok(None);
     };
-    let applied: Vec<usize> = wanted
+    let mut applied: Vec<usize> = wanted
         .into_iter()
         .filter(|&i| set.policies()[i].check.mutate(spec))
         .collect();
+    for &i in pinning {
+        let policy = &set.policies()[i];
+        if let Check::SignedImages(params) = &policy.check
+            && signed_images::pin_digests(params, &policy.selector, spec, images)
+        {
+            applied.push(i);
+        }
+    }
+    applied.sort_unstable();
+    applied.dedup();
     if applied.is_empty() {
         return Ok(None);
     }

@@ -65,7 +65,7 @@ impl Row {
             name: name.to_owned(),
             policy: violation.policy.name.clone(),
             check: violation.policy.check.id().to_owned(),
-            mode: violation.policy.mode.as_str().to_owned(),
+            mode: violation.mode.as_str().to_owned(),
             container: f.container.map(|(_, name)| name.to_owned()),
             path: f.path.render(kind.pod_spec_path()),
             message: format!("{} — {}", f.problem, f.fix),
@@ -234,7 +234,9 @@ fn mutated(
     set: &PolicySet,
 ) -> Result<Option<serde_json::Value>, String> {
     let judged = evaluate(object, set, |kind, defaulted, json, _, verdict| {
-        let mutation = mutation::mutate(set, verdict, kind, json).map_err(|e| e.to_string())?;
+        // Offline, no image is verified, so there is no digest to pin.
+        let mutation = mutation::mutate(set, verdict, kind, json, &[], &crate::policy::Unverified)
+            .map_err(|e| e.to_string())?;
         let Some(mutation) = mutation else {
             return Ok(None);
         };

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{self, Answer, Endpoint, Outcome};
+use crate::images::{RequestImages, Verifier};
 use crate::metrics::Metrics;
 use crate::reload::PolicyStore;
 
@@ -78,6 +79,8 @@ impl Default for ServeOptions {
 struct AppState {
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
+    /// Image signature verdicts (cache, registry access) for `signed-images`.
+    images: Arc<Verifier>,
     body_limit: usize,
     in_flight: Semaphore,
     request_timeout: Duration,
@@ -114,6 +117,7 @@ impl Server {
         };
         let state = Arc::new(AppState {
             store,
+            images: Verifier::new(Arc::clone(&metrics)),
             metrics,
             body_limit: options.body_limit,
             in_flight: Semaphore::new(options.max_in_flight.max(1)),
@@ -287,8 +291,8 @@ async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
             .record_request(endpoint, Outcome::Invalid, started.elapsed().as_secs_f64());
         return unavailable("too many reviews in flight; retry");
     };
-    let answered =
-        tokio::time::timeout(state.request_timeout, answer(state, endpoint, request)).await;
+    let deadline = tokio::time::Instant::now() + state.request_timeout;
+    let answered = tokio::time::timeout_at(deadline, answer(state, endpoint, request, deadline)).await;
     let (outcome, response) = match answered {
         Ok(Ok(answer)) => {
             log_decisions(endpoint, &answer);
@@ -311,10 +315,24 @@ async fn answer(
     state: &AppState,
     endpoint: Endpoint,
     request: Request,
+    deadline: tokio::time::Instant,
 ) -> Result<Answer, Response> {
     let body = read_body(request, state.body_limit).await?;
     let snapshot = state.store.snapshot();
-    let answer = admission::review(&body, &snapshot.set, endpoint);
+    // Judged with the cached image verdicts; images the cache did not know are verified (at
+    // most until shortly before the deadline, leaving time to answer) and the review judged
+    // again with their verdicts.
+    let first = RequestImages::first(&state.images);
+    let answer = admission::review_with(&body, &snapshot.set, endpoint, &first);
+    let misses = first.into_misses();
+    let answer = if misses.is_empty() {
+        answer
+    } else {
+        let verify_until = deadline - state.request_timeout / 10;
+        let verified = state.images.verify_all(misses, verify_until).await;
+        let last = RequestImages::with(&state.images, &verified);
+        admission::review_with(&body, &snapshot.set, endpoint, &last)
+    };
     for (i, d) in answer.decisions.iter().enumerate() {
         // Counted once per review and policy.
         let first = answer.decisions[..i]

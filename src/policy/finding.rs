@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::pod::{ContainerList, ContainerRef};
 
-use super::Policy;
+use super::{Mode, Policy};
 use super::selector::Selector;
 
 /// Where a finding points, relative to the pod spec (the engine adds the workload's prefix,
@@ -145,6 +145,11 @@ pub struct Sink<'o, 'p, 'v> {
 pub struct Violation<'p, 'v> {
     pub policy: &'p Policy,
     pub finding: Finding<'v>,
+    /// What the violation does: the policy's mode, or `warn` for a lenient finding of an
+    /// enforcing policy.
+    pub mode: Mode,
+    /// Also recorded as an audit annotation (a lenient finding: allowed, but on the record).
+    pub audited: bool,
 }
 
 impl Violation<'_, '_> {
@@ -178,6 +183,24 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
         self.out.push(Violation {
             policy: self.policy,
             finding,
+            mode: self.policy.mode,
+            audited: false,
+        });
+    }
+
+    /// Reports something that must never deny (e.g. a signature that could not be checked
+    /// under `onRegistryError: allow`): an enforcing policy warns instead, and the finding is
+    /// also recorded as an audit annotation.
+    pub fn report_lenient(&mut self, finding: Finding<'v>) {
+        let mode = match self.policy.mode {
+            Mode::Enforce => Mode::Warn,
+            other => other,
+        };
+        self.out.push(Violation {
+            policy: self.policy,
+            finding,
+            mode,
+            audited: true,
         });
     }
 

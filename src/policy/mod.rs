@@ -17,6 +17,7 @@ pub mod privileged;
 pub mod pss;
 pub mod resource_limits;
 pub mod run_as_non_root;
+pub mod signed_images;
 
 use std::fmt;
 
@@ -25,6 +26,7 @@ use serde::Deserialize;
 pub use finding::{FieldPath, Finding, Sink, Violation};
 pub use load::{LoadError, PolicySet, Sources};
 pub use selector::{Selector, SelectorError};
+pub use signed_images::{ImageVerdicts, Unverified};
 
 use crate::pod::PodView;
 
@@ -68,6 +70,8 @@ pub enum Check {
     PodSecurity(pss::PodSecurity),
     /// One control of the Pod Security Standards (`pss-*`).
     PssControl(pss::ControlCheck),
+    /// Boxed: rules, keys and registry settings.
+    SignedImages(Box<signed_images::Params>),
 }
 
 /// The check ids a policy's `spec.check` may name.
@@ -76,6 +80,7 @@ pub const CHECK_IDS: &[&str] = &[
     privileged::ID,
     host_namespaces::ID,
     resource_limits::ID,
+    signed_images::ID,
     pss::ID,
     pss::app_armor::ID,
     pss::capabilities_baseline::ID,
@@ -107,6 +112,7 @@ impl Check {
             Check::ResourceLimits(_) => resource_limits::ID,
             Check::PodSecurity(_) => pss::ID,
             Check::PssControl(c) => c.control.id,
+            Check::SignedImages(_) => signed_images::ID,
         }
     }
 
@@ -118,6 +124,17 @@ impl Check {
             host_namespaces::ID => Check::HostNamespaces(typed(params)?),
             resource_limits::ID => {
                 Check::ResourceLimits(Box::new(resource_limits::Params::compile(typed(params)?)?))
+            }
+            signed_images::ID => {
+                // The params' text is the policy revision in the verdict cache: an edited
+                // policy never reuses a verdict reached under the old one.
+                let mut revision = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&params.to_string(), &mut revision);
+                let revision = std::hash::Hasher::finish(&revision);
+                Check::SignedImages(Box::new(signed_images::Params::compile(
+                    typed(params)?,
+                    revision,
+                )?))
             }
             pss::ID => Check::PodSecurity(pss::PodSecurity::compile(typed(params)?)),
             other => match pss::control(other) {
@@ -146,6 +163,8 @@ impl Check {
             Check::ResourceLimits(p) => p.can_mutate(),
             Check::PodSecurity(c) => c.can_mutate(),
             Check::PssControl(c) => c.can_mutate(),
+            // Pinning digests is `params.mutateDigest`; there are no defaults to fill in.
+            Check::SignedImages(_) => false,
         }
     }
 
@@ -165,6 +184,9 @@ impl Check {
             Check::PssControl(_) => {
                 "only pss-privilege-escalation, pss-capabilities-restricted, pss-seccomp-restricted and pss-run-as-non-root have values to fill in"
             }
+            Check::SignedImages(_) => {
+                "signed-images has no defaults to fill in; set params.mutateDigest: true to pin verified tags to their digest"
+            }
             Check::RunAsNonRoot(_) => "",
         }
     }
@@ -179,11 +201,18 @@ impl Check {
             Check::ResourceLimits(p) => resource_limits::mutate(p, spec),
             Check::PodSecurity(c) => c.mutate(spec),
             Check::PssControl(c) => c.mutate(spec),
+            Check::SignedImages(_) => false,
         }
     }
 
-    /// Reports every way `pod` breaks this check into `sink`.
-    pub fn evaluate<'v>(&self, pod: PodView<'v, '_>, sink: &mut Sink<'_, '_, 'v>) {
+    /// Reports every way `pod` breaks this check into `sink`. `images` holds what is known of
+    /// image signatures (only `signed-images` reads it).
+    pub fn evaluate<'v>(
+        &self,
+        pod: PodView<'v, '_>,
+        images: &dyn ImageVerdicts,
+        sink: &mut Sink<'_, '_, 'v>,
+    ) {
         match self {
             Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod.spec, sink),
             Check::Privileged(p) => privileged::evaluate(p, pod.spec, sink),
@@ -191,6 +220,7 @@ impl Check {
             Check::ResourceLimits(p) => resource_limits::evaluate(p, pod.spec, sink),
             Check::PodSecurity(c) => c.evaluate(pod, sink),
             Check::PssControl(c) => c.evaluate(pod, sink),
+            Check::SignedImages(p) => signed_images::evaluate(p, pod.spec, images, sink),
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct SelectorError {
 
 /// A compiled list of globs.
 #[derive(Debug, Clone)]
-enum Globs {
+pub(crate) enum Globs {
     /// The list was not given.
     Unset,
     /// The list contains `*`: matches every value, checked without running a matcher.
@@ -43,7 +43,10 @@ enum Globs {
 }
 
 impl Globs {
-    fn compile(field: &str, patterns: Option<&[String]>) -> Result<Globs, SelectorError> {
+    pub(crate) fn compile(
+        field: &str,
+        patterns: Option<&[String]>,
+    ) -> Result<Globs, SelectorError> {
         let Some(patterns) = patterns else {
             return Ok(Globs::Unset);
         };
@@ -68,7 +71,7 @@ impl Globs {
     }
 
     /// For `match`: an unset list matches.
-    fn admits(&self, value: &str) -> bool {
+    pub(crate) fn admits(&self, value: &str) -> bool {
         match self {
             Globs::Unset | Globs::Everything => true,
             Globs::Set(set) => set.is_match(value),

@@ -33,7 +33,9 @@ pub fn run_object(
     let pod = workload.pod().unwrap_or(PodView::of_spec(&empty));
     let mut out = Vec::new();
     for policy in set.policies() {
-        policy.check.evaluate(pod, &mut Sink::new(policy, &mut out));
+        policy
+            .check
+            .evaluate(pod, &super::Unverified, &mut Sink::new(policy, &mut out));
     }
     out.iter().map(render).collect()
 }

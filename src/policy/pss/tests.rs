@@ -343,7 +343,7 @@ fn findings_name_the_path_below_a_controllers_template() {
     let policy = &set.policies()[0];
     policy
         .check
-        .evaluate(w.pod().unwrap(), &mut Sink::new(policy, &mut out));
+        .evaluate(w.pod().unwrap(), &crate::policy::Unverified, &mut Sink::new(policy, &mut out));
     let paths: Vec<String> = out
         .iter()
         .map(|v| {

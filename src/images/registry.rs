@@ -1,0 +1,336 @@
+//! The registry side of verification, over the OCI distribution API (`oci-client`): resolve a
+//! tag to a digest, fetch a digest's cosign signatures. Every round trip is timed into the
+//! registry latency histogram, and failures are classified so the verifier can tell "not
+//! there" (a verdict) from "could not ask" (`onRegistryError`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use super::cosign::{self, Signature, SignatureManifest};
+use crate::metrics::{Metrics, RegistryOp};
+use crate::policy::signed_images::{Rejection, Settings};
+
+/// Why the registry could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry {registry} is unreachable: {detail}")]
+    Unreachable { registry: String, detail: String },
+    #[error("registry {registry} answered 429 Too Many Requests")]
+    RateLimited { registry: String },
+    #[error("registry {registry} refused access (give credentials with dockerConfig): {detail}")]
+    Unauthorized { registry: String, detail: String },
+    #[error("registry {registry}: {detail}")]
+    Failed { registry: String, detail: String },
+}
+
+impl RegistryError {
+    pub fn registry(&self) -> &str {
+        match self {
+            RegistryError::Unreachable { registry, .. }
+            | RegistryError::RateLimited { registry }
+            | RegistryError::Unauthorized { registry, .. }
+            | RegistryError::Failed { registry, .. } => registry,
+        }
+    }
+}
+
+/// What a lookup found, when the registry answered.
+pub enum Found<T> {
+    Yes(T),
+    /// The registry says there is no such manifest (or repository).
+    NotFound,
+}
+
+/// A client for one set of access settings (plain-HTTP registries, credentials). It keeps
+/// connections and bearer tokens between verifications.
+pub struct RegistryClient {
+    client: Client,
+    credentials: Vec<(String, String, String)>,
+    metrics: Arc<Metrics>,
+}
+
+/// oci-client builds its HTTP client with the process-wide rustls provider; portier only
+/// ships ring's.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already, which is all this needs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl RegistryClient {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<RegistryClient, String> {
+        install_crypto_provider();
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(settings.insecure_registries.clone()),
+            connect_timeout: Some(settings.timeout),
+            read_timeout: Some(settings.timeout),
+            user_agent: concat!("portier/", env!("CARGO_PKG_VERSION")),
+            // A tag's digest is the digest cosign signs, index or not: never resolve platforms.
+            platform_resolver: None,
+            ..ClientConfig::default()
+        };
+        let client =
+            Client::try_from(config).map_err(|e| format!("cannot make a registry client: {e}"))?;
+        Ok(RegistryClient {
+            client,
+            credentials: settings.credentials.clone(),
+            metrics,
+        })
+    }
+
+    fn auth(&self, reference: &Reference) -> RegistryAuth {
+        let registry = reference.registry();
+        self.credentials
+            .iter()
+            .find(|(host, _, _)| host == registry)
+            .map(|(_, user, password)| RegistryAuth::Basic(user.clone(), password.clone()))
+            .unwrap_or(RegistryAuth::Anonymous)
+    }
+
+    async fn timed<T, F>(&self, op: RegistryOp, call: F) -> Result<T, OciDistributionError>
+    where
+        F: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics
+            .record_registry_request(op, started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The digest `reference`'s tag points at.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Found<String>, RegistryError> {
+        let auth = self.auth(reference);
+        let result = self
+            .timed(
+                RegistryOp::Resolve,
+                self.client.fetch_manifest_digest(reference, &auth),
+            )
+            .await;
+        found(reference, result)
+    }
+
+    /// The cosign signatures of `digest` in `repository`'s repository: empty when there are
+    /// none, `Err(Ok(rejection))` when the artifact is not cosign's.
+    pub async fn signatures(
+        &self,
+        repository: &Reference,
+        digest: &str,
+    ) -> Result<Result<Vec<Signature>, Rejection>, RegistryError> {
+        let Some(tag) = cosign::signature_tag(digest) else {
+            return Ok(Err(Rejection::Malformed(format!(
+                "{digest} is not a sha256 digest, which cosign signatures are stored by"
+            ))));
+        };
+        let signature_ref = Reference::with_tag(
+            repository.registry().to_owned(),
+            repository.repository().to_owned(),
+            tag,
+        );
+        let auth = self.auth(repository);
+        let manifest = self
+            .timed(
+                RegistryOp::SignatureManifest,
+                self.client.pull_manifest_raw(
+                    &signature_ref,
+                    &auth,
+                    &[OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE],
+                ),
+            )
+            .await;
+        let (body, _) = match found(&signature_ref, manifest)? {
+            Found::Yes(manifest) => manifest,
+            Found::NotFound => return Ok(Ok(Vec::new())),
+        };
+        let manifest: SignatureManifest = match serde_json::from_slice(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(Err(Rejection::Malformed(format!(
+                    "the signature manifest is not an OCI image manifest: {e}"
+                ))));
+            }
+        };
+        let layers = match manifest.signature_layers() {
+            Ok(layers) => layers,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        let mut signatures = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let mut payload = Vec::with_capacity(layer.size as usize);
+            let descriptor = oci_client::manifest::OciDescriptor {
+                media_type: layer.media_type.clone(),
+                digest: layer.digest.clone(),
+                size: layer.size as i64,
+                ..Default::default()
+            };
+            // pull_blob checks the bytes against the layer's digest.
+            let pulled = self
+                .timed(
+                    RegistryOp::Blob,
+                    self.client
+                        .pull_blob(&signature_ref, &descriptor, &mut payload),
+                )
+                .await;
+            match found(&signature_ref, pulled)? {
+                Found::Yes(()) => {}
+                Found::NotFound => {
+                    return Ok(Err(Rejection::Malformed(format!(
+                        "the signature payload {} is missing from the registry",
+                        layer.digest
+                    ))));
+                }
+            }
+            if payload.len() as u64 > cosign::MAX_PAYLOAD_BYTES {
+                return Ok(Err(Rejection::Malformed(format!(
+                    "a signature payload is {} bytes (at most {})",
+                    payload.len(),
+                    cosign::MAX_PAYLOAD_BYTES
+                ))));
+            }
+            signatures.push(Signature {
+                payload,
+                signature_b64: layer.annotations.get(cosign::SIGNATURE_ANNOTATION).cloned(),
+            });
+        }
+        Ok(Ok(signatures))
+    }
+}
+
+/// Sorts an oci-client result into found, not found, or a registry error.
+fn found<T>(
+    reference: &Reference,
+    result: Result<T, OciDistributionError>,
+) -> Result<Found<T>, RegistryError> {
+    let registry = reference.registry().to_owned();
+    let error = match result {
+        Ok(value) => return Ok(Found::Yes(value)),
+        Err(e) => e,
+    };
+    Err(match error {
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            if codes.iter().any(|c| {
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::NotFound
+                )
+            }) {
+                return Ok(Found::NotFound);
+            }
+            if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Toomanyrequests))
+            {
+                RegistryError::RateLimited { registry }
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
+                RegistryError::Unauthorized {
+                    registry,
+                    detail: envelope_text(&envelope),
+                }
+            } else {
+                RegistryError::Failed {
+                    registry,
+                    detail: envelope_text(&envelope),
+                }
+            }
+        }
+        OciDistributionError::ImageManifestNotFoundError(_) => return Ok(Found::NotFound),
+        OciDistributionError::ServerError { code: 404, .. } => return Ok(Found::NotFound),
+        OciDistributionError::ServerError { code: 429, .. } => {
+            RegistryError::RateLimited { registry }
+        }
+        OciDistributionError::ServerError { code, message, .. } => RegistryError::Failed {
+            registry,
+            detail: format!("HTTP {code}: {}", first_line(&message)),
+        },
+        OciDistributionError::UnauthorizedError { .. } => RegistryError::Unauthorized {
+            registry,
+            detail: "401 Unauthorized".into(),
+        },
+        OciDistributionError::AuthenticationFailure(why) => RegistryError::Unauthorized {
+            registry,
+            detail: first_line(&why).to_owned(),
+        },
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+            RegistryError::Unreachable {
+                registry,
+                detail: if e.is_timeout() {
+                    "timed out".to_owned()
+                } else {
+                    "connection failed".to_owned()
+                },
+            }
+        }
+        other => RegistryError::Failed {
+            registry,
+            detail: first_line(&other.to_string()).to_owned(),
+        },
+    })
+}
+
+fn envelope_text(envelope: &oci_client::errors::OciEnvelope) -> String {
+    envelope
+        .errors
+        .iter()
+        .map(|e| format!("{:?}: {}", e.code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => &line[..cut],
+        None => line,
+    }
+}
+
+/// Backoff after a 429: doubles from one second up to a minute while the registry keeps
+/// refusing, and resets when it answers again.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub until: Instant,
+    pub step: Duration,
+}
+
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl Backoff {
+    pub fn after(previous: Option<Backoff>, now: Instant) -> Backoff {
+        let step = previous
+            .map(|b| (b.step * 2).min(MAX_BACKOFF))
+            .unwrap_or(FIRST_BACKOFF);
+        Backoff {
+            until: now + step,
+            step,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let now = Instant::now();
+        let mut b = Backoff::after(None, now);
+        assert_eq!(b.step, FIRST_BACKOFF);
+        for _ in 0..10 {
+            b = Backoff::after(Some(b), now);
+        }
+        assert_eq!(b.step, MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,648 @@
+//! `signed-images`: admit only images whose cosign signatures verify against trusted keys.
+//!
+//! ```yaml
+//! spec:
+//!   check: signed-images
+//!   params:
+//!     rules:
+//!       - images: ["registry.example.com/team/*"]   # globs over the full image reference
+//!         keys: ["-----BEGIN PUBLIC KEY-----\n..."] # PEM, inline
+//!         keyFiles: [/etc/portier/keys/team.pub]    # or PEM files, read at load
+//!     mutateDigest: true        # /mutate pins verified tags to their digest
+//!     cacheTTL: 10m             # how long a verified digest stays verified
+//!     negativeCacheTTL: 30s     # how long a rejection is remembered
+//!     timeout: 2s               # per verification, registry round trips included
+//!     onRegistryError: deny     # or allow (= warning + audit annotation)
+//!     insecureRegistries: []    # registries spoken to over plain HTTP
+//!     dockerConfig: /path/config.json  # registry credentials (the `auths` of a docker config)
+//! ```
+//!
+//! Globs match the normalized reference: `nginx` is `docker.io/library/nginx:latest`. Every rule
+//! whose globs match an image must be satisfied; an image no rule matches is not judged here.
+//!
+//! This file is pure: it reads verdicts through [`ImageVerdicts`]. Fetching and verifying
+//! signatures is `crate::images`' work, which fills the cache these verdicts come from.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::edit::{self, ALL_CONTAINERS, Object};
+use super::selector::Globs;
+use super::{Finding, ParamError, Selector, Sink};
+use crate::pod::PodSpec;
+
+pub const ID: &str = "signed-images";
+
+/// The YAML form of the params.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ParamsDoc {
+    rules: Vec<RuleDoc>,
+    #[serde(default)]
+    mutate_digest: bool,
+    #[serde(default, rename = "cacheTTL")]
+    cache_ttl: Option<String>,
+    #[serde(default, rename = "negativeCacheTTL")]
+    negative_cache_ttl: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    on_registry_error: OnRegistryError,
+    #[serde(default)]
+    insecure_registries: Vec<String>,
+    #[serde(default)]
+    docker_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RuleDoc {
+    images: Vec<String>,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    key_files: Vec<PathBuf>,
+    /// Fulcio/Rekor identities: refused with a clear message until keyless verification exists.
+    #[serde(default)]
+    keyless: Option<Value>,
+}
+
+/// What to do when a signature cannot be checked (registry down, timeout, rate limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRegistryError {
+    /// Treat the image as unverified: the policy's mode applies.
+    #[default]
+    Deny,
+    /// Admit it with a warning and an audit annotation, whatever the policy's mode.
+    Allow,
+}
+
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
+pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Below the server's default review deadline (2.5 s), so a slow registry still gets an answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How signatures are fetched and remembered; shared by every rule of a policy.
+#[derive(Debug)]
+pub struct Settings {
+    pub cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
+    pub timeout: Duration,
+    pub on_registry_error: OnRegistryError,
+    pub insecure_registries: Vec<String>,
+    /// Registry host → (user, password), from `dockerConfig`.
+    pub credentials: Vec<(String, String, String)>,
+    /// Identifies the registry access settings (protocols, credentials): reviews under equal
+    /// settings share one registry client and its tokens.
+    pub access_id: u64,
+}
+
+/// One rule: which images, and whom to trust for them.
+#[derive(Debug)]
+pub struct Rule {
+    /// Position in `params.rules`, for messages.
+    pub index: usize,
+    images: Globs,
+    pub trust: Trust,
+    pub settings: Arc<Settings>,
+    /// Identifies the key set and the policy revision in the verdict cache: a changed key or
+    /// policy never reuses an old verdict.
+    pub cache_id: u64,
+}
+
+/// Whom a rule trusts.
+///
+/// Keyless verification (a Fulcio certificate chain, a Rekor inclusion proof, an OIDC
+/// issuer and subject) would be a second variant here; the verifier already dispatches on it.
+#[derive(Debug)]
+pub enum Trust {
+    Keys(Vec<PublicKey>),
+}
+
+/// A public key cosign signatures are checked against.
+pub struct PublicKey {
+    algorithm: &'static dyn VerificationAlgorithm,
+    /// The key as ring reads it (an EC point, or an Ed25519 key).
+    key: Vec<u8>,
+    /// `sha256:<hex>` of the SubjectPublicKeyInfo, as `cosign public-key` users compare keys.
+    pub fingerprint: String,
+    /// Where it came from: `keys[0]` or a file path.
+    pub origin: String,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("fingerprint", &self.fingerprint)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl PublicKey {
+    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo), as `cosign generate-key-pair` writes it.
+    pub fn from_pem(pem: &str, origin: String) -> Result<PublicKey, String> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes())
+            .map_err(|e| format!("{origin}: not a PEM block: {e}"))?;
+        if block.label != "PUBLIC KEY" {
+            return Err(format!(
+                "{origin}: expected a \"PUBLIC KEY\" PEM block (cosign.pub), found {:?}",
+                block.label
+            ));
+        }
+        PublicKey::from_spki_der(&block.contents, origin)
+    }
+
+    fn from_spki_der(der: &[u8], origin: String) -> Result<PublicKey, String> {
+        use x509_parser::prelude::FromDer;
+        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
+            .map_err(|e| format!("{origin}: not a SubjectPublicKeyInfo: {e}"))?;
+        let algorithm_oid = spki.algorithm.algorithm.to_id_string();
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map(|oid| oid.to_id_string());
+        // cosign hashes with SHA-256 for every key type it verifies (sigstore LoadVerifier).
+        let algorithm: &'static dyn VerificationAlgorithm =
+            match (algorithm_oid.as_str(), curve.as_deref()) {
+                ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => {
+                    &signature::ECDSA_P256_SHA256_ASN1
+                }
+                ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => &signature::ECDSA_P384_SHA256_ASN1,
+                ("1.3.101.112", _) => &signature::ED25519,
+                ("1.2.840.10045.2.1", other) => {
+                    return Err(format!(
+                        "{origin}: unsupported elliptic curve {}; use P-256 (cosign's default) or P-384",
+                        other.unwrap_or("(none)")
+                    ));
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "{origin}: unsupported key algorithm {other}; supported: ECDSA P-256 (cosign's default), ECDSA P-384, Ed25519"
+                    ));
+                }
+            };
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        Ok(PublicKey {
+            algorithm,
+            key: spki.subject_public_key.data.to_vec(),
+            fingerprint: format!("sha256:{}", hex(digest.as_ref())),
+            origin,
+        })
+    }
+
+    /// Whether `signature` (ASN.1 DER for ECDSA, as cosign stores it) signs `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(self.algorithm, &self.key)
+            .verify(message, signature)
+            .is_ok()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The compiled params.
+#[derive(Debug)]
+pub struct Params {
+    pub rules: Vec<Arc<Rule>>,
+    pub mutate_digest: bool,
+    pub settings: Arc<Settings>,
+}
+
+fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, ParamError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    humantime::parse_duration(text).map_err(|e| {
+        ParamError::new(
+            format!("spec.params.{field}"),
+            format!("{text:?} is not a duration (e.g. 30s, 10m): {e}"),
+        )
+    })
+}
+
+/// The `auths` of a docker `config.json`: registry → base64 `user:password`.
+#[derive(Debug, Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: std::collections::BTreeMap<String, DockerAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DockerAuth {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// (registry host, user, password) per entry of a docker config.
+fn read_docker_config(path: &std::path::Path) -> Result<Vec<(String, String, String)>, String> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let config: DockerConfig = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a docker config.json: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (server, entry) in config.auths {
+        // Keys may be URLs (`https://index.docker.io/v1/`): keep the host.
+        let host = server
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let host = if host == "index.docker.io" {
+            "docker.io".to_owned()
+        } else {
+            host
+        };
+        let (user, password) = match (&entry.auth, entry.username, entry.password) {
+            (Some(auth), _, _) => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: auths[{server:?}].auth is not base64 of user:password",
+                            path.display()
+                        )
+                    })?;
+                let (u, p) = decoded.split_once(':').ok_or_else(|| {
+                    format!(
+                        "{}: auths[{server:?}].auth is not base64 of user:password",
+                        path.display()
+                    )
+                })?;
+                (u.to_owned(), p.to_owned())
+            }
+            (None, Some(u), Some(p)) => (u, p),
+            _ => continue,
+        };
+        out.push((host, user, password));
+    }
+    Ok(out)
+}
+
+impl Params {
+    pub fn compile(doc: ParamsDoc, policy_revision: u64) -> Result<Params, ParamError> {
+        let cache_ttl = duration("cacheTTL", doc.cache_ttl.as_deref(), DEFAULT_CACHE_TTL)?;
+        let negative_cache_ttl = duration(
+            "negativeCacheTTL",
+            doc.negative_cache_ttl.as_deref(),
+            DEFAULT_NEGATIVE_CACHE_TTL,
+        )?;
+        let timeout = duration("timeout", doc.timeout.as_deref(), DEFAULT_TIMEOUT)?;
+        if timeout.is_zero() {
+            return Err(ParamError::new(
+                "spec.params.timeout",
+                "must be more than 0 (it bounds each verification)",
+            ));
+        }
+        let credentials = match &doc.docker_config {
+            Some(path) => read_docker_config(path)
+                .map_err(|m| ParamError::new("spec.params.dockerConfig", m))?,
+            None => Vec::new(),
+        };
+        let mut access = std::collections::hash_map::DefaultHasher::new();
+        doc.insecure_registries.hash(&mut access);
+        credentials.hash(&mut access);
+        let settings = Arc::new(Settings {
+            cache_ttl,
+            negative_cache_ttl: negative_cache_ttl.min(cache_ttl),
+            timeout,
+            on_registry_error: doc.on_registry_error,
+            insecure_registries: doc.insecure_registries,
+            credentials,
+            access_id: access.finish(),
+        });
+        if doc.rules.is_empty() {
+            return Err(ParamError::new(
+                "spec.params.rules",
+                "needs at least one rule (images and the keys that must have signed them)",
+            ));
+        }
+        let mut rules = Vec::with_capacity(doc.rules.len());
+        for (index, rule) in doc.rules.into_iter().enumerate() {
+            let field = format!("spec.params.rules[{index}]");
+            if rule.images.is_empty() {
+                return Err(ParamError::new(
+                    format!("{field}.images"),
+                    "needs at least one glob (e.g. registry.example.com/team/*)",
+                ));
+            }
+            if rule.keyless.is_some() {
+                return Err(ParamError::new(
+                    format!("{field}.keyless"),
+                    "keyless (Fulcio/Rekor) verification is not supported yet; give keys or keyFiles",
+                ));
+            }
+            let images = Globs::compile(&format!("{field}.images"), Some(&rule.images))
+                .map_err(|e| {
+                    ParamError::new(e.field, format!("invalid glob {:?}: {}", e.pattern, e.reason))
+                })?;
+            let mut keys = Vec::new();
+            for (i, pem) in rule.keys.iter().enumerate() {
+                let origin = format!("keys[{i}]");
+                keys.push(
+                    PublicKey::from_pem(pem, origin)
+                        .map_err(|m| ParamError::new(format!("{field}.keys[{i}]"), m))?,
+                );
+            }
+            for (i, path) in rule.key_files.iter().enumerate() {
+                let at = format!("{field}.keyFiles[{i}]");
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    ParamError::new(at.clone(), format!("cannot read {}: {e}", path.display()))
+                })?;
+                keys.push(
+                    PublicKey::from_pem(&pem, path.display().to_string())
+                        .map_err(|m| ParamError::new(at, m))?,
+                );
+            }
+            if keys.is_empty() {
+                return Err(ParamError::new(
+                    field,
+                    "needs keys (PEM) or keyFiles: the public keys whose signatures are trusted",
+                ));
+            }
+            let mut id = std::collections::hash_map::DefaultHasher::new();
+            policy_revision.hash(&mut id);
+            index.hash(&mut id);
+            for key in &keys {
+                key.fingerprint.hash(&mut id);
+            }
+            rules.push(Arc::new(Rule {
+                index,
+                images,
+                trust: Trust::Keys(keys),
+                settings: Arc::clone(&settings),
+                cache_id: id.finish(),
+            }));
+        }
+        Ok(Params {
+            rules,
+            mutate_digest: doc.mutate_digest,
+            settings,
+        })
+    }
+}
+
+/// Why a signature check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The registry has no such image (tag or digest).
+    ImageNotFound,
+    /// No `sha256-<hex>.sig` artifact exists for the digest.
+    NoSignature,
+    /// Signatures exist, but none verifies with a trusted key. An ECDSA signature does not name
+    /// its signer, so a signature by another key and a payload changed after signing look the
+    /// same.
+    NoTrustedSignature { signatures: usize },
+    /// A trusted key signed a payload for another digest.
+    DigestMismatch { signed: String },
+    /// A trusted key signed this digest for another repository.
+    ReferenceMismatch { signed: String, expected: String },
+    /// The signature artifact is not in cosign's format.
+    Malformed(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::ImageNotFound => f.write_str("does not exist in its registry"),
+            Rejection::NoSignature => f.write_str("has no cosign signature"),
+            Rejection::NoTrustedSignature { signatures } => write!(
+                f,
+                "has {signatures} cosign signature(s) but none verifies with a trusted key: signed by another key, or the payload was changed after signing"
+            ),
+            Rejection::DigestMismatch { signed } => write!(
+                f,
+                "has a signature by a trusted key for another digest ({signed}): the signed payload does not name this image"
+            ),
+            Rejection::ReferenceMismatch { signed, expected } => write!(
+                f,
+                "has a signature by a trusted key for repository {signed}, not {expected}"
+            ),
+            Rejection::Malformed(why) => write!(f, "has a malformed signature artifact: {why}"),
+        }
+    }
+}
+
+/// What verification found for one image under one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageVerdict {
+    /// A trusted key signed this digest for this repository.
+    Verified { digest: String, key: String },
+    /// The image is not signed as the rule requires.
+    Rejected {
+        digest: Option<String>,
+        rejection: Rejection,
+    },
+    /// It could not be checked (registry unreachable or erroring, timeout, rate limit).
+    Unavailable { reason: String },
+}
+
+/// Where verdicts come from during an evaluation. `None` means not known yet: the caller
+/// verifies the image (asynchronously) and evaluates again.
+pub trait ImageVerdicts {
+    fn verdict(&self, rule: &Arc<Rule>, image: &str) -> Option<Arc<ImageVerdict>>;
+}
+
+/// For evaluations without registry access (`portier check`, the audit, benchmarks): nothing
+/// is known, so this check reports nothing.
+pub struct Unverified;
+
+impl ImageVerdicts for Unverified {
+    fn verdict(&self, _: &Arc<Rule>, _: &str) -> Option<Arc<ImageVerdict>> {
+        None
+    }
+}
+
+/// The full reference with the registry and tag Docker would assume: `nginx` is
+/// `docker.io/library/nginx:latest`. Borrowed when already complete (no allocation).
+pub fn normalize(image: &str) -> Cow<'_, str> {
+    let (name, has_digest) = match image.split_once('@') {
+        Some((name, _)) => (name, true),
+        None => (image, false),
+    };
+    let last_segment = name.rsplit('/').next().unwrap_or(name);
+    let has_tag = last_segment.contains(':');
+    let first = name.split('/').next().unwrap_or("");
+    let has_registry =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_registry && (has_tag || has_digest) {
+        return Cow::Borrowed(image);
+    }
+    let mut out = String::with_capacity(image.len() + 24);
+    if !has_registry {
+        out.push_str("docker.io/");
+        if !name.contains('/') {
+            out.push_str("library/");
+        }
+    }
+    out.push_str(name);
+    if !has_tag && !has_digest {
+        out.push_str(":latest");
+    }
+    if let Some((_, digest)) = image.split_once('@') {
+        out.push('@');
+        out.push_str(digest);
+    }
+    Cow::Owned(out)
+}
+
+impl Rule {
+    /// Whether this rule judges `reference` (normalized).
+    pub fn matches(&self, reference: &str) -> bool {
+        self.images.admits(reference)
+    }
+}
+
+const FIX_SIGN: &str = "sign the image's digest with a trusted key (cosign sign --key ...), or use an image signed by one";
+
+/// Reports every in-scope image a rule rejects, or could not verify.
+pub fn evaluate<'v>(
+    params: &Params,
+    pod: &'v PodSpec<'_>,
+    images: &dyn ImageVerdicts,
+    sink: &mut Sink<'_, '_, 'v>,
+) {
+    for at in pod.all_containers() {
+        let image = at.container.image();
+        if image.is_empty() || !sink.in_scope(&at) {
+            continue;
+        }
+        let reference = normalize(image);
+        for rule in params.rules.iter().filter(|r| r.matches(&reference)) {
+            let Some(verdict) = images.verdict(rule, image) else {
+                continue;
+            };
+            match &*verdict {
+                ImageVerdict::Verified { .. } => {}
+                ImageVerdict::Rejected { digest, rejection } => {
+                    let at_digest = digest
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default();
+                    sink.report(Finding::for_container(
+                        &at,
+                        "image",
+                        format!(
+                            "image {image}{at_digest} {rejection} (rule {})",
+                            rule.index
+                        ),
+                        FIX_SIGN,
+                    ));
+                }
+                ImageVerdict::Unavailable { reason } => {
+                    let finding = Finding::for_container(
+                        &at,
+                        "image",
+                        format!(
+                            "the signature of image {image} could not be verified: {reason} (rule {})",
+                            rule.index
+                        ),
+                        "make the registry reachable from portier (insecureRegistries, dockerConfig), or retry",
+                    );
+                    match rule.settings.on_registry_error {
+                        OnRegistryError::Deny => sink.report(finding),
+                        OnRegistryError::Allow => sink.report_lenient(finding),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `/mutate` with `mutateDigest`: rewrites each verified tag reference to `image@digest`, so
+/// the kubelet runs exactly what was verified. Images with a digest already, out of the
+/// policy's scope, or not verified by every matching rule are left alone.
+pub fn pin_digests(
+    params: &Params,
+    selector: &Selector,
+    spec: &mut Object,
+    images: &dyn ImageVerdicts,
+) -> bool {
+    if !params.mutate_digest {
+        return false;
+    }
+    let mut changed = false;
+    for container in edit::containers_mut(spec, ALL_CONTAINERS) {
+        let Some(image) = container.get("image").and_then(Value::as_str) else {
+            continue;
+        };
+        if image.contains('@') || !selector.judges_image(image) {
+            continue;
+        }
+        let reference = normalize(image);
+        let mut pinned: Option<String> = None;
+        let mut all_verified = true;
+        for rule in params.rules.iter().filter(|r| r.matches(&reference)) {
+            match images.verdict(rule, image).as_deref() {
+                Some(ImageVerdict::Verified { digest, .. })
+                    if pinned.as_deref().is_none_or(|p| p == digest) =>
+                {
+                    pinned = Some(digest.clone());
+                }
+                _ => all_verified = false,
+            }
+        }
+        if let (true, Some(digest)) = (all_verified, pinned) {
+            let pinned_image = format!("{image}@{digest}");
+            container.insert("image".to_owned(), Value::String(pinned_image));
+            changed = true;
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_like_docker() {
+        assert_eq!(normalize("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(normalize("nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(normalize("team/app"), "docker.io/team/app:latest");
+        assert_eq!(
+            normalize("registry.example.com/team/app"),
+            "registry.example.com/team/app:latest"
+        );
+        assert_eq!(
+            normalize("127.0.0.1:5000/team/app@sha256:ab"),
+            "127.0.0.1:5000/team/app@sha256:ab"
+        );
+        assert_eq!(
+            normalize("nginx@sha256:ab"),
+            "docker.io/library/nginx@sha256:ab"
+        );
+        assert_eq!(normalize("localhost/app"), "localhost/app:latest");
+        assert!(matches!(
+            normalize("registry.example.com/team/app:v1"),
+            Cow::Borrowed(_)
+        ));
+    }
+}
