@@ -2,6 +2,8 @@
 //! bound to 127.0.0.1:0) and a real HTTPS client (reqwest over rustls) that trusts that CA.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
