@@ -223,11 +223,7 @@ fn review_general(body: &[u8], judging: &Judging<'_>) -> Answer {
 
 /// Judges a decoded review. `decoded` is the workload when [`decode_one_pass`] already read
 /// `request.object`; otherwise it is decoded from the raw object here.
-fn judge<'a>(
-    review: ReviewIn<'a>,
-    decoded: Option<Workload<'a>>,
-    judging: &Judging<'_>,
-) -> Answer {
+fn judge<'a>(review: ReviewIn<'a>, decoded: Option<Workload<'a>>, judging: &Judging<'_>) -> Answer {
     let (set, endpoint) = (judging.set, judging.endpoint);
     let api_version = review.api_version.as_deref().unwrap_or("");
     let kind = review.kind.as_deref().unwrap_or("");
@@ -295,14 +291,7 @@ fn judge<'a>(
         let Some(raw) = object else {
             return allow(uid);
         };
-        return match mutation::mutate(
-            set,
-            &verdict,
-            kind,
-            raw.get(),
-            &pinning,
-            judging.images,
-        ) {
+        return match mutation::mutate(set, &verdict, kind, raw.get(), &pinning, judging.images) {
             Ok(Some(m)) => patched(uid, m),
             Ok(None) | Err(_) => allow(uid),
         };

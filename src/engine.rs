@@ -27,15 +27,11 @@ pub struct Verdict<'p, 'v> {
 impl<'p, 'v> Verdict<'p, 'v> {
     /// Whether an enforce-mode policy was violated.
     pub fn denies(&self) -> bool {
-        self.violations
-            .iter()
-            .any(|v| v.mode == Mode::Enforce)
+        self.violations.iter().any(|v| v.mode == Mode::Enforce)
     }
 
     pub fn in_mode(&self, mode: Mode) -> impl Iterator<Item = &Violation<'p, 'v>> {
-        self.violations
-            .iter()
-            .filter(move |v| v.mode == mode)
+        self.violations.iter().filter(move |v| v.mode == mode)
     }
 
     pub fn is_clean(&self) -> bool {

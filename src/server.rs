@@ -292,7 +292,8 @@ async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
         return unavailable("too many reviews in flight; retry");
     };
     let deadline = tokio::time::Instant::now() + state.request_timeout;
-    let answered = tokio::time::timeout_at(deadline, answer(state, endpoint, request, deadline)).await;
+    let answered =
+        tokio::time::timeout_at(deadline, answer(state, endpoint, request, deadline)).await;
     let (outcome, response) = match answered {
         Ok(Ok(answer)) => {
             log_decisions(endpoint, &answer);

@@ -99,7 +99,11 @@ mod tests {
         map.insert("b".into(), 2, Duration::from_secs(20));
         map.insert("c".into(), 3, Duration::from_secs(30));
         assert_eq!(map.len(), 2);
-        assert_eq!(map.get("a", now), None, "the entry closest to expiry went first");
+        assert_eq!(
+            map.get("a", now),
+            None,
+            "the entry closest to expiry went first"
+        );
         assert_eq!(map.get("c", now), Some(3));
     }
 

@@ -138,7 +138,9 @@ pub fn judge(
         let Some(decoded) = signature.signature_b64.as_deref().and_then(|s| {
             // cosign has written the base64 wrapped over lines.
             let compact: String = s.split_ascii_whitespace().collect();
-            base64::engine::general_purpose::STANDARD.decode(compact).ok()
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .ok()
         }) else {
             unreadable += 1;
             continue;
@@ -228,7 +230,12 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
             keys[0].fingerprint,
             "sha256:dc2bcfdb0402cd0845f59232655c3ab2a53d55849d4665579efe45c6cc753478"
         );
-        let verdict = judge(&sigs, &keys, GENUINE_DIGEST, "localhost:15381/tobby/fixture");
+        let verdict = judge(
+            &sigs,
+            &keys,
+            GENUINE_DIGEST,
+            "localhost:15381/tobby/fixture",
+        );
         assert!(
             matches!(verdict, ImageVerdict::Verified { .. }),
             "{verdict:?}"
@@ -251,9 +258,16 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
             }
         ));
         let mut tampered = sigs.clone();
-        tampered[0].payload = GENUINE_PAYLOAD.replace("tobby/fixture", "tobby/fixturf").into();
+        tampered[0].payload = GENUINE_PAYLOAD
+            .replace("tobby/fixture", "tobby/fixturf")
+            .into();
         assert_eq!(
-            judge(&tampered, &keys, GENUINE_DIGEST, "localhost:15381/tobby/fixture"),
+            judge(
+                &tampered,
+                &keys,
+                GENUINE_DIGEST,
+                "localhost:15381/tobby/fixture"
+            ),
             ImageVerdict::Rejected {
                 digest: Some(GENUINE_DIGEST.into()),
                 rejection: Rejection::NoTrustedSignature { signatures: 1 }
@@ -287,7 +301,10 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
             "index.docker.io/library/nginx",
             "docker.io/library/nginx"
         ));
-        assert!(!same_repository("docker.io/library/nginx", "quay.io/library/nginx"));
+        assert!(!same_repository(
+            "docker.io/library/nginx",
+            "quay.io/library/nginx"
+        ));
     }
 
     #[test]

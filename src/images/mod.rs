@@ -137,7 +137,11 @@ impl Verifier {
 
     /// Joins the verification of (rule, image) in flight, or starts one. It runs in its own
     /// task so a review that gives up waiting does not cancel it for the others.
-    fn start(self: &Arc<Self>, rule: &Arc<Rule>, image: &str) -> watch::Receiver<Option<Arc<ImageVerdict>>> {
+    fn start(
+        self: &Arc<Self>,
+        rule: &Arc<Rule>,
+        image: &str,
+    ) -> watch::Receiver<Option<Arc<ImageVerdict>>> {
         let key: FlightKey = (rule.cache_id, image.into());
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(receiver) = flights.get(&key) {
@@ -375,7 +379,10 @@ impl<'a> RequestImages<'a> {
     }
 
     /// The final pass, with the verdicts of the first pass's misses.
-    pub fn with(verifier: &'a Verifier, verified: &'a [(u64, Box<str>, Arc<ImageVerdict>)]) -> Self {
+    pub fn with(
+        verifier: &'a Verifier,
+        verified: &'a [(u64, Box<str>, Arc<ImageVerdict>)],
+    ) -> Self {
         RequestImages {
             verifier,
             verified,

@@ -5,8 +5,8 @@ use std::fmt;
 
 use crate::pod::{ContainerList, ContainerRef};
 
-use super::{Mode, Policy};
 use super::selector::Selector;
+use super::{Mode, Policy};
 
 /// Where a finding points, relative to the pod spec (the engine adds the workload's prefix,
 /// e.g. `spec.template.spec` for a Deployment).

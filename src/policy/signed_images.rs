@@ -174,25 +174,27 @@ impl PublicKey {
             .and_then(|p| p.as_oid().ok())
             .map(|oid| oid.to_id_string());
         // cosign hashes with SHA-256 for every key type it verifies (sigstore LoadVerifier).
-        let algorithm: &'static dyn VerificationAlgorithm =
-            match (algorithm_oid.as_str(), curve.as_deref()) {
-                ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => {
-                    &signature::ECDSA_P256_SHA256_ASN1
-                }
-                ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => &signature::ECDSA_P384_SHA256_ASN1,
-                ("1.3.101.112", _) => &signature::ED25519,
-                ("1.2.840.10045.2.1", other) => {
-                    return Err(format!(
-                        "{origin}: unsupported elliptic curve {}; use P-256 (cosign's default) or P-384",
-                        other.unwrap_or("(none)")
-                    ));
-                }
-                (other, _) => {
-                    return Err(format!(
-                        "{origin}: unsupported key algorithm {other}; supported: ECDSA P-256 (cosign's default), ECDSA P-384, Ed25519"
-                    ));
-                }
-            };
+        let algorithm: &'static dyn VerificationAlgorithm = match (
+            algorithm_oid.as_str(),
+            curve.as_deref(),
+        ) {
+            ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => {
+                &signature::ECDSA_P256_SHA256_ASN1
+            }
+            ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => &signature::ECDSA_P384_SHA256_ASN1,
+            ("1.3.101.112", _) => &signature::ED25519,
+            ("1.2.840.10045.2.1", other) => {
+                return Err(format!(
+                    "{origin}: unsupported elliptic curve {}; use P-256 (cosign's default) or P-384",
+                    other.unwrap_or("(none)")
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "{origin}: unsupported key algorithm {other}; supported: ECDSA P-256 (cosign's default), ECDSA P-384, Ed25519"
+                ));
+            }
+        };
         let digest = ring::digest::digest(&ring::digest::SHA256, der);
         Ok(PublicKey {
             algorithm,
@@ -359,9 +361,12 @@ impl Params {
                     "keyless (Fulcio/Rekor) verification is not supported yet; give keys or keyFiles",
                 ));
             }
-            let images = Globs::compile(&format!("{field}.images"), Some(&rule.images))
-                .map_err(|e| {
-                    ParamError::new(e.field, format!("invalid glob {:?}: {}", e.pattern, e.reason))
+            let images =
+                Globs::compile(&format!("{field}.images"), Some(&rule.images)).map_err(|e| {
+                    ParamError::new(
+                        e.field,
+                        format!("invalid glob {:?}: {}", e.pattern, e.reason),
+                    )
                 })?;
             let mut keys = Vec::new();
             for (i, pem) in rule.keys.iter().enumerate() {
@@ -549,10 +554,7 @@ pub fn evaluate<'v>(
                     sink.report(Finding::for_container(
                         &at,
                         "image",
-                        format!(
-                            "image {image}{at_digest} {rejection} (rule {})",
-                            rule.index
-                        ),
+                        format!("image {image}{at_digest} {rejection} (rule {})", rule.index),
                         FIX_SIGN,
                     ));
                 }

@@ -230,7 +230,8 @@ fn every_control_is_a_check_id_once() {
         assert!(c.revisions.windows(2).all(|w| w[0] < w[1]));
         assert!(c.revisions.iter().all(|r| *r <= LATEST_MINOR));
     }
-    assert_eq!(crate::policy::CHECK_IDS.len(), 4 + 1 + CONTROLS.len());
+    // The five core checks, pod-security, and one per control.
+    assert_eq!(crate::policy::CHECK_IDS.len(), 5 + 1 + CONTROLS.len());
 }
 
 const RESTRICTED: &str = "pod-security\nparams: {level: restricted}";
@@ -341,9 +342,11 @@ fn findings_name_the_path_below_a_controllers_template() {
     let w = decode_workload(WorkloadKind::Deployment, json).unwrap();
     let mut out = Vec::new();
     let policy = &set.policies()[0];
-    policy
-        .check
-        .evaluate(w.pod().unwrap(), &crate::policy::Unverified, &mut Sink::new(policy, &mut out));
+    policy.check.evaluate(
+        w.pod().unwrap(),
+        &crate::policy::Unverified,
+        &mut Sink::new(policy, &mut out),
+    );
     let paths: Vec<String> = out
         .iter()
         .map(|v| {

@@ -1,0 +1,479 @@
+//! `signed-images` end to end: a real portier over HTTPS, a real registry (Debian's
+//! docker-registry on 127.0.0.1) holding images and cosign signatures made by the test.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::registry::{Registry, TestSigner, simple_signing_payload};
+use common::{TestServer, pod, review_bytes};
+use serde_json::{Value, json};
+
+/// A `signed-images` policy trusting `keys` for `<registry>/team/*`, the registry spoken to
+/// over plain HTTP. `extra` adds params (indented by four spaces).
+fn policy(name: &str, host: &str, keys: &[String], extra: &str) -> String {
+    let mut keys_yaml = String::new();
+    for key in keys {
+        keys_yaml.push_str("          - |\n");
+        for line in key.lines() {
+            keys_yaml.push_str(&format!("            {line}\n"));
+        }
+    }
+    format!(
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  check: signed-images\n  mode: enforce\n  params:\n    insecureRegistries: [\"{host}\"]\n    rules:\n      - images: [\"{host}/team/*\"]\n        keys:\n{keys_yaml}{extra}"
+    )
+}
+
+fn image_pod(images: &[&str]) -> Value {
+    let containers = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+        .collect();
+    pod("shop", containers)
+}
+
+/// The value of a metric line (`name{labels}`), 0 when absent.
+async fn metric(server: &TestServer, series: &str) -> f64 {
+    let (status, text) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_signed_image_is_admitted_and_its_second_review_is_served_from_cache() {
+    let registry = Registry::start().await;
+    let signer = TestSigner::new();
+    let digest = registry.push_image("team/app", "v1", "app v1").await;
+    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let host = registry.host();
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy("signed", &host, &[signer.public_key_pem()], ""),
+    )])
+    .await;
+
+    let image = format!("{host}/team/app:v1");
+    let first = server.validate(image_pod(&[&image])).await;
+    assert_eq!(first["allowed"], true, "{first}");
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_image_verifications_total{result="verified"}"#
+        )
+        .await,
+        1.0
+    );
+    let hits_before = metric(
+        &server,
+        r#"portier_image_verdict_cache_total{result="hit"}"#,
+    )
+    .await;
+
+    let second = server.validate(image_pod(&[&image])).await;
+    assert_eq!(second["allowed"], true, "{second}");
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_image_verifications_total{result="verified"}"#
+        )
+        .await,
+        1.0,
+        "the second review must not verify again"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_image_verdict_cache_total{result="hit"}"#
+        )
+        .await,
+        hits_before + 1.0
+    );
+    // One round trip of each kind, all timed.
+    for op in ["resolve", "signature_manifest", "blob"] {
+        assert_eq!(
+            metric(
+                &server,
+                &format!(r#"portier_registry_request_duration_seconds_count{{operation="{op}"}}"#)
+            )
+            .await,
+            1.0,
+            "{op}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unsigned_foreign_tampered_and_mismatched_images_are_denied_with_the_reason() {
+    let registry = Registry::start().await;
+    let trusted = TestSigner::new();
+    let stranger = TestSigner::new();
+    let host = registry.host();
+
+    let unsigned = registry.push_image("team/unsigned", "v1", "unsigned").await;
+    let foreign = registry.push_image("team/foreign", "v1", "foreign").await;
+    registry
+        .sign_image("team/foreign", &foreign, &[&stranger])
+        .await;
+    // Tampered: signed by the trusted key, then the payload edited to name the image
+    // (the signature no longer matches the bytes).
+    let tampered = registry.push_image("team/tampered", "v1", "tampered").await;
+    let other = format!("sha256:{}", "1".repeat(64));
+    let honest = simple_signing_payload(&registry.repository("team/tampered"), &other);
+    let mut layer = trusted.layer(honest);
+    layer.payload = simple_signing_payload(&registry.repository("team/tampered"), &tampered);
+    registry
+        .push_signatures("team/tampered", &tampered, &[layer])
+        .await;
+    // Digest mismatch: a valid trusted signature of another image, copied to this one.
+    let mismatched = registry.push_image("team/copied", "v1", "copied").await;
+    let elsewhere = registry.push_image("team/copied", "v0", "copied v0").await;
+    let layer = trusted.layer(simple_signing_payload(
+        &registry.repository("team/copied"),
+        &elsewhere,
+    ));
+    registry
+        .push_signatures("team/copied", &mismatched, &[layer])
+        .await;
+
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy("signed", &host, &[trusted.public_key_pem()], ""),
+    )])
+    .await;
+    let cases = [
+        (
+            "team/unsigned:v1",
+            unsigned.as_str(),
+            "has no cosign signature",
+        ),
+        (
+            "team/foreign:v1",
+            foreign.as_str(),
+            "none verifies with a trusted key: signed by another key",
+        ),
+        (
+            "team/tampered:v1",
+            tampered.as_str(),
+            "the payload was changed after signing",
+        ),
+        ("team/copied:v1", mismatched.as_str(), "for another digest"),
+    ];
+    for (image, digest, reason) in cases {
+        let image = format!("{host}/{image}");
+        let response = server.validate(image_pod(&[&image])).await;
+        assert_eq!(response["allowed"], false, "{image}: {response}");
+        let message = message(&response);
+        assert!(message.contains(reason), "{image}: {message}");
+        assert!(
+            message.contains(digest),
+            "{image} names its digest: {message}"
+        );
+        assert!(
+            message.contains("spec.containers[0].image"),
+            "{image} names the field: {message}"
+        );
+        assert!(message.contains("cosign sign --key"), "{message}");
+    }
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_image_verifications_total{result="rejected"}"#
+        )
+        .await,
+        4.0
+    );
+    // Rejections are cached too (negative caching): asking again costs no verification.
+    let again = server
+        .validate(image_pod(&[&format!("{host}/team/unsigned:v1")]))
+        .await;
+    assert_eq!(again["allowed"], false);
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_image_verifications_total{result="rejected"}"#
+        )
+        .await,
+        4.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_digest_pinned_image_skips_the_tag_lookup_and_other_images_are_not_judged() {
+    let registry = Registry::start().await;
+    let signer = TestSigner::new();
+    let digest = registry.push_image("team/app", "v1", "pinned").await;
+    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let host = registry.host();
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy("signed", &host, &[signer.public_key_pem()], ""),
+    )])
+    .await;
+    let pinned = format!("{host}/team/app@{digest}");
+    let response = server
+        .validate(image_pod(&[&pinned, "nginx:1.27", "quay.io/other/app:v1"]))
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_registry_request_duration_seconds_count{operation="resolve"}"#
+        )
+        .await,
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_image_verifications_total{result="verified"}"#
+        )
+        .await,
+        1.0,
+        "only the image a rule matches is verified"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn n_keys_and_m_signatures_fetch_each_artifact_once() {
+    let registry = Registry::start().await;
+    let keys: Vec<TestSigner> = (0..3).map(|_| TestSigner::new()).collect();
+    let strangers: Vec<TestSigner> = (0..2).map(|_| TestSigner::new()).collect();
+    let digest = registry.push_image("team/app", "v1", "many").await;
+    // Three signatures: two by strangers, the last by the third trusted key.
+    registry
+        .sign_image(
+            "team/app",
+            &digest,
+            &[&strangers[0], &strangers[1], &keys[2]],
+        )
+        .await;
+    let host = registry.host();
+    let pems: Vec<String> = keys.iter().map(TestSigner::public_key_pem).collect();
+    let server = TestServer::start(&[("signed.yaml", &policy("signed", &host, &pems, ""))]).await;
+    let response = server
+        .validate(image_pod(&[&format!("{host}/team/app:v1")]))
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let count = |op: &'static str| {
+        format!(r#"portier_registry_request_duration_seconds_count{{operation="{op}"}}"#)
+    };
+    assert_eq!(metric(&server, &count("signature_manifest")).await, 1.0);
+    // One fetch per signature, not one per (key, signature).
+    assert_eq!(metric(&server, &count("blob")).await, 3.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_reviews_of_one_image_share_one_verification() {
+    let registry = Registry::start().await;
+    let signer = TestSigner::new();
+    let digest = registry.push_image("team/app", "v1", "shared").await;
+    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let host = registry.host();
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy("signed", &host, &[signer.public_key_pem()], ""),
+    )])
+    .await;
+    let image = format!("{host}/team/app:v1");
+    let body = review_bytes(&image_pod(&[&image]));
+    let reviews: Vec<_> = (0..16)
+        .map(|_| {
+            let client = server.client.clone();
+            let url = format!("{}/validate", server.base);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let r = client.post(url).body(body).send().await.unwrap();
+                r.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    for review in reviews {
+        let answer = review.await.unwrap();
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    }
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_image_verifications_total{result="verified"}"#
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &server,
+            r#"portier_registry_request_duration_seconds_count{operation="signature_manifest"}"#
+        )
+        .await,
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_registry_falls_to_on_registry_error() {
+    let mut registry = Registry::start().await;
+    let signer = TestSigner::new();
+    let host = registry.host();
+    let digest = registry.push_image("team/app", "v1", "outage").await;
+    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let never_seen = registry.push_image("team/app", "v2", "not yet").await;
+    registry
+        .sign_image("team/app", &never_seen, &[&signer])
+        .await;
+    let deny = TestServer::start(&[(
+        "signed.yaml",
+        &policy("signed", &host, &[signer.public_key_pem()], ""),
+    )])
+    .await;
+    let allow = TestServer::start(&[(
+        "signed.yaml",
+        &policy(
+            "signed",
+            &host,
+            &[signer.public_key_pem()],
+            "    onRegistryError: allow\n",
+        ),
+    )])
+    .await;
+    // Verified while the registry is up: the cached verdict outlives the outage.
+    let image = format!("{host}/team/app:v1");
+    assert_eq!(deny.validate(image_pod(&[&image])).await["allowed"], true);
+    registry.stop();
+
+    let cached = deny.validate(image_pod(&[&image])).await;
+    assert_eq!(cached["allowed"], true, "{cached}");
+
+    // The same digest by another name is the same verdict; another digest needs the registry.
+    let same = deny
+        .validate(image_pod(&[&format!("{host}/team/app@{digest}")]))
+        .await;
+    assert_eq!(same["allowed"], true, "{same}");
+    let unseen = format!("{host}/team/app@{never_seen}");
+    let denied = deny.validate(image_pod(&[&unseen])).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let message = message(&denied);
+    assert!(message.contains("could not be verified"), "{message}");
+    assert!(message.contains("unreachable"), "{message}");
+
+    let allowed = allow.validate(image_pod(&[&unseen])).await;
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+    let warning = allowed["warnings"][0].as_str().unwrap_or("");
+    assert!(warning.starts_with("signed/signed-images"), "{allowed}");
+    let annotation = allowed["auditAnnotations"]["signed"].as_str().unwrap_or("");
+    assert!(annotation.contains("unreachable"), "{allowed}");
+    assert_eq!(
+        metric(
+            &allow,
+            r#"portier_image_verifications_total{result="unavailable"}"#
+        )
+        .await,
+        1.0
+    );
+    deny.stop().await;
+    allow.stop().await;
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_is_cut_off_at_the_timeout() {
+    // Accepts connections and never answers: what a hung registry looks like.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let signer = TestSigner::new();
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy(
+            "signed",
+            &host,
+            &[signer.public_key_pem()],
+            "    timeout: 300ms\n",
+        ),
+    )])
+    .await;
+    let started = std::time::Instant::now();
+    let response = server
+        .validate(image_pod(&[&format!("{host}/team/app:v1")]))
+        .await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(message(&response).contains("300ms"), "{response}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered before the review deadline"
+    );
+    server.stop().await;
+    hold.abort();
+}
+
+#[tokio::test]
+async fn mutate_digest_pins_a_verified_tag_to_its_digest() {
+    let registry = Registry::start().await;
+    let signer = TestSigner::new();
+    let digest = registry.push_image("team/app", "v1", "pin me").await;
+    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let unsigned = registry.push_image("team/unsigned", "v1", "not me").await;
+    let host = registry.host();
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy(
+            "signed",
+            &host,
+            &[signer.public_key_pem()],
+            "    mutateDigest: true\n",
+        ),
+    )])
+    .await;
+    let image = format!("{host}/team/app:v1");
+    let other = format!("{host}/team/unsigned:v1");
+    let object = image_pod(&[&image, &other, "nginx:1.27"]);
+    let (status, answer) = server.post("/mutate", review_bytes(&object)).await;
+    assert_eq!(status, 200, "{answer}");
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], true, "{answer}");
+    assert_eq!(response["patchType"], "JSONPatch", "{answer}");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let containers = &patched["spec"]["containers"];
+    assert_eq!(containers[0]["image"], format!("{image}@{digest}"));
+    assert_eq!(
+        containers[1]["image"],
+        other.as_str(),
+        "unverified: left alone"
+    );
+    assert_eq!(containers[2]["image"], "nginx:1.27", "no rule: left alone");
+    assert_eq!(
+        patched["metadata"]["annotations"]["portier.dev/mutated-by"],
+        "signed"
+    );
+    // The pinned pod validates from the cache (the digest's verdict) and mutates no further.
+    let again = server.validate(patched.clone()).await;
+    assert_eq!(again["allowed"], false, "the unsigned image still denies");
+    assert!(message(&again).contains(&unsigned), "{again}");
+    let (_, second) = server.post("/mutate", review_bytes(&patched)).await;
+    assert!(second["response"]["patch"].is_null(), "{second}");
+    server.stop().await;
+}
