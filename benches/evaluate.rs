@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portier::engine::{self, Request};
+use portier::images::RequestImages;
 use portier::pod::decode_workload;
 
 fn evaluate(c: &mut Criterion<common::Clock>) {
@@ -33,9 +34,44 @@ fn evaluate(c: &mut Criterion<common::Clock>) {
     }
 }
 
+/// `signed-images` on the cached path: every image's verdict is in the verifier's cache, so
+/// judging reads two lock-free maps per image and makes no network call.
+fn signed_images_cached(c: &mut Criterion<common::Clock>) {
+    let workloads = common::workloads();
+    let (set, verifier) = common::signed_images_cached(&workloads);
+    let mut group = c.benchmark_group("evaluate/signed-images-cached");
+    for w in &workloads {
+        let decoded = decode_workload(w.kind, &w.json).expect("fixture decodes");
+        let pod = decoded.pod().expect("fixture has a pod spec");
+        let request = Request {
+            kind: w.kind,
+            namespace: w.namespace,
+            user: None,
+        };
+        let images = RequestImages::first(&verifier);
+        let verdict = engine::evaluate_with(&set, &request, pod, &images);
+        assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);
+        assert!(images.into_misses().is_empty(), "{}: cache misses", w.name);
+        group.bench_function(w.name, |b| {
+            b.iter(|| {
+                let images = RequestImages::first(&verifier);
+                black_box(engine::evaluate_with(
+                    black_box(&set),
+                    &request,
+                    black_box(pod),
+                    &images,
+                ))
+                .violations
+                .len()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = evaluate
+    targets = evaluate, signed_images_cached
 }
 criterion_main!(benches);

@@ -12,6 +12,7 @@ mod fixtures;
 use portier::admission::{self, Endpoint};
 use portier::alloc_count::{self, CountingAlloc};
 use portier::engine::{self, Request};
+use portier::images::RequestImages;
 use portier::pod::{WorkloadKind, decode_workload};
 use portier::policy::PolicySet;
 use std::path::Path;
@@ -65,6 +66,29 @@ fn evaluating_an_allowed_decoded_pod_does_not_allocate() {
             assert!(verdict.is_clean(), "{set_name}/{}", w.name);
             assert_eq!(n, 0, "{set_name}/{}: evaluate allocated {n} times", w.name);
         }
+    }
+}
+
+#[test]
+fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
+    let workloads = fixtures::workloads();
+    let (set, verifier) = fixtures::signed_images_cached(&workloads);
+    for w in &workloads {
+        let decoded = decode_workload(w.kind, &w.json).unwrap();
+        let pod = decoded.pod().unwrap();
+        let request = Request {
+            kind: w.kind,
+            namespace: w.namespace,
+            user: None,
+        };
+        let (misses, n) = alloc_count::count(|| {
+            let images = RequestImages::first(&verifier);
+            let verdict = engine::evaluate_with(&set, &request, pod, &images);
+            assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);
+            images.into_misses().len()
+        });
+        assert_eq!(misses, 0, "{}: every verdict is cached", w.name);
+        assert_eq!(n, 0, "{}: the cached path allocated {n} times", w.name);
     }
 }
 

@@ -157,3 +157,52 @@ impl Measurement for Clock {
         WALL.formatter()
     }
 }
+
+/// A `signed-images` policy over every image, and a verifier whose cache already holds a
+/// verified verdict for every image of `workloads` (the cached path, no registry).
+pub fn signed_images_cached(
+    workloads: &[Workload],
+) -> (PolicySet, std::sync::Arc<portier::images::Verifier>) {
+    use portier::policy::Check;
+    use portier::policy::signed_images::ImageVerdict;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let pem: String = key
+        .public_key_pem()
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
+    let yaml = format!(
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: signed}}\nspec:\n  check: signed-images\n  params:\n    rules:\n      - images: [\"*\"]\n        keys:\n          - |\n{pem}"
+    );
+    let set = PolicySet::from_yaml("signed.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let verifier = portier::images::Verifier::new(std::sync::Arc::new(
+        portier::metrics::Metrics::new(),
+    ));
+    let Check::SignedImages(params) = &set.policies()[0].check else {
+        panic!("not signed-images");
+    };
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    for w in workloads {
+        let value: Value = serde_json::from_str(&w.json).expect("workload is JSON");
+        let spec = match w.kind {
+            WorkloadKind::Pod => &value["spec"],
+            _ => &value["spec"]["template"]["spec"],
+        };
+        for list in ["initContainers", "containers", "ephemeralContainers"] {
+            for c in spec[list].as_array().into_iter().flatten() {
+                let image = c["image"].as_str().unwrap_or("");
+                verifier.remember(
+                    &params.rules[0],
+                    image,
+                    &format!("registry.example.com/app@{digest}"),
+                    ImageVerdict::Verified {
+                        digest: digest.clone(),
+                        key: "sha256:bench".into(),
+                    },
+                    std::time::Duration::from_secs(3600),
+                );
+            }
+        }
+    }
+    (set, verifier)
+}

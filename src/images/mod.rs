@@ -102,6 +102,33 @@ impl Verifier {
         found
     }
 
+    /// Records `verdict` for `image` (resolved to `canonical`, `registry/repo@digest`) under
+    /// `rule`, as a verification would: for benchmarks and tests of the cached path, which
+    /// need no registry.
+    pub fn remember(
+        &self,
+        rule: &Rule,
+        image: &str,
+        canonical: &str,
+        verdict: ImageVerdict,
+        ttl: Duration,
+    ) {
+        let canonical: Arc<str> = Arc::from(canonical);
+        self.resolutions.insert(
+            Arc::from(image),
+            Resolution::Canonical(Arc::clone(&canonical)),
+            ttl,
+        );
+        self.verdicts.insert(
+            (rule.cache_id, hash_of(&canonical)),
+            CachedVerdict {
+                canonical,
+                verdict: Arc::new(verdict),
+            },
+            ttl,
+        );
+    }
+
     /// Verifies each (rule, image) not in the cache, concurrently, waiting until `deadline` at
     /// most. Returns a verdict for every one: what a verification still running at the
     /// deadline gets is "unavailable" (it goes on in the background and fills the cache).
