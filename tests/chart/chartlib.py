@@ -8,7 +8,11 @@ returns nothing in an offline render (as in `helm template`).
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -83,6 +87,68 @@ def validate(obj: dict[str, Any], kube_version: str = KUBE_VERSION) -> None:
     """Validate a built-in object against the Kubernetes OpenAPI schema of kube_version with
     kubernetes-validate in strict mode (unknown or misspelled fields fail)."""
     kubernetes_validate.validate(obj, kube_version, strict=True)
+
+
+CHART_README = CHART / "README.md"
+
+
+def readme_block(containing: str) -> str:
+    """The one fenced code block of the chart's README (outside lists) that contains
+    `containing`, without the fences: README examples are tested as written."""
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```$", CHART_README.read_text(), re.M | re.S)
+    found = [b for b in blocks if containing in b]
+    assert len(found) == 1, f"expected one README code block with {containing!r}, found {len(found)}"
+    return found[0]
+
+
+def readme_values(name: str) -> dict[str, Any]:
+    """The values file `name` shown in the chart's README (a code block whose first line is
+    `# name`), parsed as `helm install -f` parses it."""
+    text = readme_block(f"# {name}\n")
+    assert text.startswith(f"# {name}\n"), f"{name}: the name must be the block's first line"
+    return helm.values_from_yaml(text)
+
+
+SIGNED_IMAGES_VALUES = "signed-images-values.yaml"
+
+
+def signed_images_example(public_key_pem: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The README's signed-images example: its values, and the Secrets its kubectl commands
+    create when cosign.pub holds `public_key_pem`."""
+    script = readme_block("create secret docker-registry")
+    return (readme_values(SIGNED_IMAGES_VALUES),
+            kubectl_created_secrets(script, {"cosign.pub": public_key_pem}))
+
+
+def kubectl_created_secrets(script: str, files: dict[str, bytes],
+                            namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The Secrets that the `kubectl create secret generic NAME --from-file=FILE` and
+    `kubectl create secret docker-registry NAME --docker-server=... --docker-username=...
+    --docker-password=...` commands of a shell snippet would create, with the content kubectl
+    gives them; `files` holds the contents of the --from-file files."""
+    out = []
+    for line in script.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:3] != ["kubectl", "-n", namespace] or words[3:5] != ["create", "secret"]:
+            continue
+        kind, name, *flags = words[5:]
+        opts = dict(f.removeprefix("--").split("=", 1) for f in flags)
+        if kind == "generic":
+            data = {opts["from-file"]: files[opts["from-file"]]}
+            secret_type = "Opaque"
+        elif kind == "docker-registry":
+            user, password = opts["docker-username"], opts["docker-password"]
+            auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+            config = {"auths": {opts["docker-server"]: {"username": user, "password": password,
+                                                        "auth": auth}}}
+            data = {".dockerconfigjson": json.dumps(config).encode()}
+            secret_type = "kubernetes.io/dockerconfigjson"
+        else:  # pragma: no cover
+            raise AssertionError(f"unknown secret kind in: {line}")
+        out.append({"apiVersion": "v1", "kind": "Secret", "type": secret_type,
+                    "metadata": {"name": name, "namespace": namespace},
+                    "data": {k: base64.b64encode(v).decode() for k, v in data.items()}})
+    return out
 
 
 def write_rendered_deployment(path: Path | str, values: dict[str, Any] | None = None) -> Path:

@@ -1,6 +1,6 @@
 """Test certificates for the mutual TLS checks: a client CA and client certificates signed by
-it, as an administrator would make for the API server (cryptography, pinned in
-requirements.txt)."""
+it, as an administrator would make for the API server; and a cosign public key for the
+signed-images example (cryptography, pinned in requirements.txt)."""
 
 from __future__ import annotations
 
@@ -67,3 +67,11 @@ def issue_client(ca: KeyPair, cn: str) -> KeyPair:
                            critical=False)
             .sign(ca.key, hashes.SHA256()))
     return KeyPair(cert, key)
+
+
+def cosign_public_key_pem() -> bytes:
+    """A cosign.pub as `cosign generate-key-pair` writes it: an ECDSA P-256 public key,
+    SubjectPublicKeyInfo in a "PUBLIC KEY" PEM block."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -56,6 +56,10 @@ ALL_ON: dict[str, Any] = {
     "extraArgs": ["--allow-empty"],
     "audit": {"interval": "10m", "policyReports": True, "installCRDs": True},
     "extraEnv": [{"name": "RUST_LOG", "value": "info"}],
+    "extraVolumes": [{"name": "cosign-keys", "secret": {"secretName": "cosign-keys"}},
+                     {"name": "scratch", "emptyDir": {"sizeLimit": "16Mi"}}],
+    "extraVolumeMounts": [{"name": "cosign-keys", "mountPath": "/etc/portier/keys", "readOnly": True},
+                          {"name": "scratch", "mountPath": "/tmp"}],
     "podAnnotations": {"example.com/a": "b"},
     "podLabels": {"team": "platform"},
     "service": {"annotations": {"example.com/s": "t"}},
@@ -207,6 +211,18 @@ BAD_VALUES = {
     "audit interval not a duration": {"audit": {"interval": "often"}},
     "audit unknown key": {"audit": {"interval": "10m", "reports": True}},
     "audit installCRDs not a boolean": {"audit": {"installCRDs": "yes"}},
+    "extraVolumes not a list": {"extraVolumes": {"name": "keys", "emptyDir": {}}},
+    "hostPath volume (not restricted)": {"extraVolumes": [{"name": "host", "hostPath": {"path": "/etc"}}]},
+    "volume without a source": {"extraVolumes": [{"name": "keys"}]},
+    "volume with two sources": {"extraVolumes": [{"name": "keys", "emptyDir": {},
+                                                  "secret": {"secretName": "keys"}}]},
+    "volume without a name": {"extraVolumes": [{"emptyDir": {}}]},
+    "volume name not a DNS label": {"extraVolumes": [{"name": "Keys_1", "emptyDir": {}}]},
+    "volume mount without mountPath": {"extraVolumeMounts": [{"name": "keys"}]},
+    "volume mount relative path": {"extraVolumeMounts": [{"name": "keys", "mountPath": "etc/keys"}]},
+    "volume mount typo": {"extraVolumeMounts": [{"name": "keys", "mountPath": "/k", "readonly": True}]},
+    "volume mount Bidirectional (needs privileged)": {
+        "extraVolumeMounts": [{"name": "keys", "mountPath": "/k", "mountPropagation": "Bidirectional"}]},
 }
 
 
@@ -471,6 +487,63 @@ def test_policies_and_tls_are_whole_directory_mounts(default_objs: list[dict[str
     # Hot reload, not restarts: no checksum annotation that would roll the pods on a policy edit.
     annotations = one(default_objs, "Deployment")["spec"]["template"]["metadata"].get("annotations", {})
     assert not any(k.startswith("checksum/") for k in annotations)
+
+
+def _names(items: list[dict[str, Any]]) -> list[str]:
+    return [i["name"] for i in items]
+
+
+def test_no_extra_volumes_by_default(default_objs: list[dict[str, Any]]) -> None:
+    assert _names(pod_spec(default_objs)["volumes"]) == ["policies", "tls"]
+    assert _names(container(default_objs)["volumeMounts"]) == ["policies", "tls"]
+    explicit = render_objects({"extraVolumes": [], "extraVolumeMounts": []})
+    assert one(explicit, "Deployment") == one(default_objs, "Deployment")
+
+
+def test_extra_volumes_and_mounts_are_rendered() -> None:
+    """extraVolumes and extraVolumeMounts are added, as given, after the chart's own."""
+    objs = render_objects(ALL_ON)
+    volumes = pod_spec(objs)["volumes"]
+    mounts = container(objs)["volumeMounts"]
+    assert _names(volumes) == ["policies", "tls", "client-ca", "cosign-keys", "scratch"]
+    assert volumes[3:] == ALL_ON["extraVolumes"]
+    assert _names(mounts) == ["policies", "tls", "client-ca", "cosign-keys", "scratch"]
+    assert mounts[3:] == ALL_ON["extraVolumeMounts"]
+    chartlib.validate(one(objs, "Deployment"))
+
+
+EXTRA_VOLUME_ERRORS = {
+    "chart volume name": ({"extraVolumes": [{"name": "tls", "emptyDir": {}}]},
+                          "the chart's own volume"),
+    "duplicate volume": ({"extraVolumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]},
+                         "already in extraVolumes"),
+    "mount of no volume": ({"extraVolumeMounts": [{"name": "keys", "mountPath": "/etc/portier/keys"}]},
+                           'no volume named "keys" in extraVolumes'),
+    "mount of a chart volume": ({"extraVolumeMounts": [{"name": "tls", "mountPath": "/tls"}]},
+                                'no volume named "tls"'),
+    "mount over the key": ({"extraVolumes": [{"name": "a", "emptyDir": {}}],
+                            "extraVolumeMounts": [{"name": "a", "mountPath": "/etc/portier/tls/"}]},
+                           "at, under or above /etc/portier/tls"),
+    "mount inside the policies": ({"extraVolumes": [{"name": "a", "emptyDir": {}}],
+                                   "extraVolumeMounts": [{"name": "a", "mountPath": "/etc/portier/policies/k"}]},
+                                  "at, under or above /etc/portier/policies"),
+    "mount above the chart's": ({"extraVolumes": [{"name": "a", "emptyDir": {}}],
+                                 "extraVolumeMounts": [{"name": "a", "mountPath": "/etc/portier"}]},
+                                "at, under or above /etc/portier/policies"),
+    "mount over the client CA": ({"extraVolumes": [{"name": "a", "emptyDir": {}}],
+                                  "extraVolumeMounts": [{"name": "a", "mountPath": "/etc/portier/client-ca"}]},
+                                 "at, under or above /etc/portier/client-ca"),
+    "two mounts at one path": ({"extraVolumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}],
+                                "extraVolumeMounts": [{"name": "a", "mountPath": "/x"},
+                                                      {"name": "b", "mountPath": "/x/"}]},
+                               "already used by another extra mount"),
+}
+
+
+@pytest.mark.parametrize("values,message", EXTRA_VOLUME_ERRORS.values(), ids=EXTRA_VOLUME_ERRORS.keys())
+def test_extra_volume_mistakes_fail(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(values)
 
 
 def test_priority_class_and_scheduling_values() -> None:
@@ -918,6 +991,110 @@ def test_policy_overrides_and_extra_policies() -> None:
         assert f"{second}.yaml" not in files  # null drops a default
     assert files["raw.yaml"] == yaml.safe_load(raw)
     assert files["extra-team-limits.yaml"]["metadata"]["name"] == "team-limits"
+
+
+# ------------------------------------------------------- signed images: the README's example
+
+@pytest.fixture(scope="module")
+def signed_example() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The README's signed-images values, their render, and the Secrets its kubectl commands
+    create (with a real cosign public key)."""
+    values, secrets = chartlib.signed_images_example(pki.cosign_public_key_pem())
+    return values, render_objects(values), secrets
+
+
+def _signed_images_policy(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    (policy,) = [p for p in _policy_files(objs).values() if p["spec"]["check"] == "signed-images"]
+    return policy
+
+
+def _mounted_secret_files(objs: list[dict[str, Any]], secrets: list[dict[str, Any]]) -> dict[str, bytes]:
+    """{path in the container: content} of every file the pod's volumes of these Secrets
+    project (all keys, or the `items` with their paths)."""
+    by_name = {s["metadata"]["name"]: s for s in secrets}
+    volumes = {v["name"]: v for v in pod_spec(objs)["volumes"]}
+    out = {}
+    for mount in container(objs)["volumeMounts"]:
+        source = volumes[mount["name"]].get("secret", {})
+        if source.get("secretName") not in by_name:
+            continue
+        assert "subPath" not in mount and mount.get("readOnly") is True, mount
+        data = {k: base64.b64decode(v) for k, v in by_name[source["secretName"]]["data"].items()}
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            out[f"{mount['mountPath']}/{item['path']}"] = data[item["key"]]
+    return out
+
+
+def test_readme_signed_images_example_is_valid(signed_example: tuple[dict[str, Any], list[dict[str, Any]],
+                                                                     list[dict[str, Any]]]) -> None:
+    """The README's example passes the schema and strict lint, and renders (and its kubectl
+    commands create) valid Kubernetes objects."""
+    values, objs, secrets = signed_example
+    report = helm.lint(chartlib.CHART, values, strict=True, kube_version="v" + KUBE_VERSION,
+                       namespace=NAMESPACE)
+    assert not [m for m in report["messages"] if m["severity"] >= 2] and not report["errors"], report
+    for obj in objs + secrets:
+        if (obj["apiVersion"], obj["kind"]) in chartlib.CUSTOM_KINDS:
+            check_custom_object(obj)
+        else:
+            chartlib.validate(obj)
+    assert [s["type"] for s in secrets] == ["Opaque", "kubernetes.io/dockerconfigjson"]
+    assert set(secrets[1]["data"]) == {".dockerconfigjson"}
+
+
+def test_readme_signed_images_example_is_wired(signed_example: tuple[dict[str, Any], list[dict[str, Any]],
+                                                                     list[dict[str, Any]]]) -> None:
+    """The files the policy names are where the Secrets are mounted; its timeout fits in the
+    review's deadline."""
+    _, objs, secrets = signed_example
+    params = _signed_images_policy(objs)["spec"]["params"]
+    files = _mounted_secret_files(objs, secrets)
+    (rule,) = params["rules"]
+    assert rule["keyFiles"] == ["/etc/portier/keys/cosign.pub"]
+    assert files["/etc/portier/keys/cosign.pub"].startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert params["dockerConfig"] == "/etc/portier/registry/config.json"
+    assert "registry.example.com" in json.loads(files[params["dockerConfig"]])["auths"]
+    (registry,) = [v for v in pod_spec(objs)["volumes"] if v["name"] == "registry-credentials"]
+    assert registry["secret"]["defaultMode"] == 0o440, "credentials: not readable by every user"
+    # portier waits for signature checks until 90 % of its request timeout.
+    request_ms = int(arg_value(container(objs)["args"], "--request-timeout").removesuffix("ms"))
+    assert request_ms == 2500
+    timeout = params.get("timeout", "2s")  # the check's default
+    timeout_ms = int(timeout[:-2]) if timeout.endswith("ms") else float(timeout.removesuffix("s")) * 1000
+    assert timeout_ms < request_ms * 0.9
+
+
+@pytest.mark.skipif(not os.environ.get("PORTIER_BIN"),
+                    reason="set PORTIER_BIN to a built portier binary to run")
+def test_portier_loads_the_readme_signed_images_example(
+        tmp_path: Path, signed_example: tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """`portier check` loads the rendered policy set, with the key and the docker config the
+    README's Secrets hold written where the pod mounts them (under tmp_path: the paths in the
+    policies are moved there), and judges portier's own Deployment; without the key file the
+    set does not load (so the file is really read)."""
+    values, objs, secrets = signed_example
+    root = tmp_path / "root"
+    for path, content in _mounted_secret_files(objs, secrets).items():
+        local = root / path.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(content)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    mount_paths = [m["mountPath"] for m in container(objs)["volumeMounts"]]
+    for name, text in one(objs, "ConfigMap")["data"].items():
+        for mount_path in mount_paths:
+            text = text.replace(mount_path + "/", f"{root}{mount_path}/")
+        (policies / name).write_text(text)
+    assert str(root) in (policies / "extra-signed-images.yaml").read_text()
+    deployment = chartlib.write_rendered_deployment(tmp_path / "deployment.yaml", values)
+    cmd = [os.environ["PORTIER_BIN"], "check", "--policies", str(policies), "-f", str(deployment)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (root / "etc/portier/keys/cosign.pub").unlink()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "keyFiles[0]: cannot read" in proc.stderr and "cosign.pub" in proc.stderr, proc.stderr
 
 
 # ------------------------------------------------------- HPA, ServiceMonitor, dashboard, NOTES

@@ -2,7 +2,7 @@
 the kubelet would run the rendered Deployment:
 
 - every volume of the pod (the policies ConfigMap, the chart-generated TLS Secret, the client CA
-  with mtls) is written as the kubelet projects it: the data in a timestamped directory,
+  with mtls, the Secrets of extraVolumes) is written as the kubelet projects it: the data in a timestamped directory,
   ..data -> it, each key a symlink through ..data, with the file mode the chart declares
   (defaultMode) and, as the kubelet does for the pod's fsGroup, owned by that group with the
   group read bit added;
@@ -423,6 +423,34 @@ def test_without_fs_group_the_key_is_unreadable(binary: str, workdir: Path) -> N
     p = Pod(objs, workdir, binary, tweak_volume=no_fs_group)
     assert p.wait_exit() != 0
     assert "ermission denied" in p.output()
+
+
+# ------------------------------------------------------- signed images: the README's example
+
+def test_readme_signed_images_example_serves(binary: str, workdir: Path) -> None:
+    """The README's signed-images example, with its Secrets as its kubectl commands create them
+    (a real cosign key) mounted as the kubelet would: portier reads the key and the docker
+    config through the pod's mounts, loads the whole set and gets ready. The paths in the
+    policies are moved to where Pod lays the mounts out (<workdir>/<volume name>)."""
+    values, secrets = chartlib.signed_images_example(pki.cosign_public_key_pem())
+    objs = chartlib.render_objects(values)
+    mounts = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    data = next(c for c in by_kind(objs, "ConfigMap") if c["metadata"]["name"].endswith("-policies"))["data"]
+    for key, text in data.items():
+        for m in mounts:
+            text = text.replace(m["mountPath"] + "/", f"{workdir / m['name']}/")
+        data[key] = text
+    assert str(workdir / "registry-credentials") + "/config.json" in data["extra-signed-images.yaml"]
+    existing = {("Secret", s["metadata"]["name"]): s for s in secrets}
+    p = Pod(objs, workdir, binary, existing=existing)
+    try:
+        p.wait_ready()
+        status, body = p.http_get("metrics", "/metrics")
+        assert status == 200
+        assert f"portier_policies_loaded {len(data)}\n".encode() in body, body
+        assert (workdir / "registry-credentials" / "config.json").stat().st_mode & 0o777 == 0o440
+    finally:
+        p.kill()
 
 
 # ------------------------------------------------------------------------- mutual TLS

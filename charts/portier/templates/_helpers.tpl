@@ -162,6 +162,38 @@ preStop sleep: --shutdown-delay, then up to 10 s to finish reviews in flight
 {{- if lt (int .Values.terminationGracePeriodSeconds) (int $needed) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must cover preStopSleepSeconds (%d) + shutdownDelaySeconds (%d) + %s s to drain reviews in flight = %d, or the kubelet kills portier mid-review" (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) (int .Values.shutdownDelaySeconds) (include "portier.drainSeconds" .) (int $needed)) }}
 {{- end }}
+{{- /* extraVolumes / extraVolumeMounts: unique names, none of the chart's own
+volumes, mounts of extraVolumes only, and never at, under or above the chart's
+own mount paths (one at the same path would replace the policies or the key; a
+mount point inside a read-only volume cannot be created). */}}
+{{- $chartVolumes := list "policies" "tls" "client-ca" }}
+{{- $chartDirs := list (include "portier.policiesDir" .) (include "portier.tlsDir" .) (include "portier.clientCADir" .) }}
+{{- $volumes := dict }}
+{{- range $i, $v := .Values.extraVolumes }}
+{{- if has $v.name $chartVolumes }}
+{{- fail (printf "extraVolumes[%d]: the name %q is the chart's own volume; choose another" $i $v.name) }}
+{{- end }}
+{{- if hasKey $volumes $v.name }}
+{{- fail (printf "extraVolumes[%d]: a volume named %q is already in extraVolumes" $i $v.name) }}
+{{- end }}
+{{- $_ := set $volumes $v.name true }}
+{{- end }}
+{{- $paths := dict }}
+{{- range $i, $m := .Values.extraVolumeMounts }}
+{{- if not (hasKey $volumes $m.name) }}
+{{- fail (printf "extraVolumeMounts[%d]: no volume named %q in extraVolumes" $i $m.name) }}
+{{- end }}
+{{- $path := trimSuffix "/" $m.mountPath | default "/" }}
+{{- range $chartDirs }}
+{{- if or (eq $path . "/") (hasPrefix (printf "%s/" .) $path) (hasPrefix (printf "%s/" $path) .) }}
+{{- fail (printf "extraVolumeMounts[%d]: mountPath %s is at, under or above %s, the chart's own mount" $i $m.mountPath .) }}
+{{- end }}
+{{- end }}
+{{- if hasKey $paths $path }}
+{{- fail (printf "extraVolumeMounts[%d]: mountPath %s is already used by another extra mount" $i $m.mountPath) }}
+{{- end }}
+{{- $_ := set $paths $path true }}
+{{- end }}
 {{- end }}
 
 {{/* The server's command-line arguments (after the binary name). */}}
