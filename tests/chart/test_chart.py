@@ -47,7 +47,6 @@ ALL_ON: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
     "priorityClassName": "system-cluster-critical",
-    "rbac": {"imagePullSecrets": True},
     "image": {"digest": "sha256:" + "a" * 64},
     "imagePullSecrets": [{"name": "regcred"}],
     "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
@@ -591,12 +590,14 @@ def test_rbac_is_least_privilege(default_objs: list[dict[str, Any]]) -> None:
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
-        assert "secrets" not in rule["resources"], "Secrets only with rbac.imagePullSecrets"
+        assert "secrets" not in rule["resources"], "portier never reads Secrets"
         if not set(rule["apiGroups"]) <= writable:
             assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
     assert not by_kind(default_objs, "Role")
-    with_secrets = one(render_objects({"rbac": {"imagePullSecrets": True}}), "ClusterRole")
-    assert any("secrets" in r["resources"] and r["verbs"] == ["get"] for r in with_secrets["rules"])
+    # The removed rbac.imagePullSecrets (cluster-wide Secret reads for a feature portier
+    # never had) is refused by the schema rather than silently ignored.
+    with pytest.raises(helm.HelmValuesError, match="values don't meet the specifications"):
+        render_objects({"rbac": {"imagePullSecrets": True}})
     assert not by_kind(render_objects({"rbac": {"create": False}}), "ClusterRole")
 
 
