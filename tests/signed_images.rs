@@ -25,6 +25,26 @@ fn policy(name: &str, host: &str, keys: &[String], extra: &str) -> String {
     )
 }
 
+/// A registry holding `team/app:v1` signed by a new key, and a server whose policy trusts
+/// that key (`extra` adds params). Returns them with the signer and the image's digest.
+async fn signed_app(seed: &str, extra: &str) -> (Registry, TestSigner, String, TestServer) {
+    let registry = Registry::start().await;
+    let signer = TestSigner::new();
+    let digest = registry.push_image("team/app", "v1", seed).await;
+    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy(
+            "signed",
+            &registry.host(),
+            &[signer.public_key_pem()],
+            extra,
+        ),
+    )])
+    .await;
+    (registry, signer, digest, server)
+}
+
 fn image_pod(images: &[&str]) -> Value {
     let containers = images
         .iter()
@@ -43,6 +63,24 @@ async fn metric(server: &TestServer, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `portier_image_verifications_total{result}`.
+async fn verifications(server: &TestServer, result: &str) -> f64 {
+    metric(
+        server,
+        &format!(r#"portier_image_verifications_total{{result="{result}"}}"#),
+    )
+    .await
+}
+
+/// Registry round trips of one operation (the latency histogram's count).
+async fn registry_calls(server: &TestServer, op: &str) -> f64 {
+    metric(
+        server,
+        &format!(r#"portier_registry_request_duration_seconds_count{{operation="{op}"}}"#),
+    )
+    .await
+}
+
 fn message(response: &Value) -> String {
     response["status"]["message"]
         .as_str()
@@ -52,30 +90,15 @@ fn message(response: &Value) -> String {
 
 #[tokio::test]
 async fn a_signed_image_is_admitted_and_its_second_review_is_served_from_cache() {
-    let registry = Registry::start().await;
-    let signer = TestSigner::new();
-    let digest = registry.push_image("team/app", "v1", "app v1").await;
-    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let (registry, _signer, _digest, server) = signed_app("app v1", "").await;
     let host = registry.host();
-    let server = TestServer::start(&[(
-        "signed.yaml",
-        &policy("signed", &host, &[signer.public_key_pem()], ""),
-    )])
-    .await;
 
     let image = format!("{host}/team/app:v1");
     let started = std::time::Instant::now();
     let first = server.validate(image_pod(&[&image])).await;
     let cold = started.elapsed();
     assert_eq!(first["allowed"], true, "{first}");
-    assert_eq!(
-        metric(
-            &server,
-            r#"portier_image_verifications_total{result="verified"}"#
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(verifications(&server, "verified").await, 1.0);
     let hits_before = metric(
         &server,
         r#"portier_image_verdict_cache_total{result="hit"}"#,
@@ -91,11 +114,7 @@ async fn a_signed_image_is_admitted_and_its_second_review_is_served_from_cache()
     );
     assert_eq!(second["allowed"], true, "{second}");
     assert_eq!(
-        metric(
-            &server,
-            r#"portier_image_verifications_total{result="verified"}"#
-        )
-        .await,
+        verifications(&server, "verified").await,
         1.0,
         "the second review must not verify again"
     );
@@ -109,15 +128,7 @@ async fn a_signed_image_is_admitted_and_its_second_review_is_served_from_cache()
     );
     // One round trip of each kind, all timed.
     for op in ["resolve", "signature_manifest", "blob"] {
-        assert_eq!(
-            metric(
-                &server,
-                &format!(r#"portier_registry_request_duration_seconds_count{{operation="{op}"}}"#)
-            )
-            .await,
-            1.0,
-            "{op}"
-        );
+        assert_eq!(registry_calls(&server, op).await, 1.0, "{op}");
     }
     server.stop().await;
 }
@@ -194,61 +205,28 @@ async fn unsigned_foreign_tampered_and_mismatched_images_are_denied_with_the_rea
         );
         assert!(message.contains("cosign sign --key"), "{message}");
     }
-    assert_eq!(
-        metric(
-            &server,
-            r#"portier_image_verifications_total{result="rejected"}"#
-        )
-        .await,
-        4.0
-    );
+    assert_eq!(verifications(&server, "rejected").await, 4.0);
     // Rejections are cached too (negative caching): asking again costs no verification.
     let again = server
         .validate(image_pod(&[&format!("{host}/team/unsigned:v1")]))
         .await;
     assert_eq!(again["allowed"], false);
-    assert_eq!(
-        metric(
-            &server,
-            r#"portier_image_verifications_total{result="rejected"}"#
-        )
-        .await,
-        4.0
-    );
+    assert_eq!(verifications(&server, "rejected").await, 4.0);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_digest_pinned_image_skips_the_tag_lookup_and_other_images_are_not_judged() {
-    let registry = Registry::start().await;
-    let signer = TestSigner::new();
-    let digest = registry.push_image("team/app", "v1", "pinned").await;
-    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let (registry, _signer, digest, server) = signed_app("pinned", "").await;
     let host = registry.host();
-    let server = TestServer::start(&[(
-        "signed.yaml",
-        &policy("signed", &host, &[signer.public_key_pem()], ""),
-    )])
-    .await;
     let pinned = format!("{host}/team/app@{digest}");
     let response = server
         .validate(image_pod(&[&pinned, "nginx:1.27", "quay.io/other/app:v1"]))
         .await;
     assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(registry_calls(&server, "resolve").await, 0.0);
     assert_eq!(
-        metric(
-            &server,
-            r#"portier_registry_request_duration_seconds_count{operation="resolve"}"#
-        )
-        .await,
-        0.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"portier_image_verifications_total{result="verified"}"#
-        )
-        .await,
+        verifications(&server, "verified").await,
         1.0,
         "only the image a rule matches is verified"
     );
@@ -276,27 +254,16 @@ async fn n_keys_and_m_signatures_fetch_each_artifact_once() {
         .validate(image_pod(&[&format!("{host}/team/app:v1")]))
         .await;
     assert_eq!(response["allowed"], true, "{response}");
-    let count = |op: &'static str| {
-        format!(r#"portier_registry_request_duration_seconds_count{{operation="{op}"}}"#)
-    };
-    assert_eq!(metric(&server, &count("signature_manifest")).await, 1.0);
+    assert_eq!(registry_calls(&server, "signature_manifest").await, 1.0);
     // One fetch per signature, not one per (key, signature).
-    assert_eq!(metric(&server, &count("blob")).await, 3.0);
+    assert_eq!(registry_calls(&server, "blob").await, 3.0);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_reviews_of_one_image_share_one_verification() {
-    let registry = Registry::start().await;
-    let signer = TestSigner::new();
-    let digest = registry.push_image("team/app", "v1", "shared").await;
-    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let (registry, _signer, _digest, server) = signed_app("shared", "").await;
     let host = registry.host();
-    let server = TestServer::start(&[(
-        "signed.yaml",
-        &policy("signed", &host, &[signer.public_key_pem()], ""),
-    )])
-    .await;
     let image = format!("{host}/team/app:v1");
     let body = review_bytes(&image_pod(&[&image]));
     let reviews: Vec<_> = (0..16)
@@ -314,22 +281,8 @@ async fn concurrent_reviews_of_one_image_share_one_verification() {
         let answer = review.await.unwrap();
         assert_eq!(answer["response"]["allowed"], true, "{answer}");
     }
-    assert_eq!(
-        metric(
-            &server,
-            r#"portier_image_verifications_total{result="verified"}"#
-        )
-        .await,
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"portier_registry_request_duration_seconds_count{operation="signature_manifest"}"#
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(verifications(&server, "verified").await, 1.0);
+    assert_eq!(registry_calls(&server, "signature_manifest").await, 1.0);
     server.stop().await;
 }
 
@@ -385,14 +338,7 @@ async fn a_stopped_registry_falls_to_on_registry_error() {
     assert!(warning.starts_with("signed/signed-images"), "{allowed}");
     let annotation = allowed["auditAnnotations"]["signed"].as_str().unwrap_or("");
     assert!(annotation.contains("unreachable"), "{allowed}");
-    assert_eq!(
-        metric(
-            &allow,
-            r#"portier_image_verifications_total{result="unavailable"}"#
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(verifications(&allow, "unavailable").await, 1.0);
     deny.stop().await;
     allow.stop().await;
 }
@@ -435,22 +381,10 @@ async fn a_registry_that_never_answers_is_cut_off_at_the_timeout() {
 
 #[tokio::test]
 async fn mutate_digest_pins_a_verified_tag_to_its_digest() {
-    let registry = Registry::start().await;
-    let signer = TestSigner::new();
-    let digest = registry.push_image("team/app", "v1", "pin me").await;
-    registry.sign_image("team/app", &digest, &[&signer]).await;
+    let (registry, _signer, digest, server) =
+        signed_app("pin me", "    mutateDigest: true\n").await;
     let unsigned = registry.push_image("team/unsigned", "v1", "not me").await;
     let host = registry.host();
-    let server = TestServer::start(&[(
-        "signed.yaml",
-        &policy(
-            "signed",
-            &host,
-            &[signer.public_key_pem()],
-            "    mutateDigest: true\n",
-        ),
-    )])
-    .await;
     let image = format!("{host}/team/app:v1");
     let other = format!("{host}/team/unsigned:v1");
     let object = image_pod(&[&image, &other, "nginx:1.27"]);

@@ -175,9 +175,8 @@ pub fn signed_images_cached(
         "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: signed}}\nspec:\n  check: signed-images\n  params:\n    rules:\n      - images: [\"*\"]\n        keys:\n          - |\n{pem}"
     );
     let set = PolicySet::from_yaml("signed.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
-    let verifier = portier::images::Verifier::new(std::sync::Arc::new(
-        portier::metrics::Metrics::new(),
-    ));
+    let verifier =
+        portier::images::Verifier::new(std::sync::Arc::new(portier::metrics::Metrics::new()));
     let Check::SignedImages(params) = &set.policies()[0].check else {
         panic!("not signed-images");
     };
