@@ -171,7 +171,11 @@ impl Verifier {
     ) -> watch::Receiver<Option<Arc<ImageVerdict>>> {
         let key: FlightKey = (rule.cache_id, image.into());
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(receiver) = flights.get(&key) {
+        // A flight whose task is gone without an answer (it cannot, short of a panic) is
+        // replaced rather than joined, or the image would stay unverifiable.
+        if let Some(receiver) = flights.get(&key)
+            && receiver.has_changed().is_ok()
+        {
             return receiver.clone();
         }
         let (sender, receiver) = watch::channel(None);
