@@ -1072,12 +1072,11 @@ fn the_shipped_crds_are_the_v1alpha2_schema_and_the_validator_bites() {
     );
 }
 
-/// A `signed-images` policy (enforce) trusting `key` for `<host>/team/*`, over plain HTTP, next
-/// to the privileged check.
-fn signed_images_policies(host: &str, key: &str) -> String {
+/// A `signed-images` policy (enforce) trusting `key` for `<host>/team/*`, over plain HTTP.
+fn signed_images_policy(host: &str, key: &str) -> String {
     let key: String = key.lines().map(|l| format!("            {l}\n")).collect();
     format!(
-        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: disallow-privileged}}\nspec: {{check: privileged}}\n---\napiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: require-signed}}\nspec:\n  check: signed-images\n  mode: enforce\n  params:\n    insecureRegistries: [\"{host}\"]\n    rules:\n      - images: [\"{host}/team/*\"]\n        keys:\n          - |\n{key}"
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: require-signed}}\nspec:\n  check: signed-images\n  mode: enforce\n  params:\n    insecureRegistries: [\"{host}\"]\n    rules:\n      - images: [\"{host}/team/*\"]\n        keys:\n          - |\n{key}"
     )
 }
 
@@ -1156,7 +1155,10 @@ fn the_audit_verifies_image_signatures_unless_told_not_to() {
     let unsigned = format!("{host}/team/tool:v1");
     let env = Env::with_policies(
         image_cluster(&signed, &unsigned),
-        &signed_images_policies(&host, &signer.public_key_pem()),
+        &format!(
+            "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: disallow-privileged}}\nspec: {{check: privileged}}\n---\n{}",
+            signed_images_policy(&host, &signer.public_key_pem())
+        ),
     );
 
     // Pages of 1: the signed image is verified once, then found in the cache.
@@ -1458,7 +1460,52 @@ fn serve_with_an_audit_interval_exports_the_gauges() {
 #[test]
 #[ignore]
 fn scale_100k_pods() {
+    scale("scale", POLICIES, |_| None);
+}
+
+/// The scale run with a `signed-images` policy judging every image: 21 signed images in a real
+/// registry (one per Deployment, one for the standalone pods), verified on the first pages and
+/// read from the verifier's cache after that, so this measures the first pass's cost:
+/// `cargo test --release --test audit -- --ignored scale --nocapture`.
+#[test]
+#[ignore]
+fn scale_100k_pods_signed_images() {
+    use common::registry::{Registry, TestSigner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(Registry::start());
+    let signer = TestSigner::new();
+    let host = registry.host();
+    runtime.block_on(async {
+        for repo in (0..20)
+            .map(|d| format!("team/app-{d}"))
+            .chain(["team/solo".into()])
+        {
+            let digest = registry.push_image(&repo, "v1", &repo).await;
+            registry.sign_image(&repo, &digest, &[&signer]).await;
+        }
+    });
+    let policies = format!(
+        "{POLICIES}---\n{}",
+        signed_images_policy(&host, &signer.public_key_pem())
+    );
+    scale("scale (signed-images)", &policies, move |deployment| {
+        Some(match deployment {
+            Some(d) => format!("{host}/team/app-{d}:v1"),
+            None => format!("{host}/team/solo:v1"),
+        })
+    });
+}
+
+/// 100 namespaces x 1 000 pods (see [`scale_100k_pods`]); `image(Some(d))` is the image of
+/// Deployment `d` and its pods, `image(None)` that of the standalone pods (`None`: the
+/// default image).
+fn scale(
+    label: &str,
+    policies: &str,
+    image: impl Fn(Option<usize>) -> Option<String> + Send + Sync + 'static,
+) {
     use std::sync::Arc;
+    let image = Arc::new(image);
     const NAMESPACES: usize = 100;
     const PODS: usize = 1000;
     const DEPLOYMENTS: usize = 20;
@@ -1475,8 +1522,13 @@ fn scale_100k_pods() {
             } else {
                 CLEAN
             };
-            ns.deployments
-                .push(deployment(&name, &ns_name, &labels, flaws));
+            let mut d_object = deployment(&name, &ns_name, &labels, flaws);
+            if let Some(image) = image(Some(d)) {
+                d_object = with_image(d_object, &image, |d| {
+                    d.spec.as_mut().unwrap().template.spec.as_mut().unwrap()
+                });
+            }
+            ns.deployments.push(d_object);
             for rs in [format!("{name}-new"), format!("{name}-old")] {
                 ns.replicasets.push(replica_set(
                     owned_meta::<Deployment>(&rs, &ns_name, &labels, &name),
@@ -1486,10 +1538,12 @@ fn scale_100k_pods() {
             }
         }
         let namespace = ns_name.clone();
+        let image = Arc::clone(&image);
         ns.generated_pods = Some((
             PODS,
             Arc::new(move |i| {
-                weighty({
+                let deployment = (i < DEPLOYMENTS * PER_DEPLOYMENT).then_some(i / PER_DEPLOYMENT);
+                let mut p = weighty({
                     let name = format!("pod-{i}");
                     if i < DEPLOYMENTS * PER_DEPLOYMENT {
                         let d = i / PER_DEPLOYMENT;
@@ -1512,11 +1566,15 @@ fn scale_100k_pods() {
                         let flaws = if i.is_multiple_of(10) { ROOT } else { CLEAN };
                         pod(meta(&name, &namespace, &[("app", "solo")]), flaws)
                     }
-                })
+                });
+                if let Some(image) = image(deployment) {
+                    p.spec.as_mut().unwrap().containers[0].image = Some(image);
+                }
+                p
             }),
         ));
     }
-    let env = Env::new(c);
+    let env = Env::with_policies(c, policies);
     let sample = serde_json::to_vec(
         &(env.server.with_cluster(|c| {
             let (_, make) = c.ns("ns-000").generated_pods.clone().unwrap();
@@ -1565,7 +1623,7 @@ fn scale_100k_pods() {
     let objects = pods + (NAMESPACES * DEPLOYMENTS * 3) as u64;
     let requests = env.server.requests().len();
     println!(
-        "scale: {objects} objects ({pods} pods of {sample} bytes) in {NAMESPACES} namespaces, {requests} list calls, {:.2} s: {:.0} objects/s, {:.0} workloads judged/s; {} violations; peak RSS {:.1} MiB",
+        "{label}: {objects} objects ({pods} pods of {sample} bytes) in {NAMESPACES} namespaces, {requests} list calls, {:.2} s: {:.0} objects/s, {:.0} workloads judged/s; {} violations; peak RSS {:.1} MiB",
         elapsed.as_secs_f64(),
         objects as f64 / elapsed.as_secs_f64(),
         summary["workloads"].as_f64().unwrap() / elapsed.as_secs_f64(),
