@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portier::audit::output::{Format, Printer, Progress};
 use portier::audit::report::{ReportError, ReportWriter};
 use portier::audit::{self, AuditError, ScanOptions, Scanner, Scope, Summary};
+use portier::images::Verifier;
 use portier::metrics::Metrics;
 use portier::offline;
 use portier::policy::PolicySet;
@@ -123,6 +124,10 @@ enum Command {
         /// report (on stderr) and the exit code then judge the patched objects.
         #[arg(long)]
         mutate: bool,
+        /// Verify image signatures for signed-images policies against the registries, as
+        /// admission does (off by default: without it those policies report nothing).
+        #[arg(long)]
+        verify_images: bool,
     },
     /// Measure how fast a policy set judges your own objects (AdmissionReviews or workloads).
     ///
@@ -201,6 +206,10 @@ struct AuditArgs {
     /// How long one API call may take.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    /// Do not verify image signatures (no registry access): signed-images policies then
+    /// report nothing, and the summary says so.
+    #[arg(long)]
+    no_verify_images: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -286,7 +295,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             files,
             output,
             mutate,
-        } => check(&policies, &files, output, mutate),
+            verify_images,
+        } => check(&policies, &files, output, mutate, verify_images),
         Command::Bench {
             policies,
             iterations,
@@ -369,7 +379,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
             reports = options.reports.is_some(),
             "periodic audit on"
         );
-        audit::periodic::spawn(Arc::clone(&store), Arc::clone(&metrics), options)
+        audit::periodic::spawn(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            server.images(),
+            options,
+        )
     });
     signals.received().await;
     if let Some(task) = periodic_audit {
@@ -415,14 +430,40 @@ impl ShutdownSignals {
     }
 }
 
-fn check(policies: &Path, files: &[PathBuf], output: Output, mutate: bool) -> Result<ExitCode> {
+fn check(
+    policies: &Path,
+    files: &[PathBuf],
+    output: Output,
+    mutate: bool,
+    verify_images: bool,
+) -> Result<ExitCode> {
     let set = PolicySet::from_dir(policies)?;
     let mode = if mutate {
         offline::Mutate::Yes
     } else {
         offline::Mutate::No
     };
-    let report = offline::check_paths(files, &set, &mut std::io::stdin().lock(), mode)?;
+    let signed_images = set.signed_images_policies();
+    let online = if verify_images && !signed_images.is_empty() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Some((runtime, Verifier::new(Arc::new(Metrics::new()))))
+    } else {
+        None
+    };
+    let images = match &online {
+        Some((runtime, verifier)) => offline::Images::Verify { verifier, runtime },
+        None => offline::Images::Offline,
+    };
+    if !verify_images && !signed_images.is_empty() {
+        eprintln!(
+            "portier: note: image signatures were not verified, so {} reported nothing; pass --verify-images to verify them against the registries",
+            signed_images.join(", ")
+        );
+    }
+    let report = offline::check_paths(files, &set, &mut std::io::stdin().lock(), mode, images)?;
     let rendered = match output {
         Output::Table => offline::render_table(&report),
         Output::Json => format!("{}\n", serde_json::to_string_pretty(&report.rows)?),
@@ -471,6 +512,7 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
         scope,
         selector: args.selector.clone(),
         page_size: args.page_size,
+        images: (!args.no_verify_images).then(|| Verifier::new(Arc::new(Metrics::new()))),
     };
     let mut scanner = match Scanner::start(client.clone(), set, &options).await {
         Ok(scanner) => scanner,
@@ -492,6 +534,7 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
     let stderr = std::io::stderr();
     let mut progress = Progress::new(stderr.lock(), stderr.is_terminal());
     let mut summary = Summary::new(set, total);
+    summary.image_signatures = scanner.image_signatures();
     let mut listed_any = false;
     let mut reports = ReportTally::default();
     loop {

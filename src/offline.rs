@@ -6,15 +6,22 @@
 //! selectors do not apply; a namespace-less object is judged in `default`, as kubectl would
 //! create it. The API server's defaults that can change a verdict are applied first (see
 //! [`apply_admission_defaults`]), since admission only ever sees defaulted objects.
+//!
+//! Offline by default: `signed-images` reports nothing, since a file check should not reach the
+//! network unasked. With [`Images::Verify`] (`--verify-images`) each object is judged as
+//! admission judges it: with the cached verdicts, then again after verifying what the cache
+//! did not know; `--mutate` then also pins verified tags to their digest, as `/mutate` does.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::engine::{self, Request};
+use crate::images::{RequestImages, Verifier, deadline_for};
 use crate::mutation;
 use crate::pod::{self, VolumeType, WorkloadKind};
-use crate::policy::{Mode, PolicySet};
+use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -98,6 +105,19 @@ pub enum Mutate {
     Yes,
 }
 
+/// Where `check` gets image signature verdicts from.
+#[derive(Clone, Copy, Default)]
+pub enum Images<'a> {
+    /// Nowhere: `signed-images` reports nothing.
+    #[default]
+    Offline,
+    /// The registries, through `verifier`, waited for on `runtime`.
+    Verify {
+        verifier: &'a Arc<Verifier>,
+        runtime: &'a tokio::runtime::Runtime,
+    },
+}
+
 impl Report {
     /// Whether something violates an enforce policy, i.e. admission would deny it.
     pub fn denies(&self) -> bool {
@@ -112,6 +132,7 @@ pub fn check_paths(
     set: &PolicySet,
     stdin: &mut dyn std::io::Read,
     mutate: Mutate,
+    images: Images<'_>,
 ) -> Result<Report, OfflineError> {
     let mut report = Report::default();
     for path in paths {
@@ -123,7 +144,7 @@ pub fn check_paths(
                     path: path.clone(),
                     source,
                 })?;
-            check_text("<stdin>", &text, set, mutate, &mut report)?;
+            check_text("<stdin>", &text, set, mutate, images, &mut report)?;
             continue;
         }
         for file in expand(path)? {
@@ -131,7 +152,14 @@ pub fn check_paths(
                 path: file.clone(),
                 source,
             })?;
-            check_text(&file.display().to_string(), &text, set, mutate, &mut report)?;
+            check_text(
+                &file.display().to_string(),
+                &text,
+                set,
+                mutate,
+                images,
+                &mut report,
+            )?;
         }
     }
     Ok(report)
@@ -166,6 +194,7 @@ pub fn check_text(
     text: &str,
     set: &PolicySet,
     mutate: Mutate,
+    images: Images<'_>,
     report: &mut Report,
 ) -> Result<(), OfflineError> {
     let documents: Vec<serde_json::Value> =
@@ -183,10 +212,10 @@ pub fn check_text(
         flatten(document, &mut objects).map_err(fail)?;
         for object in objects {
             if mutate == Mutate::No {
-                judge(object, set, report).map_err(fail)?;
+                judge(object, set, images, report).map_err(fail)?;
                 continue;
             }
-            let patched = mutated(object, set).map_err(fail)?;
+            let patched = mutated(object, set, images).map_err(fail)?;
             let object = match patched {
                 Some(p) => {
                     report.patched += 1;
@@ -194,7 +223,7 @@ pub fn check_text(
                 }
                 None => object.clone(),
             };
-            judge(&object, set, report).map_err(fail)?;
+            judge(&object, set, images, report).map_err(fail)?;
             report.mutated.push(object);
         }
     }
@@ -232,10 +261,25 @@ fn flatten<'v>(
 fn mutated(
     object: &serde_json::Value,
     set: &PolicySet,
+    images: Images<'_>,
 ) -> Result<Option<serde_json::Value>, String> {
-    let judged = evaluate(object, set, |kind, defaulted, json, _, verdict| {
-        // Offline, no image is verified, so there is no digest to pin.
-        let mutation = mutation::mutate(set, verdict, kind, json, &[], &crate::policy::Unverified)
+    let judged = evaluate(object, set, images, |judged| {
+        let Judged {
+            kind,
+            defaulted,
+            json,
+            request,
+            verdict,
+            images: verdicts,
+            ..
+        } = judged;
+        // Offline, no image is verified, so there is no digest to pin; verified, tags are
+        // pinned as /mutate pins them.
+        let pinning = match images {
+            Images::Offline => Vec::new(),
+            Images::Verify { .. } => mutation::pinning_policies(set, request),
+        };
+        let mutation = mutation::mutate(set, verdict, kind, json, &pinning, verdicts)
             .map_err(|e| e.to_string())?;
         let Some(mutation) = mutation else {
             return Ok(None);
@@ -248,19 +292,27 @@ fn mutated(
     Ok(judged.flatten().flatten())
 }
 
+/// One object judged, as [`evaluate`] hands it on.
+struct Judged<'a, 'p, 'v> {
+    kind: WorkloadKind,
+    /// The object with the API server's defaults applied, and as JSON text.
+    defaulted: &'a serde_json::Value,
+    json: &'a str,
+    workload: &'a pod::Workload<'v>,
+    request: &'a Request<'a>,
+    verdict: &'a engine::Verdict<'p, 'v>,
+    /// The image signature verdicts the object was judged with.
+    images: &'a dyn ImageVerdicts,
+}
+
 /// Decodes a judged object as admission would (API server defaults applied) and evaluates it,
 /// then hands the result to `then`. `Ok(None)` for kinds portier does not judge; `Ok(Some(None))`
 /// for a workload without a pod template.
 fn evaluate<R>(
     object: &serde_json::Value,
     set: &PolicySet,
-    then: impl FnOnce(
-        WorkloadKind,
-        &serde_json::Value,
-        &str,
-        &pod::Workload<'_>,
-        &engine::Verdict<'_, '_>,
-    ) -> Result<R, String>,
+    images: Images<'_>,
+    then: impl FnOnce(Judged<'_, '_, '_>) -> Result<R, String>,
 ) -> Result<Option<Option<R>>, String> {
     let Some((kind, _)) = kind_of(object)? else {
         return Ok(None);
@@ -282,8 +334,32 @@ fn evaluate<R>(
         namespace: workload.namespace.as_deref().unwrap_or("default"),
         user: None,
     };
-    let verdict = engine::evaluate(set, &request, pod);
-    then(kind, &defaulted, &json, &workload, &verdict).map(|r| Some(Some(r)))
+    let judged = |verdict: &engine::Verdict<'_, '_>, images: &dyn ImageVerdicts| {
+        then(Judged {
+            kind,
+            defaulted: &defaulted,
+            json: &json,
+            workload: &workload,
+            request: &request,
+            verdict,
+            images,
+        })
+        .map(|r| Some(Some(r)))
+    };
+    let Images::Verify { verifier, runtime } = images else {
+        return judged(&engine::evaluate(set, &request, pod), &Unverified);
+    };
+    // Admission's two passes: the cache, then what it did not know, verified.
+    let first = RequestImages::first(verifier);
+    let verdict = engine::evaluate_with(set, &request, pod, &first);
+    let misses = first.into_misses();
+    if misses.is_empty() {
+        return judged(&verdict, &RequestImages::with(verifier, &[]));
+    }
+    let deadline = deadline_for(&misses);
+    let verified = runtime.block_on(verifier.verify_all(misses, deadline));
+    let last = RequestImages::with(verifier, &verified);
+    judged(&engine::evaluate_with(set, &request, pod, &last), &last)
 }
 
 /// The judged kind of an object and its kind name; `None` for kinds portier does not judge.
@@ -300,8 +376,19 @@ fn kind_of(object: &serde_json::Value) -> Result<Option<(WorkloadKind, &str)>, S
     Ok(WorkloadKind::from_group_kind(group, kind_name).map(|k| (k, kind_name)))
 }
 
-fn judge(object: &serde_json::Value, set: &PolicySet, report: &mut Report) -> Result<(), String> {
-    let rows = evaluate(object, set, |kind, _, _, workload, verdict| {
+fn judge(
+    object: &serde_json::Value,
+    set: &PolicySet,
+    images: Images<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let rows = evaluate(object, set, images, |judged| {
+        let Judged {
+            kind,
+            workload,
+            verdict,
+            ..
+        } = judged;
         let namespace = workload.namespace.as_deref().unwrap_or("default");
         let name = workload
             .name
@@ -444,7 +531,15 @@ items:
     fn judges_every_workload_like_admission() {
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
         let mut report = Report::default();
-        check_text("m.yaml", MANIFESTS, &set, Mutate::No, &mut report).unwrap();
+        check_text(
+            "m.yaml",
+            MANIFESTS,
+            &set,
+            Mutate::No,
+            Images::Offline,
+            &mut report,
+        )
+        .unwrap();
         assert_eq!(report.judged, 2);
         assert_eq!(report.skipped, 1);
         assert!(report.denies());
@@ -497,20 +592,52 @@ items:
     fn bad_documents_are_errors_naming_the_document() {
         let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
         let mut report = Report::default();
-        let e = check_text("m.yaml", "kind: Pod\n", &set, Mutate::No, &mut report).unwrap_err();
+        let e = check_text(
+            "m.yaml",
+            "kind: Pod\n",
+            &set,
+            Mutate::No,
+            Images::Offline,
+            &mut report,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "m.yaml document 1: has no apiVersion");
-        let e = check_text("m.yaml", "a: [", &set, Mutate::No, &mut report).unwrap_err();
+        let e = check_text(
+            "m.yaml",
+            "a: [",
+            &set,
+            Mutate::No,
+            Images::Offline,
+            &mut report,
+        )
+        .unwrap_err();
         assert!(
             e.to_string().starts_with("m.yaml: not valid YAML or JSON"),
             "{e}"
         );
         let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: {a: 1}}\n";
-        let e = check_text("m.yaml", bad, &set, Mutate::No, &mut report).unwrap_err();
+        let e = check_text(
+            "m.yaml",
+            bad,
+            &set,
+            Mutate::No,
+            Images::Offline,
+            &mut report,
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("not a valid Pod: spec.containers"),
             "{e}"
         );
-        let e = check_text("m.yaml", "- 1\n- 2\n", &set, Mutate::No, &mut report).unwrap_err();
+        let e = check_text(
+            "m.yaml",
+            "- 1\n- 2\n",
+            &set,
+            Mutate::No,
+            Images::Offline,
+            &mut report,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("is not a Kubernetes object"), "{e}");
     }
 }

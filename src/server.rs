@@ -163,6 +163,12 @@ impl Server {
         self.metrics_addr
     }
 
+    /// The image signature verifier reviews use (its cache, registry clients and backoff), for
+    /// the periodic audit to share.
+    pub fn images(&self) -> Arc<Verifier> {
+        Arc::clone(&self.state.images)
+    }
+
     /// Reports not ready, waits the shutdown delay (the Service stops sending new requests),
     /// stops accepting, and waits (bounded) for in-flight requests.
     pub async fn shutdown(mut self) {

@@ -13,6 +13,7 @@ use apiserver::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portier");
@@ -146,9 +147,13 @@ struct Env {
 
 impl Env {
     fn new(cluster: Cluster) -> Env {
+        Env::with_policies(cluster, POLICIES)
+    }
+
+    fn with_policies(cluster: Cluster, policies: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
-        std::fs::write(dir.path().join("policies/set.yaml"), POLICIES).unwrap();
+        std::fs::write(dir.path().join("policies/set.yaml"), policies).unwrap();
         let server = StandIn::start(cluster);
         server.kubeconfig(dir.path(), "shop");
         Env { dir, server }
@@ -1067,6 +1072,220 @@ fn the_shipped_crds_are_the_v1alpha2_schema_and_the_validator_bites() {
     );
 }
 
+/// A `signed-images` policy (enforce) trusting `key` for `<host>/team/*`, over plain HTTP.
+fn signed_images_policy(host: &str, key: &str) -> String {
+    let key: String = key.lines().map(|l| format!("            {l}\n")).collect();
+    format!(
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: require-signed}}\nspec:\n  check: signed-images\n  mode: enforce\n  params:\n    insecureRegistries: [\"{host}\"]\n    rules:\n      - images: [\"{host}/team/*\"]\n        keys:\n          - |\n{key}"
+    )
+}
+
+fn with_image<T>(mut object: T, image: &str, spec: fn(&mut T) -> &mut PodSpec) -> T {
+    spec(&mut object).containers[0].image = Some(image.to_owned());
+    object
+}
+
+/// `shop`: Deployment `web` (a ReplicaSet, 2 pods) and pod `ok` run the signed image; Deployment
+/// `batch` (a ReplicaSet, 1 pod) and pod `tool` the unsigned one.
+fn image_cluster(signed: &str, unsigned: &str) -> Cluster {
+    fn template(d: &mut Deployment) -> &mut PodSpec {
+        d.spec.as_mut().unwrap().template.spec.as_mut().unwrap()
+    }
+    fn rs_template(r: &mut ReplicaSet) -> &mut PodSpec {
+        let template = r.spec.as_mut().unwrap().template.as_mut().unwrap();
+        template.spec.as_mut().unwrap()
+    }
+    fn pod_spec(p: &mut k8s_openapi::api::core::v1::Pod) -> &mut PodSpec {
+        p.spec.as_mut().unwrap()
+    }
+    let mut c = Cluster::new();
+    let shop = c.ns("shop");
+    for (name, image, pods) in [("web", signed, 2), ("batch", unsigned, 1)] {
+        let labels = [("app", name)];
+        shop.deployments.push(with_image(
+            deployment(name, "shop", &labels, CLEAN),
+            image,
+            template,
+        ));
+        let rs = format!("{name}-1");
+        shop.replicasets.push(with_image(
+            replica_set(
+                owned_meta::<Deployment>(&rs, "shop", &labels, name),
+                &labels,
+                CLEAN,
+            ),
+            image,
+            rs_template,
+        ));
+        for i in 0..pods {
+            shop.pods.push(with_image(
+                pod(
+                    owned_meta::<ReplicaSet>(&format!("{rs}-{i}"), "shop", &labels, &rs),
+                    CLEAN,
+                ),
+                image,
+                pod_spec,
+            ));
+        }
+    }
+    for (name, image) in [("ok", signed), ("tool", unsigned)] {
+        shop.pods.push(with_image(
+            pod(meta(name, "shop", &[("app", name)]), CLEAN),
+            image,
+            pod_spec,
+        ));
+    }
+    c
+}
+
+#[test]
+fn the_audit_verifies_image_signatures_unless_told_not_to() {
+    use common::registry::{Registry, TestSigner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(Registry::start());
+    let signer = TestSigner::new();
+    let host = registry.host();
+    let (signed_digest, unsigned_digest) = runtime.block_on(async {
+        let signed = registry.push_image("team/app", "v1", "signed").await;
+        registry.sign_image("team/app", &signed, &[&signer]).await;
+        let unsigned = registry.push_image("team/tool", "v1", "unsigned").await;
+        (signed, unsigned)
+    });
+    let signed = format!("{host}/team/app:v1");
+    let unsigned = format!("{host}/team/tool:v1");
+    let env = Env::with_policies(
+        image_cluster(&signed, &unsigned),
+        &format!(
+            "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: disallow-privileged}}\nspec: {{check: privileged}}\n---\n{}",
+            signed_images_policy(&host, &signer.public_key_pem())
+        ),
+    );
+
+    // Pages of 1: the signed image is verified once, then found in the cache.
+    let out = env.audit(&["-n", "shop", "--page-size", "1", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json(&out);
+    let path = "spec.template.spec.containers[0].image";
+    assert_eq!(
+        rows(&doc),
+        [
+            row((
+                "shop",
+                "Deployment/batch",
+                1,
+                "require-signed",
+                "enforce",
+                "signed-images",
+                "app",
+                path
+            )),
+            row((
+                "shop",
+                "Pod/tool",
+                1,
+                "require-signed",
+                "enforce",
+                "signed-images",
+                "app",
+                "spec.containers[0].image"
+            )),
+        ]
+    );
+    for r in doc["violations"].as_array().unwrap() {
+        let message = r["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!(
+                "image {unsigned} ({unsigned_digest}) has no cosign signature"
+            )),
+            "{message}"
+        );
+        assert!(!message.contains(&signed_digest), "{message}");
+    }
+    let summary = &doc["summary"];
+    assert_eq!(summary["image_signatures"], "verified");
+    assert_eq!(summary["workloads"], 4, "2 Deployments, 2 standalone pods");
+    assert_eq!(summary["covered_pods"], 3);
+    assert_eq!(summary["standalone_pods"], 2);
+    assert_eq!(summary["violating_workloads"], 2);
+    let out = env.audit(&["-n", "shop", "--report", "policyreport"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stdout(&out).contains("not verified"), "{}", stdout(&out));
+    let report = &env.server.policy_reports()[&("shop".to_owned(), "portier-shop".to_owned())];
+    assert_eq!(report["summary"]["fail"], 2);
+    assert_eq!(
+        report["summary"]["pass"], 6,
+        "4 workloads x 2 policies, 2 failed; ok passes both after its final pass"
+    );
+
+    // The periodic audit verifies with the verifier it is given (the webhook's, whose metrics
+    // count its verifications).
+    runtime.block_on(async {
+        use portier::audit::periodic::{PeriodicOptions, run_once};
+        use std::sync::Arc;
+        let metrics = Arc::new(portier::metrics::Metrics::new());
+        let store = portier::reload::PolicyStore::open(
+            &env.dir.path().join("policies"),
+            false,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        let connection = portier::audit::client(&portier::audit::Connect {
+            kubeconfig: Some(env.dir.path().join("kubeconfig")),
+            ..portier::audit::Connect::default()
+        })
+        .await
+        .unwrap();
+        let images = portier::images::Verifier::new(Arc::clone(&metrics));
+        let options = PeriodicOptions {
+            interval: std::time::Duration::from_secs(3600),
+            page_size: 500,
+            reports: None,
+        };
+        run_once(connection.client, &store, &metrics, &images, &options).await;
+        let text = metrics.render();
+        assert_eq!(
+            gauge(&text, "shop", "require-signed", "signed-images").as_deref(),
+            Some("2"),
+            "{text}"
+        );
+        for (result, n) in [("verified", 1), ("rejected", 1)] {
+            let series = format!("portier_image_verifications_total{{result=\"{result}\"}} {n}\n");
+            assert!(text.contains(&series), "{series}{text}");
+        }
+    });
+
+    // Without verification (and without the registry, to show it is not asked), nothing is
+    // reported, and that is said once.
+    drop(registry);
+    let out = env.audit(&["-n", "shop", "--no-verify-images", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["violations"], Value::Array(vec![]));
+    assert_eq!(doc["summary"]["image_signatures"], "not-verified");
+    assert_eq!(doc["summary"]["workloads"], 4);
+    let out = env.audit(&["-n", "shop", "--no-verify-images"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let table = stdout(&out);
+    let note = "Image signatures were not verified (--no-verify-images): signed-images was not checked, so require-signed reported nothing.";
+    assert_eq!(table.matches(note).count(), 1, "{table}");
+    assert_eq!(table.matches("not verified").count(), 1, "{table}");
+
+    // With verification on and the registry gone, the images cannot be verified: every one is
+    // reported as unverifiable, as admission would deny it (onRegistryError: deny).
+    let out = env.audit(&["-n", "shop", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json(&out);
+    let names: Vec<String> = rows(&doc).into_iter().map(|r| r.1).collect();
+    assert_eq!(
+        names,
+        ["Deployment/web", "Deployment/batch", "Pod/ok", "Pod/tool"]
+    );
+    for r in doc["violations"].as_array().unwrap() {
+        let message = r["message"].as_str().unwrap();
+        assert!(message.contains("could not be verified"), "{message}");
+    }
+}
+
 /// `GET /metrics` over plain HTTP/1.0.
 fn scrape(addr: &str) -> String {
     use std::io::{Read, Write};
@@ -1110,7 +1329,15 @@ async fn periodic_audit_exports_gauges_and_forgets_fixed_violations() {
         page_size: 2,
         reports: Some(1000),
     };
-    run_once(connection.client.clone(), &store, &metrics, &options).await;
+    let images = portier::images::Verifier::new(Arc::clone(&metrics));
+    run_once(
+        connection.client.clone(),
+        &store,
+        &metrics,
+        &images,
+        &options,
+    )
+    .await;
     let text = metrics.render();
     let g = |ns, policy, check| gauge(&text, ns, policy, check);
     assert_eq!(
@@ -1148,7 +1375,14 @@ async fn periodic_audit_exports_gauges_and_forgets_fixed_violations() {
             .pods
             .retain(|p| p.metadata.name.as_deref() != Some("debug"))
     });
-    run_once(connection.client.clone(), &store, &metrics, &options).await;
+    run_once(
+        connection.client.clone(),
+        &store,
+        &metrics,
+        &images,
+        &options,
+    )
+    .await;
     let text = metrics.render();
     assert_eq!(
         gauge(&text, "shop", "disallow-privileged", "privileged").as_deref(),
@@ -1162,7 +1396,7 @@ async fn periodic_audit_exports_gauges_and_forgets_fixed_violations() {
 
     // A run that cannot list anything leaves the last results and counts a failure.
     env.server.with_cluster(|c| c.forbid_namespace_list = true);
-    run_once(connection.client, &store, &metrics, &options).await;
+    run_once(connection.client, &store, &metrics, &images, &options).await;
     let after = metrics.render();
     assert!(
         after.contains(r#"portier_audit_runs_total{result="failed"} 1"#),
@@ -1226,7 +1460,52 @@ fn serve_with_an_audit_interval_exports_the_gauges() {
 #[test]
 #[ignore]
 fn scale_100k_pods() {
+    scale("scale", POLICIES, |_| None);
+}
+
+/// The scale run with a `signed-images` policy judging every image: 21 signed images in a real
+/// registry (one per Deployment, one for the standalone pods), verified on the first pages and
+/// read from the verifier's cache after that, so this measures the first pass's cost:
+/// `cargo test --release --test audit -- --ignored scale --nocapture`.
+#[test]
+#[ignore]
+fn scale_100k_pods_signed_images() {
+    use common::registry::{Registry, TestSigner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(Registry::start());
+    let signer = TestSigner::new();
+    let host = registry.host();
+    runtime.block_on(async {
+        for repo in (0..20)
+            .map(|d| format!("team/app-{d}"))
+            .chain(["team/solo".into()])
+        {
+            let digest = registry.push_image(&repo, "v1", &repo).await;
+            registry.sign_image(&repo, &digest, &[&signer]).await;
+        }
+    });
+    let policies = format!(
+        "{POLICIES}---\n{}",
+        signed_images_policy(&host, &signer.public_key_pem())
+    );
+    scale("scale (signed-images)", &policies, move |deployment| {
+        Some(match deployment {
+            Some(d) => format!("{host}/team/app-{d}:v1"),
+            None => format!("{host}/team/solo:v1"),
+        })
+    });
+}
+
+/// 100 namespaces x 1 000 pods (see [`scale_100k_pods`]); `image(Some(d))` is the image of
+/// Deployment `d` and its pods, `image(None)` that of the standalone pods (`None`: the
+/// default image).
+fn scale(
+    label: &str,
+    policies: &str,
+    image: impl Fn(Option<usize>) -> Option<String> + Send + Sync + 'static,
+) {
     use std::sync::Arc;
+    let image = Arc::new(image);
     const NAMESPACES: usize = 100;
     const PODS: usize = 1000;
     const DEPLOYMENTS: usize = 20;
@@ -1243,8 +1522,13 @@ fn scale_100k_pods() {
             } else {
                 CLEAN
             };
-            ns.deployments
-                .push(deployment(&name, &ns_name, &labels, flaws));
+            let mut d_object = deployment(&name, &ns_name, &labels, flaws);
+            if let Some(image) = image(Some(d)) {
+                d_object = with_image(d_object, &image, |d| {
+                    d.spec.as_mut().unwrap().template.spec.as_mut().unwrap()
+                });
+            }
+            ns.deployments.push(d_object);
             for rs in [format!("{name}-new"), format!("{name}-old")] {
                 ns.replicasets.push(replica_set(
                     owned_meta::<Deployment>(&rs, &ns_name, &labels, &name),
@@ -1254,10 +1538,12 @@ fn scale_100k_pods() {
             }
         }
         let namespace = ns_name.clone();
+        let image = Arc::clone(&image);
         ns.generated_pods = Some((
             PODS,
             Arc::new(move |i| {
-                weighty({
+                let deployment = (i < DEPLOYMENTS * PER_DEPLOYMENT).then_some(i / PER_DEPLOYMENT);
+                let mut p = weighty({
                     let name = format!("pod-{i}");
                     if i < DEPLOYMENTS * PER_DEPLOYMENT {
                         let d = i / PER_DEPLOYMENT;
@@ -1280,11 +1566,15 @@ fn scale_100k_pods() {
                         let flaws = if i.is_multiple_of(10) { ROOT } else { CLEAN };
                         pod(meta(&name, &namespace, &[("app", "solo")]), flaws)
                     }
-                })
+                });
+                if let Some(image) = image(deployment) {
+                    p.spec.as_mut().unwrap().containers[0].image = Some(image);
+                }
+                p
             }),
         ));
     }
-    let env = Env::new(c);
+    let env = Env::with_policies(c, policies);
     let sample = serde_json::to_vec(
         &(env.server.with_cluster(|c| {
             let (_, make) = c.ns("ns-000").generated_pods.clone().unwrap();
@@ -1333,7 +1623,7 @@ fn scale_100k_pods() {
     let objects = pods + (NAMESPACES * DEPLOYMENTS * 3) as u64;
     let requests = env.server.requests().len();
     println!(
-        "scale: {objects} objects ({pods} pods of {sample} bytes) in {NAMESPACES} namespaces, {requests} list calls, {:.2} s: {:.0} objects/s, {:.0} workloads judged/s; {} violations; peak RSS {:.1} MiB",
+        "{label}: {objects} objects ({pods} pods of {sample} bytes) in {NAMESPACES} namespaces, {requests} list calls, {:.2} s: {:.0} objects/s, {:.0} workloads judged/s; {} violations; peak RSS {:.1} MiB",
         elapsed.as_secs_f64(),
         objects as f64 / elapsed.as_secs_f64(),
         summary["workloads"].as_f64().unwrap() / elapsed.as_secs_f64(),

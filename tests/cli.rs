@@ -1,6 +1,8 @@
 //! The `portier` binary: `check` exit codes and output, `serve` refusing to start without
 //! valid policies, `dev-cert` output that `serve` accepts.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -255,6 +257,108 @@ fn serve_refuses_to_start_without_valid_policies() {
         stderr(&out).contains("no policies found"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn check_verifies_image_signatures_only_when_asked() {
+    use common::registry::{Registry, TestSigner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(Registry::start());
+    let signer = TestSigner::new();
+    let host = registry.host();
+    let (signed_digest, unsigned_digest) = runtime.block_on(async {
+        let signed = registry.push_image("team/app", "v1", "signed").await;
+        registry.sign_image("team/app", &signed, &[&signer]).await;
+        let unsigned = registry.push_image("team/tool", "v1", "unsigned").await;
+        (signed, unsigned)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key: String = signer
+        .public_key_pem()
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
+    std::fs::write(
+        dir.path().join("signed.yaml"),
+        format!(
+            "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: require-signed}}\nspec:\n  check: signed-images\n  params:\n    mutateDigest: true\n    insecureRegistries: [\"{host}\"]\n    rules:\n      - images: [\"{host}/team/*\"]\n        keys:\n          - |\n{key}"
+        ),
+    )
+    .unwrap();
+    let policies = dir.path().to_str().unwrap();
+    let signed = format!("{host}/team/app:v1");
+    let unsigned = format!("{host}/team/tool:v1");
+    let manifests = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: app}}\nspec: {{containers: [{{name: c, image: \"{signed}\"}}]}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: tool}}\nspec: {{containers: [{{name: c, image: \"{unsigned}\"}}]}}\n"
+    );
+
+    let out = portier(
+        &[
+            "check",
+            "--policies",
+            policies,
+            "--verify-images",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        Some(&manifests),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "nothing to note when verifying");
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "only the unsigned image: {rows:#?}");
+    assert_eq!(rows[0]["name"], "tool");
+    assert_eq!(rows[0]["check"], "signed-images");
+    assert_eq!(rows[0]["path"], "spec.containers[0].image");
+    let message = rows[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "image {unsigned} ({unsigned_digest}) has no cosign signature"
+        )),
+        "{message}"
+    );
+
+    // With --mutate, the verified tag is pinned to its digest, as /mutate pins it.
+    let out = portier(
+        &[
+            "check",
+            "--policies",
+            policies,
+            "--verify-images",
+            "--mutate",
+            "-f",
+            "-",
+        ],
+        Some(&manifests),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let objects: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stdout(&out)).unwrap();
+    assert_eq!(
+        objects[0]["spec"]["containers"][0]["image"],
+        format!("{signed}@{signed_digest}").as_str()
+    );
+    assert_eq!(
+        objects[1]["spec"]["containers"][0]["image"],
+        unsigned.as_str()
+    );
+
+    // Offline by default: nothing is verified (the registry is gone to show it is not asked),
+    // nothing reported, and one note says so.
+    drop(registry);
+    let out = portier(
+        &["check", "--policies", policies, "-o", "json", "-f", "-"],
+        Some(&manifests),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "[]");
+    assert_eq!(
+        stderr(&out),
+        "portier: note: image signatures were not verified, so require-signed reported nothing; pass --verify-images to verify them against the registries\n"
     );
 }
 

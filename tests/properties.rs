@@ -169,7 +169,14 @@ proptest! {
     fn any_text_as_manifests_is_checked_or_refused(text in ".{0,400}") {
         let set = policies();
         let mut report = offline::Report::default();
-        let _ = offline::check_text("fuzz.yaml", &text, &set, offline::Mutate::Yes, &mut report);
+        let _ = offline::check_text(
+            "fuzz.yaml",
+            &text,
+            &set,
+            offline::Mutate::Yes,
+            offline::Images::Offline,
+            &mut report,
+        );
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //! Controllers are listed first and only an owner map (uid → top-most controller) is kept, so
 //! pod pages are judged and dropped one by one and memory stays flat however many pods run.
 //!
+//! `signed-images` is judged as admission judges it, in two passes: each page is judged with the
+//! verdicts the verifier has cached, the images it did not know are verified (concurrently, a
+//! bounded number at a time, each bounded by its rule's `timeout`), and only the workloads of
+//! that page that use them are judged again with the results. Only the page in hand is kept
+//! for that, so memory stays as flat as without verification. Without a verifier
+//! ([`ScanOptions::images`] `None`), those policies report nothing and the summary says so.
+//!
 //! Failures are kept per namespace: a forbidden namespace (403), one that disappears during the
 //! scan (404) or an expired `continue` token (410, the list restarts once) is reported and the
 //! scan goes on. Only a dead or refusing API server stops it.
@@ -20,15 +27,19 @@ pub mod output;
 pub mod periodic;
 pub mod report;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::engine::{self, Request};
+use crate::images::{RequestImages, Verifier, deadline_for};
 use crate::offline::Row;
 use crate::pod::{self, WorkloadKind};
-use crate::policy::PolicySet;
+use crate::policy::signed_images::{ImageVerdict, ImageVerdicts, Rule};
+use crate::policy::{PolicySet, Unverified};
 
 pub use api::{ApiFailure, Connect, ConnectError, Connection, Lister, client};
 
@@ -47,6 +58,11 @@ pub const CONTROLLER_ORDER: [WorkloadKind; 7] = [
 /// The list page size when none is given.
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
 
+/// Image verifications a scan runs at once: enough to hide registry round trips, few enough
+/// that a page full of new images does not flood a registry (whose 429 would make the verifier
+/// back off, for admission too when it is the server's).
+pub const VERIFY_CONCURRENCY: usize = 16;
+
 /// Which namespaces to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -62,6 +78,19 @@ pub struct ScanOptions {
     /// A label selector passed to every workload list call.
     pub selector: Option<String>,
     pub page_size: u32,
+    /// Verifies image signatures for `signed-images` (registry access, as admission does);
+    /// `None` judges without them, so those policies report nothing.
+    pub images: Option<Arc<Verifier>>,
+}
+
+/// Whether the `signed-images` policies of a scan were checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageSignatures {
+    /// Image signatures were verified against the registries.
+    Verified,
+    /// They were not (`--no-verify-images`): the `signed-images` policies reported nothing.
+    NotVerified,
 }
 
 /// Why a scan could not run or had to stop.
@@ -200,6 +229,9 @@ impl NamespaceResult {
 pub struct Scanner<'s> {
     lister: Lister,
     set: &'s PolicySet,
+    /// Set when the policy set has `signed-images` policies and images are to be verified.
+    images: Option<Arc<Verifier>>,
+    image_signatures: Option<ImageSignatures>,
     namespaces: Vec<String>,
     next: usize,
     lists_ok: u64,
@@ -214,9 +246,18 @@ impl<'s> Scanner<'s> {
         options: &ScanOptions,
     ) -> Result<Scanner<'s>, AuditError> {
         let lister = Lister::new(client, options.page_size, options.selector.clone());
+        let checks_images = !set.signed_images_policies().is_empty();
+        let images = options.images.clone().filter(|_| checks_images);
+        let image_signatures = checks_images.then_some(if images.is_some() {
+            ImageSignatures::Verified
+        } else {
+            ImageSignatures::NotVerified
+        });
         let mut scanner = Scanner {
             lister,
             set,
+            images,
+            image_signatures,
             namespaces: Vec::new(),
             next: 0,
             lists_ok: 0,
@@ -242,6 +283,11 @@ impl<'s> Scanner<'s> {
     /// The namespaces this scan covers, in order.
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces
+    }
+
+    /// Whether the `signed-images` policies are checked; `None` when the set has none.
+    pub fn image_signatures(&self) -> Option<ImageSignatures> {
+        self.image_signatures
     }
 
     /// Namespaces done so far.
@@ -311,7 +357,7 @@ impl<'s> Scanner<'s> {
             return Ok(None);
         }
         let namespace = self.namespaces[self.next].clone();
-        let mut scan = NamespaceScan::new(self.set, &namespace);
+        let mut scan = NamespaceScan::new(self.set, self.images.clone(), &namespace);
         let outcome = self.scan_namespace(&mut scan).await;
         self.lists_ok += u64::from(scan.lists_ok);
         if let Err(failure) = outcome {
@@ -382,8 +428,14 @@ impl<'s> Scanner<'s> {
                     return Ok(());
                 }
             };
-            for item in list.items() {
-                scan.ingest(kind, item.get());
+            let mut page = PagePass::default();
+            for (index, item) in list.items().iter().enumerate() {
+                if let Some((target, misses)) = scan.ingest(kind, item.get()) {
+                    page.add(target, index, misses);
+                }
+            }
+            if !page.pending.is_empty() {
+                scan.final_pass(kind, list.items(), page).await;
             }
             match list.next_token() {
                 Some(next) => token = Some(next.to_owned()),
@@ -393,15 +445,78 @@ impl<'s> Scanner<'s> {
     }
 }
 
+/// (rule, image) pairs whose verdict the verifier did not know.
+type Misses = Vec<(Arc<Rule>, Box<str>)>;
+
+/// Where the result of a judged workload is kept.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Top(usize),
+    Pod(usize),
+}
+
+/// The workloads of one page whose first pass met images the verifier did not know.
+#[derive(Default)]
+struct PagePass {
+    /// Where each one's result is, and its index in the page.
+    pending: Vec<(Target, usize)>,
+    /// The distinct (rule, image) pairs to verify.
+    misses: Misses,
+    seen: HashSet<(u64, Box<str>)>,
+}
+
+impl PagePass {
+    fn add(&mut self, target: Target, index: usize, misses: Misses) {
+        self.pending.push((target, index));
+        for (rule, image) in misses {
+            if self.seen.insert((rule.cache_id, image.clone())) {
+                self.misses.push((rule, image));
+            }
+        }
+    }
+}
+
+/// Verifies `misses`, [`VERIFY_CONCURRENCY`] at a time, each waited for until its rule's
+/// timeout (plus a margin) at most: what does not finish is "unavailable", as at admission.
+async fn verify(
+    verifier: &Arc<Verifier>,
+    misses: Misses,
+) -> Vec<(u64, Box<str>, Arc<ImageVerdict>)> {
+    let mut out = Vec::with_capacity(misses.len());
+    let mut running = tokio::task::JoinSet::new();
+    for miss in misses {
+        if running.len() >= VERIFY_CONCURRENCY
+            && let Some(Ok(done)) = running.join_next().await
+        {
+            out.extend(done);
+        }
+        let verifier = Arc::clone(verifier);
+        running.spawn(async move {
+            let one = vec![miss];
+            let deadline = deadline_for(&one);
+            verifier.verify_all(one, deadline).await
+        });
+    }
+    // A verification that panicked has no verdict here: the final pass makes it "unavailable".
+    while let Some(done) = running.join_next().await {
+        if let Ok(done) = done {
+            out.extend(done);
+        }
+    }
+    out
+}
+
 /// The state of one namespace being scanned.
 struct NamespaceScan<'s> {
     set: &'s PolicySet,
+    images: Option<Arc<Verifier>>,
     namespace: String,
     /// uid of every listed controller → index of its top-most listed controller in `tops`.
     owners: HashMap<String, usize>,
     /// Top-most controllers, with or without violations (their pod counts grow as pods come).
     tops: Vec<Judged>,
-    /// Standalone pods with violations.
+    /// Standalone pods with violations, and those waiting for their final pass (see
+    /// [`NamespaceScan::final_pass`]) that may end without one.
     pods: Vec<Judged>,
     covered_pods: u32,
     standalone_pods: u32,
@@ -423,9 +538,10 @@ struct Mark {
 }
 
 impl<'s> NamespaceScan<'s> {
-    fn new(set: &'s PolicySet, namespace: &str) -> Self {
+    fn new(set: &'s PolicySet, images: Option<Arc<Verifier>>, namespace: &str) -> Self {
         NamespaceScan {
             set,
+            images,
             namespace: namespace.to_owned(),
             owners: HashMap::new(),
             tops: Vec::new(),
@@ -486,7 +602,9 @@ impl<'s> NamespaceScan<'s> {
     }
 
     /// Takes one listed object: folds it into its top-most listed controller, or judges it.
-    fn ingest(&mut self, kind: WorkloadKind, json: &str) {
+    /// Returns where its result is and the images it needs verified when its judgement waits
+    /// for a final pass.
+    fn ingest(&mut self, kind: WorkloadKind, json: &str) -> Option<(Target, Misses)> {
         let head = match api::ItemHead::parse(json) {
             Ok(head) => head,
             Err(e) => {
@@ -495,7 +613,7 @@ impl<'s> NamespaceScan<'s> {
                     resource: api::plural(kind).to_owned(),
                     message: format!("an item is not a valid object: {e}"),
                 });
-                return;
+                return None;
             }
         };
         let top = head
@@ -508,9 +626,18 @@ impl<'s> NamespaceScan<'s> {
             } else {
                 self.owners.insert(head.uid().to_owned(), top);
             }
-            return;
+            return None;
         }
-        let judged = match self.judge(kind, json, &head) {
+        // The first pass: the verifier's cache only, what it does not know recorded.
+        let (judged, misses) = match &self.images {
+            Some(verifier) => {
+                let first = RequestImages::first(verifier);
+                let judged = self.judge(kind, json, &head, &first);
+                (judged, first.into_misses())
+            }
+            None => (self.judge(kind, json, &head, &Unverified), Vec::new()),
+        };
+        let judged = match judged {
             Ok(judged) => judged,
             Err(message) => {
                 self.problems.push(Problem {
@@ -518,28 +645,62 @@ impl<'s> NamespaceScan<'s> {
                     resource: format!("{kind}/{}", head.name()),
                     message: format!("not judged: {message}"),
                 });
-                return;
+                return None;
             }
         };
-        if kind == WorkloadKind::Pod {
+        let pending = !misses.is_empty();
+        let target = if kind == WorkloadKind::Pod {
             self.standalone_pods += 1;
-            if !judged.rows.is_empty() {
-                self.pods.push(judged);
+            if judged.rows.is_empty() && !pending {
+                return None;
             }
+            self.pods.push(judged);
+            Target::Pod(self.pods.len() - 1)
         } else {
             if !head.uid().is_empty() {
                 self.owners.insert(head.uid().to_owned(), self.tops.len());
             }
             self.tops.push(judged);
+            Target::Top(self.tops.len() - 1)
+        };
+        pending.then_some((target, misses))
+    }
+
+    /// Verifies the images the page's first pass did not know, and judges the workloads that
+    /// use them again with the verdicts, as admission's final pass does: an image still
+    /// without a verdict is "unavailable", never silently passed.
+    async fn final_pass(&mut self, kind: WorkloadKind, items: &[&RawValue], page: PagePass) {
+        let Some(verifier) = self.images.clone() else {
+            return;
+        };
+        let verified = verify(&verifier, page.misses).await;
+        let images = RequestImages::with(&verifier, &verified);
+        for (target, index) in page.pending {
+            let json = items[index].get();
+            // Both decoded in the first pass: they cannot fail now.
+            let Ok(head) = api::ItemHead::parse(json) else {
+                continue;
+            };
+            let Ok(judged) = self.judge(kind, json, &head, &images) else {
+                continue;
+            };
+            let slot = match target {
+                Target::Top(i) => &mut self.tops[i],
+                Target::Pod(i) => &mut self.pods[i],
+            };
+            slot.rows = judged.rows;
+            slot.passed = judged.passed;
         }
     }
 
-    /// Decodes `json` as admission would and evaluates it, every policy counting.
+    /// Decodes `json` as admission would and evaluates it, every policy counting, with the
+    /// image signature verdicts of `images`.
     fn judge(
         &self,
         kind: WorkloadKind,
         json: &str,
         head: &api::ItemHead,
+        images: &dyn ImageVerdicts,
     ) -> Result<Judged, String> {
         let workload = pod::decode_workload(kind, json).map_err(|_| {
             format!(
@@ -564,7 +725,7 @@ impl<'s> NamespaceScan<'s> {
             namespace: &self.namespace,
             user: None,
         };
-        let verdict = engine::evaluate(self.set, &request, pod);
+        let verdict = engine::evaluate_with(self.set, &request, pod, images);
         let judging = self
             .set
             .policies()
@@ -625,7 +786,8 @@ impl<'s> NamespaceScan<'s> {
             .into_iter()
             .filter(|t| !t.rows.is_empty())
             .collect();
-        workloads.extend(self.pods);
+        // Pods kept for a final pass that found nothing were clean after all.
+        workloads.extend(self.pods.into_iter().filter(|p| !p.rows.is_empty()));
         NamespaceResult {
             namespace: self.namespace,
             status,
@@ -641,8 +803,8 @@ impl<'s> NamespaceScan<'s> {
         }
     }
 
-    /// Passes of the standalone pods that had no violation (they are not kept): each passed
-    /// every policy that judges a Pod in this namespace.
+    /// Passes of the standalone pods that had no violation and were not kept: each passed
+    /// every policy that judges a Pod in this namespace. (Those kept count their own.)
     fn clean_pod_passes(&self) -> u64 {
         let clean = u64::from(self.standalone_pods) - self.pods.len() as u64;
         let judging = self
@@ -676,6 +838,9 @@ pub struct Summary {
     /// Why the scan stopped early, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Whether the `signed-images` policies were checked; absent when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_signatures: Option<ImageSignatures>,
     pub policies: Vec<PolicySummary>,
     pub namespaces: Vec<NamespaceSummary>,
 }

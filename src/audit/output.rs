@@ -10,7 +10,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{Judged, NamespaceResult, Summary};
+use super::{ImageSignatures, Judged, NamespaceResult, Summary};
 use crate::offline::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,11 +215,31 @@ pub fn render_summary(summary: &Summary) -> String {
     if let Some(why) = &summary.stopped {
         out.push_str(&format!("\nThe scan stopped early: {why}\n"));
     }
+    if let Some(note) = image_signatures_note(summary) {
+        out.push_str(&format!("\n{note}\n"));
+    }
     if !out.is_empty() {
         out.push('\n');
     }
     out.push_str(&closing_line(summary));
     out
+}
+
+/// What to say once when the `signed-images` policies were not checked.
+pub fn image_signatures_note(summary: &Summary) -> Option<String> {
+    if summary.image_signatures != Some(ImageSignatures::NotVerified) {
+        return None;
+    }
+    let names: Vec<&str> = summary
+        .policies
+        .iter()
+        .filter(|p| p.check == crate::policy::signed_images::ID)
+        .map(|p| p.policy.as_str())
+        .collect();
+    Some(format!(
+        "Image signatures were not verified (--no-verify-images): signed-images was not checked, so {} reported nothing.",
+        names.join(", ")
+    ))
 }
 
 /// `4/5 namespace(s) scanned completely: ...`.

@@ -2,7 +2,8 @@
 //! gauges `portier_audit_violations{namespace,policy,check}`.
 //!
 //! Each run judges every namespace with the policy set in force at its start (hot reloads
-//! apply from the next run). The gauges are replaced as a whole after each run, so a fixed
+//! apply from the next run). Image signatures are verified with the webhook's own verifier, so
+//! the audit and admission share one cache (and one registry backoff). The gauges are replaced as a whole after each run, so a fixed
 //! violation disappears. A failed run is logged and counted and leaves the gauges as they were;
 //! it never stops the webhook.
 
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::report::ReportWriter;
 use super::{AuditError, NamespaceResult, ScanOptions, Scanner, Scope, Summary};
+use crate::images::Verifier;
 use crate::metrics::{AuditRun, Metrics};
 use crate::policy::PolicySet;
 use crate::reload::PolicyStore;
@@ -37,20 +39,24 @@ pub fn count(ns: &NamespaceResult, counts: &mut Counts) {
     }
 }
 
-/// Runs one scan of every namespace, writes reports if asked, and returns the counts.
+/// Runs one scan of every namespace, verifying image signatures with `images`, writes reports
+/// if asked, and returns the counts.
 pub async fn scan_once(
     client: Client,
     set: &PolicySet,
     page_size: u32,
+    images: &Arc<Verifier>,
     reports: Option<&ReportWriter>,
 ) -> Result<(Summary, Counts), AuditError> {
     let options = ScanOptions {
         scope: Scope::All,
         selector: None,
         page_size,
+        images: Some(Arc::clone(images)),
     };
     let mut scanner = Scanner::start(client, set, &options).await?;
     let mut summary = Summary::new(set, scanner.namespaces().len());
+    summary.image_signatures = scanner.image_signatures();
     let mut counts = Counts::new();
     let mut reports = reports;
     loop {
@@ -89,10 +95,11 @@ pub async fn scan_once(
 }
 
 /// Starts the periodic audit in the background: the first run right away, then one every
-/// `options.interval`.
+/// `options.interval`. `images` is the webhook's verifier.
 pub fn spawn(
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
+    images: Arc<Verifier>,
     options: PeriodicOptions,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -115,7 +122,7 @@ pub fn spawn(
                 }
             }
             let Some(c) = client.clone() else { continue };
-            run_once(c, &store, &metrics, &options).await;
+            run_once(c, &store, &metrics, &images, &options).await;
         }
     })
 }
@@ -125,6 +132,7 @@ pub async fn run_once(
     client: Client,
     store: &PolicyStore,
     metrics: &Metrics,
+    images: &Arc<Verifier>,
     options: &PeriodicOptions,
 ) {
     let snapshot = store.current();
@@ -132,7 +140,15 @@ pub async fn run_once(
         .reports
         .map(|max| ReportWriter::new(client.clone(), max));
     let started = std::time::Instant::now();
-    match scan_once(client, &snapshot.set, options.page_size, writer.as_ref()).await {
+    match scan_once(
+        client,
+        &snapshot.set,
+        options.page_size,
+        images,
+        writer.as_ref(),
+    )
+    .await
+    {
         Ok((summary, counts)) => {
             let run = if summary.complete {
                 AuditRun::Complete

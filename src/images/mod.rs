@@ -64,6 +64,31 @@ pub struct Verifier {
     metrics: Arc<Metrics>,
 }
 
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("resolutions", &self.resolutions.len())
+            .field("verdicts", &self.verdicts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`deadline_for`] adds to the longest verification timeout: time for the verification
+/// tasks to be scheduled and report.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
+
+/// When to stop waiting for `misses` where no review deadline bounds the wait (`portier
+/// audit`, `portier check --verify-images`): each verification is bounded by its rule's
+/// `timeout` already, so this is the longest of those plus [`DEADLINE_MARGIN`].
+pub fn deadline_for(misses: &[(Arc<Rule>, Box<str>)]) -> tokio::time::Instant {
+    let longest = misses
+        .iter()
+        .map(|(rule, _)| rule.settings.timeout)
+        .max()
+        .unwrap_or_default();
+    tokio::time::Instant::now() + longest + DEADLINE_MARGIN
+}
+
 fn hash_of(text: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);

@@ -210,6 +210,16 @@ impl PolicySet {
         self.policies.len()
     }
 
+    /// The names of the `signed-images` policies: those that judge nothing without registry
+    /// access (`portier check` offline, `portier audit --no-verify-images`).
+    pub fn signed_images_policies(&self) -> Vec<&str> {
+        self.policies
+            .iter()
+            .filter(|p| matches!(p.check, Check::SignedImages(_)))
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
     }
