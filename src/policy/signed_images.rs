@@ -625,6 +625,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reads_credentials_from_a_docker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        // "robot:s3cr:et" (a password may hold ':'), a URL key, and an entry without auth.
+        std::fs::write(
+            &path,
+            r#"{"auths": {
+                "registry.example.com": {"auth": "cm9ib3Q6czNjcjpldA=="},
+                "https://index.docker.io/v1/": {"username": "me", "password": "pw"},
+                "ghcr.io": {"identitytoken": "ignored"}
+            }}"#,
+        )
+        .unwrap();
+        let mut got = read_docker_config(&path).unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("docker.io".into(), "me".into(), "pw".into()),
+                (
+                    "registry.example.com".into(),
+                    "robot".into(),
+                    "s3cr:et".into()
+                ),
+            ]
+        );
+        std::fs::write(&path, r#"{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}"#).unwrap();
+        let err = read_docker_config(&path).unwrap_err();
+        assert!(err.contains("not base64 of user:password"), "{err}");
+        let err = read_docker_config(&dir.path().join("missing.json")).unwrap_err();
+        assert!(err.contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn params_name_the_field_they_refuse() {
+        let compile = |yaml: &str| {
+            let doc: ParamsDoc = serde_saphyr::from_str(yaml).unwrap();
+            Params::compile(doc, 0).map(|_| ()).unwrap_err()
+        };
+        let e = compile("rules: []");
+        assert_eq!(e.field, "spec.params.rules");
+        let e = compile("rules: [{images: ['*']}]");
+        assert!(e.message.contains("needs keys"), "{}", e.message);
+        let e = compile("rules: [{images: ['*'], keys: ['not a key']}]");
+        assert_eq!(e.field, "spec.params.rules[0].keys[0]");
+        let e = compile("rules: [{images: ['*'], keyless: {issuer: x}}]");
+        assert!(e.message.contains("not supported yet"), "{}", e.message);
+        let e = compile("rules: [{images: ['*'], keyFiles: [/nonexistent/cosign.pub]}]");
+        assert!(e.message.contains("cannot read"), "{}", e.message);
+        let e = compile("timeout: soon\nrules: [{images: ['*'], keys: [x]}]");
+        assert_eq!(e.field, "spec.params.timeout");
+    }
+
+    #[test]
     fn normalizes_like_docker() {
         assert_eq!(normalize("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(normalize("nginx:1.27"), "docker.io/library/nginx:1.27");
