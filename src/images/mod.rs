@@ -24,7 +24,9 @@ use oci_client::Reference;
 use tokio::sync::watch;
 
 use crate::metrics::{CacheResult, Metrics};
-use crate::policy::signed_images::{self, ImageVerdict, ImageVerdicts, Rejection, Rule, Trust};
+use crate::policy::signed_images::{
+    self, ImageVerdict, ImageVerdicts, Rejection, Rule, Settings, Trust,
+};
 use cache::TtlMap;
 use registry::{Backoff, Found, RegistryClient, RegistryError};
 
@@ -89,6 +91,16 @@ pub fn deadline_for(misses: &[(Arc<Rule>, Box<str>)]) -> tokio::time::Instant {
     tokio::time::Instant::now() + longest + DEADLINE_MARGIN
 }
 
+/// How long a verdict is remembered under `settings`: a verified image for the cache TTL, a
+/// rejection for the negative TTL, a registry error for a few seconds.
+fn ttl_for(verdict: &ImageVerdict, settings: &Settings) -> Duration {
+    match verdict {
+        ImageVerdict::Verified { .. } => settings.cache_ttl,
+        ImageVerdict::Rejected { .. } => settings.negative_cache_ttl,
+        ImageVerdict::Unavailable { .. } => ERROR_TTL.min(settings.negative_cache_ttl),
+    }
+}
+
 fn hash_of(text: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
@@ -144,14 +156,37 @@ impl Verifier {
             Resolution::Canonical(Arc::clone(&canonical)),
             ttl,
         );
-        self.verdicts.insert(
-            (rule.cache_id, hash_of(&canonical)),
-            CachedVerdict {
-                canonical,
-                verdict: Arc::new(verdict),
-            },
+        self.remember_verdict(rule, canonical, Arc::new(verdict), ttl);
+    }
+
+    fn remember_verdict(
+        &self,
+        rule: &Rule,
+        canonical: Arc<str>,
+        verdict: Arc<ImageVerdict>,
+        ttl: Duration,
+    ) {
+        let key = (rule.cache_id, hash_of(&canonical));
+        self.verdicts
+            .insert(key, CachedVerdict { canonical, verdict }, ttl);
+    }
+
+    /// Remembers that `image` could not be resolved: `verdict` holds for every rule until it
+    /// expires (so an unknown or unreachable image costs one registry attempt per TTL).
+    fn remember_failure(
+        &self,
+        image: &str,
+        verdict: ImageVerdict,
+        settings: &Settings,
+    ) -> Arc<ImageVerdict> {
+        let ttl = ttl_for(&verdict, settings);
+        let verdict = Arc::new(verdict);
+        self.resolutions.insert(
+            Arc::from(image),
+            Resolution::Failed(Arc::clone(&verdict)),
             ttl,
         );
+        verdict
     }
 
     /// Verifies each (rule, image) not in the cache, concurrently, waiting until `deadline` at
@@ -212,20 +247,16 @@ impl Verifier {
             let timeout = rule.settings.timeout;
             let verdict = match tokio::time::timeout(timeout, this.verify(&rule, &key.1)).await {
                 Ok(verdict) => verdict,
-                Err(_) => {
-                    let verdict = Arc::new(ImageVerdict::Unavailable {
+                Err(_) => this.remember_failure(
+                    &key.1,
+                    ImageVerdict::Unavailable {
                         reason: format!(
                             "the registry did not answer within {}",
                             humantime::format_duration(timeout)
                         ),
-                    });
-                    this.resolutions.insert(
-                        Arc::from(&*key.1),
-                        Resolution::Failed(Arc::clone(&verdict)),
-                        ERROR_TTL.min(rule.settings.negative_cache_ttl),
-                    );
-                    verdict
-                }
+                    },
+                    &rule.settings,
+                ),
             };
             this.metrics.record_image_verification(&verdict);
             // The cache holds the verdict before the flight ends: a review arriving now finds
@@ -286,16 +317,12 @@ impl Verifier {
         let reference: Reference = match normalized.parse() {
             Ok(r) => r,
             Err(e) => {
-                let verdict = Arc::new(ImageVerdict::Rejected {
+                let rejection = Rejection::Malformed(format!("not an image reference: {e}"));
+                let verdict = ImageVerdict::Rejected {
                     digest: None,
-                    rejection: Rejection::Malformed(format!("not an image reference: {e}")),
-                });
-                self.resolutions.insert(
-                    Arc::from(image),
-                    Resolution::Failed(Arc::clone(&verdict)),
-                    rule.settings.negative_cache_ttl,
-                );
-                return verdict;
+                    rejection,
+                };
+                return self.remember_failure(image, verdict, &rule.settings);
             }
         };
         let client = match self.client(rule) {
@@ -319,25 +346,17 @@ impl Verifier {
                         match resolved {
                             Ok(Found::Yes(digest)) => digest,
                             Ok(Found::NotFound) => {
-                                let verdict = Arc::new(ImageVerdict::Rejected {
+                                let verdict = ImageVerdict::Rejected {
                                     digest: None,
                                     rejection: Rejection::ImageNotFound,
-                                });
-                                self.resolutions.insert(
-                                    Arc::from(image),
-                                    Resolution::Failed(Arc::clone(&verdict)),
-                                    rule.settings.negative_cache_ttl,
-                                );
-                                return verdict;
+                                };
+                                return self.remember_failure(image, verdict, &rule.settings);
                             }
                             Err(e) => {
-                                let verdict = unavailable(e.to_string());
-                                self.resolutions.insert(
-                                    Arc::from(image),
-                                    Resolution::Failed(Arc::clone(&verdict)),
-                                    ERROR_TTL.min(rule.settings.negative_cache_ttl),
-                                );
-                                return verdict;
+                                let verdict = ImageVerdict::Unavailable {
+                                    reason: e.to_string(),
+                                };
+                                return self.remember_failure(image, verdict, &rule.settings);
                             }
                         }
                     }
@@ -375,40 +394,21 @@ impl Verifier {
         }
         let fetched = client.signatures(&reference, &digest).await;
         self.note_registry_result(&registry, &fetched);
-        let (verdict, ttl) = match fetched {
-            Ok(Ok(signatures)) => {
-                let verdict = match &rule.trust {
-                    Trust::Keys(keys) => cosign::judge(&signatures, keys, &digest, &repository),
-                };
-                let ttl = match verdict {
-                    ImageVerdict::Verified { .. } => rule.settings.cache_ttl,
-                    _ => rule.settings.negative_cache_ttl,
-                };
-                (verdict, ttl)
-            }
-            Ok(Err(rejection)) => (
-                ImageVerdict::Rejected {
-                    digest: Some(digest),
-                    rejection,
-                },
-                rule.settings.negative_cache_ttl,
-            ),
-            Err(e) => (
-                ImageVerdict::Unavailable {
-                    reason: e.to_string(),
-                },
-                ERROR_TTL.min(rule.settings.negative_cache_ttl),
-            ),
-        };
-        let verdict = Arc::new(verdict);
-        self.verdicts.insert(
-            key,
-            CachedVerdict {
-                canonical,
-                verdict: Arc::clone(&verdict),
+        let verdict = match fetched {
+            Ok(Ok(signatures)) => match &rule.trust {
+                Trust::Keys(keys) => cosign::judge(&signatures, keys, &digest, &repository),
             },
-            ttl,
-        );
+            Ok(Err(rejection)) => ImageVerdict::Rejected {
+                digest: Some(digest),
+                rejection,
+            },
+            Err(e) => ImageVerdict::Unavailable {
+                reason: e.to_string(),
+            },
+        };
+        let ttl = ttl_for(&verdict, &rule.settings);
+        let verdict = Arc::new(verdict);
+        self.remember_verdict(rule, canonical, Arc::clone(&verdict), ttl);
         verdict
     }
 }

@@ -212,7 +212,7 @@ impl PublicKey {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -224,9 +224,9 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The compiled params.
 #[derive(Debug)]
 pub struct Params {
+    /// Each rule shares the policy's [`Settings`].
     pub rules: Vec<Arc<Rule>>,
     pub mutate_digest: bool,
-    pub settings: Arc<Settings>,
 }
 
 fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, ParamError> {
@@ -409,7 +409,6 @@ impl Params {
         Ok(Params {
             rules,
             mutate_digest: doc.mutate_digest,
-            settings,
         })
     }
 }
