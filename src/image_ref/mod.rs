@@ -427,3 +427,60 @@ fn validate_digest(digest: &str) -> Result<(), RefError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Why an image glob can never match a canonical reference, when that is certain: globs see
+/// [`parse`]'s form, which always begins with the registry host, so `nginx:*` or
+/// `library/nginx` match nothing, however the image is spelled in a pod.
+pub fn unmatchable_glob(pattern: &str) -> Option<String> {
+    let is_meta = |c: char| matches!(c, '*' | '?' | '[' | '{' | '\\');
+    let first_end = pattern.find('/').unwrap_or(pattern.len());
+    let first = &pattern[..first_end];
+    if first.contains(is_meta) {
+        return None;
+    }
+    let names_host = first == "localhost"
+        || first.contains(['.', ':'])
+        || first.bytes().any(|b| b.is_ascii_uppercase());
+    let example = match parse(pattern) {
+        Ok(canonical) if !pattern.contains(is_meta) => format!("{canonical:?}"),
+        _ => "\"docker.io/library/nginx:*\" for nginx".to_owned(),
+    };
+    if first_end == pattern.len() || !names_host {
+        return Some(format!(
+            "can never match: image globs see the canonical reference, which begins with the registry host; write e.g. {example}"
+        ));
+    }
+    if first == LEGACY_DEFAULT_DOMAIN {
+        return Some(format!(
+            "can never match: canonical references write Docker Hub as {DEFAULT_DOMAIN}, not {LEGACY_DEFAULT_DOMAIN}; write e.g. {example}"
+        ));
+    }
+    if first == DEFAULT_DOMAIN {
+        // `docker.io/nginx...`: a one-segment Docker Hub path is always under `library/`.
+        let rest = &pattern[first_end + 1..];
+        let literal = &rest[..rest.find(is_meta).unwrap_or(rest.len())];
+        let path_end = literal.find([':', '@']);
+        let whole_literal = literal.len() == rest.len();
+        let one_segment = match path_end {
+            Some(end) => !literal[..end].contains('/'),
+            None => whole_literal && !rest.contains('/'),
+        };
+        if one_segment {
+            return Some(format!(
+                "can never match: a Docker Hub repository of one segment is canonical under library/; write e.g. {example}"
+            ));
+        }
+    }
+    None
+}
+
+/// Whether `host` is a registry host (`domainAndPort`): `docker.io`, `localhost:5000`,
+/// `[::1]:5000`.
+pub fn is_registry_host(host: &str) -> bool {
+    is_domain_and_port(host)
+}
+
+/// Whether `digest` is a digest a reference may pin (`sha256:<64 hex>`, sha384, sha512).
+pub fn is_digest(digest: &str) -> bool {
+    is_digest_syntax(digest) && validate_digest(digest).is_ok()
+}

@@ -943,3 +943,35 @@ proptest::proptest! {
         agrees_with_oracle(&input);
     }
 }
+
+#[test]
+fn globs_that_can_never_match_are_named() {
+    for never in [
+        "nginx",
+        "library/nginx:*",
+        "team/app*",
+        "index.docker.io/library/*",
+        "docker.io/nginx:*",
+        "docker.io/nginx",
+        "docker.io/nginx@sha256:*",
+    ] {
+        assert!(unmatchable_glob(never).is_some(), "{never}");
+    }
+    for fine in [
+        "docker.io/library/*",
+        "docker.io/*",
+        "docker.io/nginx/*",
+        "docker.io/ngin*",
+        "registry.k8s.io/pause:*",
+        "localhost/*",
+        "127.0.0.1:5000/team/*",
+        "*",
+        "*/nginx:*",
+        "nginx:*",
+        "ghcr.io/acme/*",
+    ] {
+        assert_eq!(unmatchable_glob(fine), None, "{fine}");
+    }
+    let why = unmatchable_glob("library/nginx:1.27").unwrap();
+    assert!(why.contains("\"docker.io/library/nginx:1.27\""), "{why}");
+}

@@ -209,6 +209,11 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
         self.selector().judges_image(at.container.image())
     }
 
+    /// [`Sink::in_scope`] for an image parsed already (`None`: not an image reference).
+    pub fn judges_reference(&self, reference: Option<&crate::image_ref::ImageRef<'_>>) -> bool {
+        self.selector().judges_reference(reference)
+    }
+
     fn selector(&self) -> &Selector {
         &self.policy.selector
     }

@@ -4,10 +4,15 @@
 //! `exclude` carves out: any list it gives that matches excludes (a namespace, a kind, a user),
 //! and `images` excludes single containers. The user lists apply only at admission, where a
 //! requesting user exists; offline checks and audits have none and ignore them.
+//!
+//! Image globs see the canonical reference ([`crate::image_ref`]), whatever the pod's
+//! spelling, and a text that is no image reference is judged by every policy and excluded by
+//! no glob but `*`: an exclusion must never be reachable by misspelling an image.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
+use crate::image_ref::{self, ImageRef};
 use crate::pod::WorkloadKind;
 
 /// The YAML form of `match` / `exclude`.
@@ -78,6 +83,11 @@ impl Globs {
         }
     }
 
+    /// Whether the list matches every value (or is not given): no value needs to be read.
+    fn is_trivial(&self) -> bool {
+        matches!(self, Globs::Unset | Globs::Everything)
+    }
+
     /// For `exclude`: an unset list excludes nothing.
     fn hits(&self, value: &str) -> bool {
         match self {
@@ -107,9 +117,26 @@ impl Criteria {
             namespaces: globs("namespaces", &doc.namespaces)?,
             kinds: globs("kinds", &doc.kinds)?,
             users: globs("users", &doc.users)?,
-            images: globs("images", &doc.images)?,
+            images: image_globs(&format!("{field}.images"), doc.images.as_deref())?,
         })
     }
+}
+
+/// Compiles globs over canonical image references, refusing those that can never match one.
+pub(crate) fn image_globs(
+    field: &str,
+    patterns: Option<&[String]>,
+) -> Result<Globs, SelectorError> {
+    for pattern in patterns.unwrap_or_default() {
+        if let Some(reason) = image_ref::unmatchable_glob(pattern) {
+            return Err(SelectorError {
+                field: field.to_owned(),
+                pattern: pattern.clone(),
+                reason,
+            });
+        }
+    }
+    Globs::compile(field, patterns)
 }
 
 /// The compiled `match` and `exclude` of one policy.
@@ -160,9 +187,23 @@ impl Selector {
             && !user_excluded
     }
 
-    /// Whether a container running `image` is judged.
+    /// Whether a container running `image` (as the pod spells it) is judged.
     pub fn judges_image(&self, image: &str) -> bool {
-        self.include.images.admits(image) && !self.exclude.images.hits(image)
+        if self.include.images.is_trivial() && matches!(self.exclude.images, Globs::Unset) {
+            return true;
+        }
+        self.judges_reference(image_ref::parse(image).as_ref().ok())
+    }
+
+    /// Whether a container running the parsed reference is judged; `None` for a text that is
+    /// not an image reference, which only `exclude.images: ["*"]` leaves out.
+    pub fn judges_reference(&self, reference: Option<&ImageRef<'_>>) -> bool {
+        match reference {
+            Some(r) => {
+                self.include.images.admits(r.as_str()) && !self.exclude.images.hits(r.as_str())
+            }
+            None => !matches!(self.exclude.images, Globs::Everything),
+        }
     }
 }
 
@@ -196,12 +237,57 @@ mod tests {
     }
 
     #[test]
+    fn image_globs_see_the_canonical_reference() {
+        let exclude = doc("{images: ['docker.io/library/nginx:*']}");
+        let s = Selector::compile(None, Some(&exclude)).unwrap();
+        for spelling in [
+            "nginx:1.27",
+            "nginx",
+            "library/nginx:1.27",
+            "docker.io/nginx:1.27",
+            "index.docker.io/nginx:1.27",
+            "index.docker.io/library/nginx:1.27",
+        ] {
+            assert!(!s.judges_image(spelling), "{spelling} is excluded");
+        }
+        // Not a reference: judged, never excluded by a glob that would match its look-alike.
+        assert!(s.judges_image("docker.io/library/nginx:1.27 "));
+        assert!(s.judges_image("NGINX:1.27"));
+        let include = doc("{images: ['registry.example.com/*']}");
+        let s = Selector::compile(Some(&include), None).unwrap();
+        assert!(s.judges_image("registry.example.com/app"));
+        assert!(!s.judges_image("nginx"));
+        assert!(
+            s.judges_image("registry.example.com/App"),
+            "unparsable: judged"
+        );
+        let everything = doc("{images: ['*']}");
+        let s = Selector::compile(None, Some(&everything)).unwrap();
+        assert!(!s.judges_image("not an image"));
+    }
+
+    #[test]
+    fn image_globs_that_can_never_match_are_refused() {
+        let exclude = doc("{images: ['nginx:1.27']}");
+        let err = Selector::compile(None, Some(&exclude)).unwrap_err();
+        assert_eq!(err.field, "spec.exclude.images");
+        assert!(
+            err.to_string().contains("docker.io/library/nginx:1.27"),
+            "{err}"
+        );
+        let include = doc("{images: ['docker.io/nginx:*']}");
+        let err = Selector::compile(Some(&include), None).unwrap_err();
+        assert_eq!(err.field, "spec.match.images");
+    }
+
+    #[test]
     fn star_matches_across_slashes_in_images() {
         let include = doc("{images: ['registry.example.com/team/*']}");
         let s = Selector::compile(Some(&include), None).unwrap();
         assert!(s.judges_image("registry.example.com/team/app:v1"));
         assert!(s.judges_image("registry.example.com/team/sub/app@sha256:abc"));
         assert!(!s.judges_image("docker.io/library/nginx"));
+        assert!(!s.judges_image("nginx"));
     }
 
     #[test]
