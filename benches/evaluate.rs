@@ -37,8 +37,7 @@ fn evaluate(c: &mut Criterion<common::Clock>) {
 /// `signed-images` on the cached path: every image's verdict is in the verifier's cache, so
 /// judging reads two lock-free maps per image and makes no network call.
 fn signed_images_cached(c: &mut Criterion<common::Clock>) {
-    let workloads = common::workloads();
-    let (set, verifier) = common::signed_images_cached(&workloads);
+    let (set, verifier, workloads) = common::signed_images_cached(common::workloads());
     let mut group = c.benchmark_group("evaluate/signed-images-cached");
     for w in &workloads {
         let decoded = decode_workload(w.kind, &w.json).expect("fixture decodes");

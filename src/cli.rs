@@ -459,7 +459,7 @@ fn check(
     };
     if !verify_images && !signed_images.is_empty() {
         eprintln!(
-            "portier: note: image signatures were not verified, so {} reported nothing; pass --verify-images to verify them against the registries",
+            "portier: note: image signatures were not verified, so {} judged image references and digests only; pass --verify-images to verify them against the registries",
             signed_images.join(", ")
         );
     }

@@ -212,7 +212,7 @@ pub fn check_text(
         flatten(document, &mut objects).map_err(fail)?;
         for object in objects {
             if mutate == Mutate::No {
-                judge(object, set, images, report).map_err(fail)?;
+                judge(object, set, images, Pass::BeforeMutation, report).map_err(fail)?;
                 continue;
             }
             let patched = mutated(object, set, images).map_err(fail)?;
@@ -223,7 +223,7 @@ pub fn check_text(
                 }
                 None => object.clone(),
             };
-            judge(&object, set, images, report).map_err(fail)?;
+            judge(&object, set, images, Pass::Mutated, report).map_err(fail)?;
             report.mutated.push(object);
         }
     }
@@ -263,7 +263,7 @@ fn mutated(
     set: &PolicySet,
     images: Images<'_>,
 ) -> Result<Option<serde_json::Value>, String> {
-    let judged = evaluate(object, set, images, |judged| {
+    let judged = evaluate(object, set, images, Pass::BeforeMutation, |judged| {
         let Judged {
             kind,
             defaulted,
@@ -292,6 +292,14 @@ fn mutated(
     Ok(judged.flatten().flatten())
 }
 
+/// Whether an object is judged as written or as `/mutate` left it: a manifest as written is
+/// judged as admission would see it, its tags pinned where `mutateDigest` would pin them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    BeforeMutation,
+    Mutated,
+}
+
 /// One object judged, as [`evaluate`] hands it on.
 struct Judged<'a, 'p, 'v> {
     kind: WorkloadKind,
@@ -312,6 +320,7 @@ fn evaluate<R>(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    pass: Pass,
     then: impl FnOnce(Judged<'_, '_, '_>) -> Result<R, String>,
 ) -> Result<Option<Option<R>>, String> {
     let Some((kind, _)) = kind_of(object)? else {
@@ -349,16 +358,20 @@ fn evaluate<R>(
     let Images::Verify { verifier, runtime } = images else {
         return judged(&engine::evaluate(set, &request, pod), &Unverified);
     };
+    let before_mutation = pass == Pass::BeforeMutation;
     // Admission's two passes: the cache, then what it did not know, verified.
-    let first = RequestImages::first(verifier);
+    let first = RequestImages::first(verifier).before_mutation(before_mutation);
     let verdict = engine::evaluate_with(set, &request, pod, &first);
     let misses = first.into_misses();
     if misses.is_empty() {
-        return judged(&verdict, &RequestImages::with(verifier, &[]));
+        return judged(
+            &verdict,
+            &RequestImages::with(verifier, &[]).before_mutation(before_mutation),
+        );
     }
     let deadline = deadline_for(&misses);
     let verified = runtime.block_on(verifier.verify_all(misses, deadline));
-    let last = RequestImages::with(verifier, &verified);
+    let last = RequestImages::with(verifier, &verified).before_mutation(before_mutation);
     judged(&engine::evaluate_with(set, &request, pod, &last), &last)
 }
 
@@ -380,9 +393,10 @@ fn judge(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    pass: Pass,
     report: &mut Report,
 ) -> Result<(), String> {
-    let rows = evaluate(object, set, images, |judged| {
+    let rows = evaluate(object, set, images, pass, |judged| {
         let Judged {
             kind,
             workload,

@@ -71,8 +71,7 @@ fn evaluating_an_allowed_decoded_pod_does_not_allocate() {
 
 #[test]
 fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
-    let workloads = fixtures::workloads();
-    let (set, verifier) = fixtures::signed_images_cached(&workloads);
+    let (set, verifier, workloads) = fixtures::signed_images_cached(fixtures::workloads());
     for w in &workloads {
         let decoded = decode_workload(w.kind, &w.json).unwrap();
         let pod = decoded.pod().unwrap();

@@ -358,8 +358,21 @@ fn check_verifies_image_signatures_only_when_asked() {
     assert_eq!(stdout(&out).trim(), "[]");
     assert_eq!(
         stderr(&out),
-        "portier: note: image signatures were not verified, so require-signed reported nothing; pass --verify-images to verify them against the registries\n"
+        "portier: note: image signatures were not verified, so require-signed judged image references and digests only; pass --verify-images to verify them against the registries\n"
     );
+    // What needs no registry is judged offline too: a text that is no image reference.
+    let bad = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: bad}}\nspec: {{containers: [{{name: c, image: \"{host}/team/App:v1\"}}]}}\n"
+    );
+    let out = portier(
+        &["check", "--policies", policies, "-o", "json", "-f", "-"],
+        Some(&bad),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let message = rows[0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("is not a valid image reference"), "{rows}");
+    assert!(message.contains("must be lowercase"), "{rows}");
 }
 
 #[test]

@@ -7,12 +7,20 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::registry::{Registry, TestSigner, simple_signing_payload};
+use common::review_op;
 use common::{TestServer, pod, review_bytes};
 use serde_json::{Value, json};
 
 /// A `signed-images` policy trusting `keys` for `<registry>/team/*`, the registry spoken to
-/// over plain HTTP. `extra` adds params (indented by four spaces).
+/// over plain HTTP. `extra` adds params (indented by four spaces). Most tests send tags
+/// straight to `/validate`, as a cluster without portier's mutating webhook would, so
+/// `requireDigest` is off unless `extra` sets it (its default has tests of its own).
 fn policy(name: &str, host: &str, keys: &[String], extra: &str) -> String {
+    let extra = if extra.contains("requireDigest") {
+        extra.to_owned()
+    } else {
+        format!("    requireDigest: false\n{extra}")
+    };
     let mut keys_yaml = String::new();
     for key in keys {
         keys_yaml.push_str("          - |\n");
@@ -417,5 +425,176 @@ async fn mutate_digest_pins_a_verified_tag_to_its_digest() {
     assert!(message(&again).contains(&unsigned), "{again}");
     let (_, second) = server.post("/mutate", review_bytes(&patched)).await;
     assert!(second["response"]["patch"].is_null(), "{second}");
+    server.stop().await;
+}
+
+/// `keys` as the YAML list items of a rule, indented for [`policy`]'s layout.
+fn keys_yaml(keys: &[String]) -> String {
+    let mut out = String::new();
+    for key in keys {
+        out.push_str("          - |\n");
+        for line in key.lines() {
+            out.push_str(&format!("            {line}\n"));
+        }
+    }
+    out
+}
+
+/// Docker Hub, reached through a mirror: the test registry stands in for it (`registryMirrors`),
+/// so every spelling of a Docker Hub name goes to loopback, never to the network.
+async fn docker_hub(extra: &str) -> (Registry, TestSigner, TestServer) {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let signer = TestSigner::new();
+    let signed = registry
+        .push_image("library/signed", "1.0", "hub signed")
+        .await;
+    // cosign names Docker Hub as go-containerregistry does: index.docker.io.
+    let layer = signer.layer(simple_signing_payload(
+        "index.docker.io/library/signed",
+        &signed,
+    ));
+    registry
+        .push_signatures("library/signed", &signed, &[layer])
+        .await;
+    registry
+        .push_image("library/unsigned", "1.0", "hub unsigned")
+        .await;
+    let policy = format!(
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: hub}}\nspec:\n  check: signed-images\n  params:\n    insecureRegistries: [\"{host}\"]\n    registryMirrors: {{docker.io: \"{host}\"}}\n{extra}    rules:\n      - images: [\"docker.io/library/*\"]\n        keys:\n{}",
+        keys_yaml(&[signer.public_key_pem()])
+    );
+    let server = TestServer::start(&[("hub.yaml", &policy)]).await;
+    (registry, signer, server)
+}
+
+/// Issue 18: every spelling the runtime pulls as one Docker Hub image gets one verdict, and
+/// shares one verification.
+#[tokio::test]
+async fn every_docker_hub_spelling_gets_the_same_verdict() {
+    let (_registry, _signer, server) = docker_hub("    requireDigest: false\n").await;
+    let spellings = |name: &str| {
+        [
+            format!("{name}:1.0"),
+            format!("library/{name}:1.0"),
+            format!("docker.io/library/{name}:1.0"),
+            format!("docker.io/{name}:1.0"),
+            format!("index.docker.io/library/{name}:1.0"),
+            format!("index.docker.io/{name}:1.0"),
+        ]
+    };
+    for image in spellings("signed") {
+        let response = server.validate(image_pod(&[&image])).await;
+        assert_eq!(response["allowed"], true, "{image}: {response}");
+    }
+    for image in spellings("unsigned") {
+        let response = server.validate(image_pod(&[&image])).await;
+        assert_eq!(response["allowed"], false, "{image}: {response}");
+        let message = message(&response);
+        assert!(
+            message.contains("image docker.io/library/unsigned:1.0 (sha256:"),
+            "{image}: the canonical name: {message}"
+        );
+        assert!(message.contains("has no cosign signature"), "{message}");
+    }
+    // One verification per image, whatever the spelling: the cache is keyed canonically.
+    assert_eq!(verifications(&server, "verified").await, 1.0);
+    assert_eq!(verifications(&server, "rejected").await, 1.0);
+    assert_eq!(registry_calls(&server, "resolve").await, 2.0);
+    server.stop().await;
+}
+
+/// A text that is no image reference is denied by a signed-images policy whatever its rules
+/// match; `unmatchedImages: deny` denies what no rule judges.
+#[tokio::test]
+async fn unparsable_and_unmatched_images_fail_closed() {
+    let (_registry, _signer, server) =
+        docker_hub("    requireDigest: false\n    unmatchedImages: deny\n").await;
+    for bad in [
+        "docker.io/library/Signed:1.0",
+        "signed:1.0 ",
+        "signed@sha256:abc",
+        "quay.io/x/y:1",
+        "registry-1.docker.io/library/signed:1.0",
+    ] {
+        let response = server.validate(image_pod(&[bad])).await;
+        assert_eq!(response["allowed"], false, "{bad:?}: {response}");
+        let message = message(&response);
+        assert!(
+            message.contains("is not a valid image reference")
+                || message.contains("is judged by no rule"),
+            "{bad:?}: {message}"
+        );
+        assert!(message.contains("spec.containers[0].image"), "{message}");
+    }
+    let fine = server.validate(image_pod(&["signed:1.0"])).await;
+    assert_eq!(fine["allowed"], true, "{fine}");
+    server.stop().await;
+}
+
+/// Issue 18's tag race: a tag verified at admission and re-pushed before the pull must not
+/// run the new image. `/mutate` pins the verified digest (the default), `/validate` refuses a
+/// tag it did not pin (`requireDigest`, default: on with `mutateDigest`).
+#[tokio::test]
+async fn the_tag_race_is_closed_by_pinning_and_requiring_digests() {
+    let registry = Registry::start().await;
+    let signer = TestSigner::new();
+    let host = registry.host();
+    let signed = registry.push_image("team/app", "v1", "release v1").await;
+    registry.sign_image("team/app", &signed, &[&signer]).await;
+    // Defaults: mutateDigest and requireDigest on.
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy(
+            "signed",
+            &host,
+            &[signer.public_key_pem()],
+            "    requireDigest: true\n",
+        ),
+    )])
+    .await;
+    let tag = format!("{host}/team/app:v1");
+    let object = image_pod(&[&tag]);
+    let (status, answer) = server.post("/mutate", review_bytes(&object)).await;
+    assert_eq!(status, 200, "{answer}");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().expect("a patch"))
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut pinned_pod = object.clone();
+    json_patch::patch(&mut pinned_pod, &patch).unwrap();
+    let pinned = pinned_pod["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(pinned, format!("{tag}@{signed}"));
+
+    // The tag is re-pushed with an unsigned image.
+    let unsigned = registry.push_image("team/app", "v1", "evil v1").await;
+    assert_ne!(unsigned, signed);
+
+    // The pinned pod still names the signed digest and is admitted (as an UPDATE too).
+    let admitted = server.validate(pinned_pod.clone()).await;
+    assert_eq!(admitted["allowed"], true, "{admitted}");
+    let (_, update) = server
+        .post(
+            "/validate",
+            serde_json::to_vec(&review_op(&pinned_pod, "UPDATE")).unwrap(),
+        )
+        .await;
+    assert_eq!(update["response"]["allowed"], true, "{update}");
+    // A tag-only reference is refused, whatever it resolves to now.
+    let refused = server.validate(image_pod(&[&tag])).await;
+    assert_eq!(refused["allowed"], false, "{refused}");
+    assert!(
+        message(&refused).contains("is not pinned to a digest"),
+        "{refused}"
+    );
+    // The re-pushed digest pinned explicitly is refused for what it is.
+    let evil = server
+        .validate(image_pod(&[&format!("{tag}@{unsigned}")]))
+        .await;
+    assert_eq!(evil["allowed"], false, "{evil}");
+    assert!(message(&evil).contains("has no cosign signature"), "{evil}");
     server.stop().await;
 }

@@ -158,11 +158,16 @@ impl Measurement for Clock {
     }
 }
 
-/// A `signed-images` policy over every image, and a verifier whose cache already holds a
-/// verified verdict for every image of `workloads` (the cached path, no registry).
+/// A `signed-images` policy (defaults: `mutateDigest` and `requireDigest` on) and a verifier
+/// whose cache holds a verified verdict for every image of `workloads`, which come back as
+/// `/validate` sees them after `/mutate`: each image pinned, in canonical form, to its digest.
 pub fn signed_images_cached(
-    workloads: &[Workload],
-) -> (PolicySet, std::sync::Arc<portier::images::Verifier>) {
+    workloads: Vec<Workload>,
+) -> (
+    PolicySet,
+    std::sync::Arc<portier::images::Verifier>,
+    Vec<Workload>,
+) {
     use portier::policy::Check;
     use portier::policy::signed_images::ImageVerdict;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
@@ -181,27 +186,35 @@ pub fn signed_images_cached(
         panic!("not signed-images");
     };
     let digest = format!("sha256:{}", "ab".repeat(32));
-    for w in workloads {
-        let value: Value = serde_json::from_str(&w.json).expect("workload is JSON");
-        let spec = match w.kind {
-            WorkloadKind::Pod => &value["spec"],
-            _ => &value["spec"]["template"]["spec"],
-        };
-        for list in ["initContainers", "containers", "ephemeralContainers"] {
-            for c in spec[list].as_array().into_iter().flatten() {
-                let image = c["image"].as_str().unwrap_or("");
-                verifier.remember(
-                    &params.rules[0],
-                    image,
-                    &format!("registry.example.com/app@{digest}"),
-                    ImageVerdict::Verified {
-                        digest: digest.clone(),
-                        key: "sha256:bench".into(),
-                    },
-                    std::time::Duration::from_secs(3600),
-                );
+    let pinned = workloads
+        .into_iter()
+        .map(|mut w| {
+            let mut value: Value = serde_json::from_str(&w.json).expect("workload is JSON");
+            let spec = match w.kind {
+                WorkloadKind::Pod => &mut value["spec"],
+                _ => &mut value["spec"]["template"]["spec"],
+            };
+            for list in ["initContainers", "containers", "ephemeralContainers"] {
+                for c in spec[list].as_array_mut().into_iter().flatten() {
+                    let image = c["image"].as_str().unwrap_or("");
+                    let reference = portier::image_ref::parse(image).expect("fixture image");
+                    let pinned = reference.pinned(&digest);
+                    verifier.remember(
+                        &params.rules[0],
+                        &pinned,
+                        &format!("{}@{digest}", reference.name()),
+                        ImageVerdict::Verified {
+                            digest: digest.clone(),
+                            key: "sha256:bench".into(),
+                        },
+                        std::time::Duration::from_secs(3600),
+                    );
+                    c["image"] = Value::String(pinned);
+                }
             }
-        }
-    }
-    (set, verifier)
+            w.json = value.to_string();
+            w
+        })
+        .collect();
+    (set, verifier, pinned)
 }

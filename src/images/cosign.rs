@@ -104,17 +104,14 @@ struct Image {
     docker_manifest_digest: String,
 }
 
-/// `index.docker.io/library/nginx` and `docker.io/library/nginx` name the same repository.
-fn same_repository(a: &str, b: &str) -> bool {
-    fn canonical(r: &str) -> &str {
-        r.strip_prefix("index.docker.io/")
-            .or_else(|| r.strip_prefix("docker.io/"))
-            .unwrap_or(r)
-    }
-    canonical(a) == canonical(b)
+/// Whether the payload's `docker-reference` names `repository` (canonical `domain/path`).
+/// cosign writes go-containerregistry's spelling (`index.docker.io/library/nginx`), so it is
+/// compared in canonical form; a reference that does not parse names nothing.
+fn same_repository(signed: &str, repository: &str) -> bool {
+    crate::image_ref::parse(signed).is_ok_and(|r| r.name() == repository)
 }
 
-/// Judges the signatures of `digest` in `repository` (`registry/path`) against `keys`. Each
+/// Judges the signatures of `digest` in `repository` (canonical `domain/path`) against `keys`. Each
 /// signature is decoded once and tried with every key; the first valid one for this digest
 /// and repository wins.
 pub fn judge(
@@ -301,9 +298,18 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
             "index.docker.io/library/nginx",
             "docker.io/library/nginx"
         ));
+        assert!(same_repository(
+            "index.docker.io/nginx",
+            "docker.io/library/nginx"
+        ));
+        assert!(same_repository("nginx", "docker.io/library/nginx"));
         assert!(!same_repository(
             "docker.io/library/nginx",
             "quay.io/library/nginx"
+        ));
+        assert!(!same_repository(
+            "Not A Reference",
+            "docker.io/library/nginx"
         ));
     }
 

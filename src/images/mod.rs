@@ -6,8 +6,9 @@
 //! the review's deadline) and evaluates again with the results. The engine stays synchronous
 //! and pure; only this module talks to registries.
 //!
-//! Caches: image text → canonical `registry/repo@digest` (tags briefly, digests for the
-//! verdict TTL), and (rule, canonical) → verdict, with the rule's TTL for a verified image, the
+//! Images are named by their canonical reference ([`crate::image_ref`]) throughout, so every
+//! spelling of one image shares its cache entries and its verification. Caches: reference →
+//! `registry/repo@digest` (tags briefly, digests for the verdict TTL), and (rule, that) → verdict, with the rule's TTL for a verified image, the
 //! negative TTL for a rejected one, and a few seconds for a registry error.
 
 pub mod cache;
@@ -20,13 +21,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oci_client::Reference;
 use tokio::sync::watch;
 
+use crate::image_ref;
 use crate::metrics::{CacheResult, Metrics};
-use crate::policy::signed_images::{
-    self, ImageVerdict, ImageVerdicts, Rejection, Rule, Settings, Trust,
-};
+use crate::policy::signed_images::{ImageVerdict, ImageVerdicts, Rejection, Rule, Settings, Trust};
 use cache::TtlMap;
 use registry::{Backoff, Found, RegistryClient, RegistryError};
 
@@ -310,12 +309,22 @@ impl Verifier {
         }
     }
 
-    /// The whole verification of one image under one rule, caching what it learns.
+    /// The whole verification of one image (a canonical reference) under one rule, caching
+    /// what it learns.
     async fn verify(&self, rule: &Rule, image: &str) -> Arc<ImageVerdict> {
         let unavailable = |reason: String| Arc::new(ImageVerdict::Unavailable { reason });
-        let normalized = signed_images::normalize(image);
-        let reference: Reference = match normalized.parse() {
-            Ok(r) => r,
+        let parsed = match image_ref::parse(image) {
+            Ok(r) if !r.domain().is_empty() => r,
+            Ok(_) => {
+                let rejection = Rejection::Malformed(
+                    "the reference names no registry host that could be asked".into(),
+                );
+                let verdict = ImageVerdict::Rejected {
+                    digest: None,
+                    rejection,
+                };
+                return self.remember_failure(image, verdict, &rule.settings);
+            }
             Err(e) => {
                 let rejection = Rejection::Malformed(format!("not an image reference: {e}"));
                 let verdict = ImageVerdict::Rejected {
@@ -325,17 +334,18 @@ impl Verifier {
                 return self.remember_failure(image, verdict, &rule.settings);
             }
         };
+        let reference = registry::oci_reference(&parsed, &rule.settings);
         let client = match self.client(rule) {
             Ok(c) => c,
             Err(why) => return unavailable(why),
         };
-        let registry = reference.registry().to_owned();
-        let repository = format!("{}/{}", reference.registry(), reference.repository());
+        let registry = registry::host(&reference).to_owned();
+        let repository = parsed.name();
         let canonical: Arc<str> = match self.resolutions.get(image, Instant::now()) {
             Some(Resolution::Failed(verdict)) => return verdict,
             Some(Resolution::Canonical(c)) => c,
             None => {
-                let digest = match reference.digest() {
+                let digest = match parsed.digest() {
                     Some(d) => d.to_owned(),
                     None => {
                         if let Err(why) = self.check_backoff(&registry) {
@@ -363,7 +373,7 @@ impl Verifier {
                 };
                 let canonical: Arc<str> = Arc::from(format!("{repository}@{digest}"));
                 // A digest never moves; a tag may, so it is asked again soon.
-                let ttl = if reference.digest().is_some() {
+                let ttl = if parsed.digest().is_some() {
                     rule.settings.cache_ttl
                 } else {
                     TAG_TTL.min(rule.settings.cache_ttl)
@@ -396,7 +406,7 @@ impl Verifier {
         self.note_registry_result(&registry, &fetched);
         let verdict = match fetched {
             Ok(Ok(signatures)) => match &rule.trust {
-                Trust::Keys(keys) => cosign::judge(&signatures, keys, &digest, &repository),
+                Trust::Keys(keys) => cosign::judge(&signatures, keys, &digest, repository),
             },
             Ok(Err(rejection)) => ImageVerdict::Rejected {
                 digest: Some(digest),
@@ -421,6 +431,9 @@ pub struct RequestImages<'a> {
     verified: &'a [(u64, Box<str>, Arc<ImageVerdict>)],
     final_pass: bool,
     misses: RefCell<Vec<(Arc<Rule>, Box<str>)>>,
+    before_mutation: bool,
+    /// (container name, digest it runs), from the pod's status.
+    running: &'a [(String, String)],
 }
 
 impl<'a> RequestImages<'a> {
@@ -431,6 +444,8 @@ impl<'a> RequestImages<'a> {
             verified: &[],
             final_pass: false,
             misses: RefCell::new(Vec::new()),
+            before_mutation: false,
+            running: &[],
         }
     }
 
@@ -444,7 +459,21 @@ impl<'a> RequestImages<'a> {
             verified,
             final_pass: true,
             misses: RefCell::new(Vec::new()),
+            before_mutation: false,
+            running: &[],
         }
+    }
+
+    /// Whether the object has not passed `/mutate` (see [`ImageVerdicts::before_mutation`]).
+    pub fn before_mutation(mut self, before: bool) -> Self {
+        self.before_mutation = before;
+        self
+    }
+
+    /// With the digests the pod's containers run: (container name, digest).
+    pub fn running(mut self, running: &'a [(String, String)]) -> Self {
+        self.running = running;
+        self
     }
 
     pub fn into_misses(self) -> Vec<(Arc<Rule>, Box<str>)> {
@@ -477,5 +506,16 @@ impl ImageVerdicts for RequestImages<'_> {
             misses.push((Arc::clone(rule), image.into()));
         }
         None
+    }
+
+    fn before_mutation(&self) -> bool {
+        self.before_mutation
+    }
+
+    fn running_digest(&self, container: &str) -> Option<&str> {
+        self.running
+            .iter()
+            .find(|(name, _)| name == container)
+            .map(|(_, digest)| digest.as_str())
     }
 }

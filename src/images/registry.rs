@@ -13,8 +13,40 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::cosign::{self, Signature, SignatureManifest};
+use crate::image_ref::ImageRef;
 use crate::metrics::{Metrics, RegistryOp};
 use crate::policy::signed_images::{Rejection, Settings};
+
+/// The oci-client reference of a canonical reference: by digest when it has one (what a
+/// runtime pulls then, tag or not), through the mirror `settings` name for its registry.
+pub fn oci_reference(reference: &ImageRef<'_>, settings: &Settings) -> Reference {
+    let registry = reference.domain().to_owned();
+    let repository = reference.path().to_owned();
+    let mut oci = match (reference.digest(), reference.tag()) {
+        (Some(digest), _) => Reference::with_digest(registry, repository, digest.to_owned()),
+        (None, tag) => {
+            Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_owned())
+        }
+    };
+    if let Some((_, mirror)) = settings
+        .mirrors
+        .iter()
+        .find(|(registry, _)| registry == reference.domain())
+    {
+        oci.set_mirror_registry(mirror.clone());
+    }
+    oci
+}
+
+/// The host a reference is fetched from: its mirror, or its own registry as canonical
+/// references name it (credentials and backoff are per host).
+pub fn host(reference: &Reference) -> &str {
+    if reference.namespace().is_some() {
+        reference.resolve_registry()
+    } else {
+        reference.registry()
+    }
+}
 
 /// Why the registry could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,7 +116,7 @@ impl RegistryClient {
     }
 
     fn auth(&self, reference: &Reference) -> RegistryAuth {
-        let registry = reference.registry();
+        let registry = host(reference);
         self.credentials
             .iter()
             .find(|(host, _, _)| host == registry)
@@ -127,11 +159,14 @@ impl RegistryClient {
                 "{digest} is not a sha256 digest, which cosign signatures are stored by"
             ))));
         };
-        let signature_ref = Reference::with_tag(
+        let mut signature_ref = Reference::with_tag(
             repository.registry().to_owned(),
             repository.repository().to_owned(),
             tag,
         );
+        if repository.namespace().is_some() {
+            signature_ref.set_mirror_registry(repository.resolve_registry().to_owned());
+        }
         let auth = self.auth(repository);
         let manifest = self
             .timed(
@@ -206,7 +241,7 @@ fn found<T>(
     reference: &Reference,
     result: Result<T, OciDistributionError>,
 ) -> Result<Found<T>, RegistryError> {
-    let registry = reference.registry().to_owned();
+    let registry = host(reference).to_owned();
     let error = match result {
         Ok(value) => return Ok(Found::Yes(value)),
         Err(e) => e,

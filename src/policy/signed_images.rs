@@ -8,7 +8,11 @@
 //!       - images: ["registry.example.com/team/*"]   # globs over the full image reference
 //!         keys: ["-----BEGIN PUBLIC KEY-----\n..."] # PEM, inline
 //!         keyFiles: [/etc/portier/keys/team.pub]    # or PEM files, read at load
-//!     mutateDigest: true        # /mutate pins verified tags to their digest
+//!     mutateDigest: true        # /mutate pins verified tags to their digest (default)
+//!     requireDigest: true       # /validate denies a judged image without a digest (default:
+//!                               # mutateDigest), so a tag re-pushed after admission never runs
+//!     unmatchedImages: allow    # or deny: an image no rule judges is denied
+//!     registryMirrors: {docker.io: mirror.example.com}  # where to reach a registry
 //!     cacheTTL: 10m             # how long a verified digest stays verified
 //!     negativeCacheTTL: 30s     # how long a rejection is remembered
 //!     timeout: 2s               # per verification, registry round trips included
@@ -17,13 +21,15 @@
 //!     dockerConfig: /path/config.json  # registry credentials (the `auths` of a docker config)
 //! ```
 //!
-//! Globs match the normalized reference: `nginx` is `docker.io/library/nginx:latest`. Every rule
-//! whose globs match an image must be satisfied; an image no rule matches is not judged here.
+//! Globs match the canonical reference ([`crate::image_ref`]): `nginx`, `docker.io/nginx` and
+//! `index.docker.io/library/nginx:latest` are all `docker.io/library/nginx:latest`. Every rule
+//! whose globs match an image must be satisfied; an image no rule matches is not judged here
+//! unless `unmatchedImages: deny`. A text that is not an image reference is denied whatever
+//! the rules say: no registry could be asked about it, and a runtime could read it otherwise.
 //!
 //! This file is pure: it reads verdicts through [`ImageVerdicts`]. Fetching and verifying
 //! signatures is `crate::images`' work, which fills the cache these verdicts come from.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -35,8 +41,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::edit::{self, ALL_CONTAINERS, Object};
-use super::selector::Globs;
+use super::selector::{self, Globs};
 use super::{Finding, ParamError, Selector, Sink};
+use crate::image_ref::{self, ImageRef};
 use crate::pod::PodSpec;
 
 pub const ID: &str = "signed-images";
@@ -47,7 +54,13 @@ pub const ID: &str = "signed-images";
 pub struct ParamsDoc {
     rules: Vec<RuleDoc>,
     #[serde(default)]
-    mutate_digest: bool,
+    mutate_digest: Option<bool>,
+    #[serde(default)]
+    require_digest: Option<bool>,
+    #[serde(default)]
+    unmatched_images: UnmatchedImages,
+    #[serde(default)]
+    registry_mirrors: std::collections::BTreeMap<String, String>,
     #[serde(default, rename = "cacheTTL")]
     cache_ttl: Option<String>,
     #[serde(default, rename = "negativeCacheTTL")]
@@ -86,6 +99,17 @@ pub enum OnRegistryError {
     Allow,
 }
 
+/// What to do with an image that no rule judges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmatchedImages {
+    /// It is not this policy's business.
+    #[default]
+    Allow,
+    /// Deny it: the rules are an allow-list of what may run.
+    Deny,
+}
+
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
 pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Below the server's default review deadline (2.5 s), so a slow registry still gets an answer.
@@ -101,6 +125,9 @@ pub struct Settings {
     pub insecure_registries: Vec<String>,
     /// Registry host → (user, password), from `dockerConfig`.
     pub credentials: Vec<(String, String, String)>,
+    /// Registry (as canonical references name it) → the host to ask instead, from
+    /// `registryMirrors`.
+    pub mirrors: Vec<(String, String)>,
     /// Identifies the registry access settings (protocols, credentials): reviews under equal
     /// settings share one registry client and its tokens.
     pub access_id: u64,
@@ -226,7 +253,11 @@ fn hex(bytes: &[u8]) -> String {
 pub struct Params {
     /// Each rule shares the policy's [`Settings`].
     pub rules: Vec<Arc<Rule>>,
+    /// `/mutate` pins verified tags to their digest.
     pub mutate_digest: bool,
+    /// `/validate` denies a judged reference without a digest.
+    pub require_digest: bool,
+    pub unmatched_images: UnmatchedImages,
 }
 
 fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, ParamError> {
@@ -328,9 +359,27 @@ impl Params {
                 .map_err(|m| ParamError::new("spec.params.dockerConfig", m))?,
             None => Vec::new(),
         };
+        let mut mirrors = Vec::with_capacity(doc.registry_mirrors.len());
+        for (registry, mirror) in doc.registry_mirrors {
+            let field = format!("spec.params.registryMirrors[{registry:?}]");
+            if !image_ref::is_registry_host(&registry) || registry == "index.docker.io" {
+                return Err(ParamError::new(
+                    field,
+                    "the key must be a registry as canonical references name it (docker.io, ghcr.io, registry.example.com:5000)",
+                ));
+            }
+            if !image_ref::is_registry_host(&mirror) {
+                return Err(ParamError::new(
+                    field,
+                    format!("{mirror:?} is not a registry host[:port]"),
+                ));
+            }
+            mirrors.push((registry, mirror));
+        }
         let mut access = std::collections::hash_map::DefaultHasher::new();
         doc.insecure_registries.hash(&mut access);
         credentials.hash(&mut access);
+        mirrors.hash(&mut access);
         let settings = Arc::new(Settings {
             cache_ttl,
             negative_cache_ttl: negative_cache_ttl.min(cache_ttl),
@@ -338,6 +387,7 @@ impl Params {
             on_registry_error: doc.on_registry_error,
             insecure_registries: doc.insecure_registries,
             credentials,
+            mirrors,
             access_id: access.finish(),
         });
         if doc.rules.is_empty() {
@@ -361,12 +411,9 @@ impl Params {
                     "keyless (Fulcio/Rekor) verification is not supported yet; give keys or keyFiles",
                 ));
             }
-            let images =
-                Globs::compile(&format!("{field}.images"), Some(&rule.images)).map_err(|e| {
-                    ParamError::new(
-                        e.field,
-                        format!("invalid glob {:?}: {}", e.pattern, e.reason),
-                    )
+            let images = selector::image_globs(&format!("{field}.images"), Some(&rule.images))
+                .map_err(|e| {
+                    ParamError::new(e.field, format!("glob {:?}: {}", e.pattern, e.reason))
                 })?;
             let mut keys = Vec::new();
             for (i, pem) in rule.keys.iter().enumerate() {
@@ -406,9 +453,14 @@ impl Params {
                 cache_id: id.finish(),
             }));
         }
+        // Pinning closes the race between admission and the kubelet's pull (a tag re-pushed in
+        // between); requiring a digest makes /validate hold the line when /mutate did not run.
+        let mutate_digest = doc.mutate_digest.unwrap_or(true);
         Ok(Params {
             rules,
-            mutate_digest: doc.mutate_digest,
+            mutate_digest,
+            require_digest: doc.require_digest.unwrap_or(mutate_digest),
+            unmatched_images: doc.unmatched_images,
         })
     }
 }
@@ -471,7 +523,21 @@ pub enum ImageVerdict {
 /// Where verdicts come from during an evaluation. `None` means not known yet: the caller
 /// verifies the image (asynchronously) and evaluates again.
 pub trait ImageVerdicts {
-    fn verdict(&self, rule: &Arc<Rule>, image: &str) -> Option<Arc<ImageVerdict>>;
+    /// The verdict for a canonical reference under `rule`.
+    fn verdict(&self, rule: &Arc<Rule>, reference: &str) -> Option<Arc<ImageVerdict>>;
+
+    /// Whether the object judged has not passed `/mutate` (a manifest in `check`, an object
+    /// listed by the audit): it is judged as admission would see it, with the tags that
+    /// `mutateDigest` would pin counted as pinned. At `/validate` the object has passed it.
+    fn before_mutation(&self) -> bool {
+        false
+    }
+
+    /// The digest the container named `container` runs, when the pod reports it
+    /// (`status.containerStatuses[].imageID`, read by the audit): what is verified then.
+    fn running_digest(&self, _container: &str) -> Option<&str> {
+        None
+    }
 }
 
 /// For evaluations without registry access (`portier check`, the audit, benchmarks): nothing
@@ -482,43 +548,16 @@ impl ImageVerdicts for Unverified {
     fn verdict(&self, _: &Arc<Rule>, _: &str) -> Option<Arc<ImageVerdict>> {
         None
     }
-}
 
-/// The full reference with the registry and tag Docker would assume: `nginx` is
-/// `docker.io/library/nginx:latest`. Borrowed when already complete (no allocation).
-pub fn normalize(image: &str) -> Cow<'_, str> {
-    let (name, has_digest) = match image.split_once('@') {
-        Some((name, _)) => (name, true),
-        None => (image, false),
-    };
-    let last_segment = name.rsplit('/').next().unwrap_or(name);
-    let has_tag = last_segment.contains(':');
-    let first = name.split('/').next().unwrap_or("");
-    let has_registry =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_registry && (has_tag || has_digest) {
-        return Cow::Borrowed(image);
+    /// Offline without registry access: what needs no verdict is still judged as it would
+    /// be before `/mutate`.
+    fn before_mutation(&self) -> bool {
+        true
     }
-    let mut out = String::with_capacity(image.len() + 24);
-    if !has_registry {
-        out.push_str("docker.io/");
-        if !name.contains('/') {
-            out.push_str("library/");
-        }
-    }
-    out.push_str(name);
-    if !has_tag && !has_digest {
-        out.push_str(":latest");
-    }
-    if let Some((_, digest)) = image.split_once('@') {
-        out.push('@');
-        out.push_str(digest);
-    }
-    Cow::Owned(out)
 }
 
 impl Rule {
-    /// Whether this rule judges `reference` (normalized).
+    /// Whether this rule judges `reference` (canonical).
     pub fn matches(&self, reference: &str) -> bool {
         self.images.admits(reference)
     }
@@ -526,7 +565,9 @@ impl Rule {
 
 const FIX_SIGN: &str = "sign the image's digest with a trusted key (cosign sign --key ...), or use an image signed by one";
 
-/// Reports every in-scope image a rule rejects, or could not verify.
+/// Reports every in-scope image a rule rejects or could not verify, every text that is not an
+/// image reference, a judged tag left unpinned under `requireDigest`, and with
+/// `unmatchedImages: deny` every image no rule judges.
 pub fn evaluate<'v>(
     params: &Params,
     pod: &'v PodSpec<'_>,
@@ -535,51 +576,135 @@ pub fn evaluate<'v>(
 ) {
     for at in pod.all_containers() {
         let image = at.container.image();
-        if image.is_empty() || !sink.in_scope(&at) {
+        // The API server refuses a pod without an image; a template may leave it to be filled.
+        if image.is_empty() {
             continue;
         }
-        let reference = normalize(image);
-        for rule in params.rules.iter().filter(|r| r.matches(&reference)) {
-            let Some(verdict) = images.verdict(rule, image) else {
+        let parsed = image_ref::parse(image);
+        if !sink.judges_reference(parsed.as_ref().ok()) {
+            continue;
+        }
+        let reference = match parsed {
+            Ok(reference) => reference,
+            Err(why) => {
+                sink.report(Finding::for_container(
+                    &at,
+                    "image",
+                    format!(
+                        "{image:?} is not a valid image reference ({why}): no registry can be asked whether it is signed"
+                    ),
+                    "write the image as registry/repository:tag or registry/repository@sha256:<digest>",
+                ));
+                continue;
+            }
+        };
+        let running = images
+            .running_digest(&at.container.name)
+            .map(|digest| reference.pinned(digest));
+        let judged = match &running {
+            Some(pinned) => image_ref::parse(pinned).ok(),
+            None => None,
+        };
+        let judged = judged.as_ref().unwrap_or(&reference);
+        let mut matched = false;
+        // Whether the image would be admitted but for a missing digest: a rejection or a
+        // registry error already decides (and cannot be pinned anyway).
+        let mut otherwise_admitted = true;
+        for rule in params
+            .rules
+            .iter()
+            .filter(|r| r.matches(reference.as_str()))
+        {
+            matched = true;
+            let Some(verdict) = images.verdict(rule, judged.as_str()) else {
                 continue;
             };
-            match &*verdict {
-                ImageVerdict::Verified { .. } => {}
-                ImageVerdict::Rejected { digest, rejection } => {
-                    let at_digest = digest
-                        .as_deref()
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default();
-                    sink.report(Finding::for_container(
-                        &at,
-                        "image",
-                        format!("image {image}{at_digest} {rejection} (rule {})", rule.index),
-                        FIX_SIGN,
-                    ));
-                }
-                ImageVerdict::Unavailable { reason } => {
-                    let finding = Finding::for_container(
-                        &at,
-                        "image",
-                        format!(
-                            "the signature of image {image} could not be verified: {reason} (rule {})",
-                            rule.index
-                        ),
-                        "make the registry reachable from portier (insecureRegistries, dockerConfig), or retry",
-                    );
-                    match rule.settings.on_registry_error {
-                        OnRegistryError::Deny => sink.report(finding),
-                        OnRegistryError::Allow => sink.report_lenient(finding),
-                    }
-                }
+            otherwise_admitted &= matches!(*verdict, ImageVerdict::Verified { .. });
+            report_verdict(&verdict, rule, judged, running.is_some(), &at, sink);
+        }
+        if !matched {
+            if params.unmatched_images == UnmatchedImages::Deny {
+                sink.report(Finding::for_container(
+                    &at,
+                    "image",
+                    format!(
+                        "image {reference} is judged by no rule of this policy, and unmatchedImages is deny"
+                    ),
+                    "use an image that a rule's globs cover, or add a rule (with its keys) for this one",
+                ));
+            }
+            continue;
+        }
+        let pinned_by_mutation = images.before_mutation() && params.mutate_digest;
+        if params.require_digest
+            && otherwise_admitted
+            && judged.digest().is_none()
+            && !pinned_by_mutation
+        {
+            sink.report(Finding::for_container(
+                &at,
+                "image",
+                format!(
+                    "image {reference} is not pinned to a digest, and requireDigest is on: the tag could point at another image by the time it is pulled"
+                ),
+                "write the image as name:tag@sha256:<digest> (crane digest, or let portier's /mutate pin it with mutateDigest)",
+            ));
+        }
+    }
+}
+
+fn report_verdict<'v>(
+    verdict: &ImageVerdict,
+    rule: &Rule,
+    reference: &ImageRef<'_>,
+    running: bool,
+    at: &crate::pod::ContainerRef<'v, '_>,
+    sink: &mut Sink<'_, '_, 'v>,
+) {
+    let runs = if running {
+        " (the digest it runs, from status.containerStatuses[].imageID)"
+    } else {
+        ""
+    };
+    match verdict {
+        ImageVerdict::Verified { .. } => {}
+        ImageVerdict::Rejected { digest, rejection } => {
+            let at_digest = match digest {
+                Some(d) if reference.digest() != Some(d.as_str()) => format!(" ({d})"),
+                _ => String::new(),
+            };
+            sink.report(Finding::for_container(
+                at,
+                "image",
+                format!(
+                    "image {reference}{at_digest}{runs} {rejection} (rule {})",
+                    rule.index
+                ),
+                FIX_SIGN,
+            ));
+        }
+        ImageVerdict::Unavailable { reason } => {
+            let finding = Finding::for_container(
+                at,
+                "image",
+                format!(
+                    "the signature of image {reference}{runs} could not be verified: {reason} (rule {})",
+                    rule.index
+                ),
+                "make the registry reachable from portier (insecureRegistries, registryMirrors, dockerConfig), or retry",
+            );
+            match rule.settings.on_registry_error {
+                OnRegistryError::Deny => sink.report(finding),
+                OnRegistryError::Allow => sink.report_lenient(finding),
             }
         }
     }
 }
 
-/// `/mutate` with `mutateDigest`: rewrites each verified tag reference to `image@digest`, so
-/// the kubelet runs exactly what was verified. Images with a digest already, out of the
-/// policy's scope, or not verified by every matching rule are left alone.
+/// `/mutate` with `mutateDigest`: rewrites each verified tag reference to its canonical form
+/// pinned to the verified digest (`docker.io/library/nginx:1.27@sha256:...`), so the kubelet
+/// runs exactly what was verified. Images with a digest already, out of the policy's scope,
+/// or not verified by every matching rule are left alone.
 pub fn pin_digests(
     params: &Params,
     selector: &Selector,
@@ -594,14 +719,20 @@ pub fn pin_digests(
         let Some(image) = container.get("image").and_then(Value::as_str) else {
             continue;
         };
-        if image.contains('@') || !selector.judges_image(image) {
+        let Ok(reference) = image_ref::parse(image) else {
+            continue;
+        };
+        if reference.digest().is_some() || !selector.judges_reference(Some(&reference)) {
             continue;
         }
-        let reference = normalize(image);
         let mut pinned: Option<String> = None;
         let mut all_verified = true;
-        for rule in params.rules.iter().filter(|r| r.matches(&reference)) {
-            match images.verdict(rule, image).as_deref() {
+        for rule in params
+            .rules
+            .iter()
+            .filter(|r| r.matches(reference.as_str()))
+        {
+            match images.verdict(rule, reference.as_str()).as_deref() {
                 Some(ImageVerdict::Verified { digest, .. })
                     if pinned.as_deref().is_none_or(|p| p == digest) =>
                 {
@@ -611,7 +742,7 @@ pub fn pin_digests(
             }
         }
         if let (true, Some(digest)) = (all_verified, pinned) {
-            let pinned_image = format!("{image}@{digest}");
+            let pinned_image = reference.pinned(&digest);
             container.insert("image".to_owned(), Value::String(pinned_image));
             changed = true;
         }
@@ -657,6 +788,8 @@ mod tests {
         assert!(err.contains("cannot read"), "{err}");
     }
 
+    use crate::policy::Check;
+
     #[test]
     fn params_name_the_field_they_refuse() {
         let compile = |yaml: &str| {
@@ -677,27 +810,246 @@ mod tests {
         assert_eq!(e.field, "spec.params.timeout");
     }
 
+    /// Verdicts from a table, for the check alone: (canonical reference, verdict).
+    struct Table {
+        verdicts: Vec<(String, ImageVerdict)>,
+        before_mutation: bool,
+        running: Vec<(String, String)>,
+    }
+
+    impl ImageVerdicts for Table {
+        fn verdict(&self, _: &Arc<Rule>, reference: &str) -> Option<Arc<ImageVerdict>> {
+            self.verdicts
+                .iter()
+                .find(|(r, _)| r == reference)
+                .map(|(_, v)| Arc::new(v.clone()))
+        }
+        fn before_mutation(&self) -> bool {
+            self.before_mutation
+        }
+        fn running_digest(&self, container: &str) -> Option<&str> {
+            self.running
+                .iter()
+                .find(|(c, _)| c == container)
+                .map(|(_, d)| d.as_str())
+        }
+    }
+
+    const KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEA9oFvTJJuu0cszKBsiuqfFYN3NLV
+meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
+-----END PUBLIC KEY-----";
+
+    fn set(params: &str) -> crate::policy::PolicySet {
+        let key: String = KEY.lines().map(|l| format!("\n        {l}")).collect();
+        crate::policy::testing::policy_set(&format!(
+            "check: signed-images\nparams:\n  rules:\n    - images: [\"docker.io/library/*\"]\n      keys:\n      - |{key}\n{params}"
+        ))
+    }
+
+    fn verified(digest: &str) -> ImageVerdict {
+        ImageVerdict::Verified {
+            digest: digest.to_owned(),
+            key: "k".into(),
+        }
+    }
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// The messages the check gives for a pod with these images.
+    fn judge(set: &crate::policy::PolicySet, images: &[&str], table: &Table) -> Vec<String> {
+        let containers: Vec<serde_json::Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| serde_json::json!({"name": format!("c{i}"), "image": image}))
+            .collect();
+        let json = serde_json::json!({"spec": {"containers": containers}}).to_string();
+        let workload = crate::pod::decode_workload(crate::pod::WorkloadKind::Pod, &json).unwrap();
+        let pod = workload.pod().unwrap();
+        let mut out = Vec::new();
+        for policy in set.policies() {
+            policy
+                .check
+                .evaluate(pod, table, &mut Sink::new(policy, &mut out));
+        }
+        out.iter()
+            .map(|v| format!("{} {}", v.mode.as_str(), v.message("spec")))
+            .collect()
+    }
+
+    fn table(verdicts: &[(&str, ImageVerdict)]) -> Table {
+        Table {
+            verdicts: verdicts
+                .iter()
+                .map(|(r, v)| ((*r).to_owned(), v.clone()))
+                .collect(),
+            before_mutation: false,
+            running: Vec::new(),
+        }
+    }
+
     #[test]
-    fn normalizes_like_docker() {
-        assert_eq!(normalize("nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(normalize("nginx:1.27"), "docker.io/library/nginx:1.27");
-        assert_eq!(normalize("team/app"), "docker.io/team/app:latest");
-        assert_eq!(
-            normalize("registry.example.com/team/app"),
-            "registry.example.com/team/app:latest"
+    fn every_spelling_is_judged_under_its_canonical_name() {
+        let set = set("  requireDigest: false");
+        let t = table(&[
+            ("docker.io/library/nginx:1.27", verified(D1)),
+            (
+                "docker.io/library/evil:1",
+                ImageVerdict::Rejected {
+                    digest: Some(D2.into()),
+                    rejection: Rejection::NoSignature,
+                },
+            ),
+        ]);
+        for spelling in [
+            "nginx:1.27",
+            "docker.io/nginx:1.27",
+            "index.docker.io/library/nginx:1.27",
+            "index.docker.io/nginx:1.27",
+        ] {
+            assert!(judge(&set, &[spelling], &t).is_empty(), "{spelling}");
+        }
+        for spelling in ["evil:1", "docker.io/evil:1", "index.docker.io/evil:1"] {
+            let got = judge(&set, &[spelling], &t);
+            assert_eq!(got.len(), 1, "{spelling}: {got:?}");
+            assert!(
+                got[0].contains("image docker.io/library/evil:1 (sha256:2222"),
+                "{got:?}"
+            );
+        }
+        // A rule's globs are canonical: a host it does not name is another image.
+        assert!(judge(&set, &["registry-1.docker.io/library/evil:1"], &t).is_empty());
+    }
+
+    #[test]
+    fn a_text_that_is_no_reference_is_denied_whatever_the_rules() {
+        let set = set("  requireDigest: false");
+        let t = table(&[]);
+        for bad in [
+            "NGINX:1.27",
+            "nginx:1.27 ",
+            "nginx@sha256:abc",
+            "docker.io/library/x:",
+        ] {
+            let got = judge(&set, &[bad], &t);
+            assert_eq!(got.len(), 1, "{bad}: {got:?}");
+            assert!(got[0].starts_with("enforce "), "{got:?}");
+            assert!(got[0].contains("is not a valid image reference"), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn unmatched_images_deny_turns_the_rules_into_an_allow_list() {
+        let t = table(&[("docker.io/library/nginx:1.27", verified(D1))]);
+        let open = set("  requireDigest: false");
+        assert!(judge(&open, &["quay.io/x/y:1"], &t).is_empty());
+        let closed = set("  requireDigest: false\n  unmatchedImages: deny");
+        let got = judge(&closed, &["quay.io/x/y:1", "nginx:1.27"], &t);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("quay.io/x/y:1 is judged by no rule"),
+            "{got:?}"
         );
+    }
+
+    #[test]
+    fn require_digest_follows_mutate_digest_and_the_pass() {
+        let pinned = format!("docker.io/library/nginx:1.27@{D1}");
+        let t = table(&[
+            ("docker.io/library/nginx:1.27", verified(D1)),
+            (pinned.as_str(), verified(D1)),
+        ]);
+        // Defaults: mutateDigest and requireDigest on. At /validate a tag is refused...
+        let defaults = set("");
+        let got = judge(&defaults, &["nginx:1.27"], &t);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("is not pinned to a digest"), "{got:?}");
+        // ...a pinned reference is not...
+        assert!(judge(&defaults, &[&pinned], &t).is_empty());
+        // ...and offline, where /mutate has not run yet, the tag counts as pinned.
+        let offline = Table {
+            before_mutation: true,
+            ..table(&[("docker.io/library/nginx:1.27", verified(D1))])
+        };
+        assert!(judge(&defaults, &["nginx:1.27"], &offline).is_empty());
+        // Without mutation, nothing would pin it: offline says so too.
+        let no_mutation = set("  mutateDigest: false\n  requireDigest: true");
+        assert_eq!(judge(&no_mutation, &["nginx:1.27"], &offline).len(), 1);
+        let neither = set("  mutateDigest: false");
+        assert!(judge(&neither, &["nginx:1.27"], &t).is_empty());
+        // A rejection speaks for itself; the missing digest is not piled on it.
+        let rejected = table(&[(
+            "docker.io/library/nginx:1.27",
+            ImageVerdict::Rejected {
+                digest: Some(D1.into()),
+                rejection: Rejection::NoSignature,
+            },
+        )]);
+        let got = judge(&defaults, &["nginx:1.27"], &rejected);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("has no cosign signature"), "{got:?}");
+    }
+
+    #[test]
+    fn a_running_digest_is_what_is_verified() {
+        let set = set("");
+        let t = Table {
+            before_mutation: true,
+            running: vec![("c0".into(), D2.into())],
+            ..table(&[
+                ("docker.io/library/nginx:1.27", verified(D1)),
+                (
+                    &format!("docker.io/library/nginx:1.27@{D2}"),
+                    ImageVerdict::Rejected {
+                        digest: Some(D2.into()),
+                        rejection: Rejection::NoSignature,
+                    },
+                ),
+            ])
+        };
+        let got = judge(&set, &["nginx:1.27"], &t);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("the digest it runs"), "{got:?}");
+        assert!(got[0].contains(D2), "{got:?}");
+    }
+
+    #[test]
+    fn pins_in_canonical_form_and_refuses_bad_mirrors() {
+        let set = set("");
+        let policy = &set.policies()[0];
+        let Check::SignedImages(params) = &policy.check else {
+            panic!()
+        };
+        let t = table(&[("docker.io/library/nginx:1.27", verified(D1))]);
+        let mut spec: Object = serde_json::from_str(
+            r#"{"containers":[{"name":"a","image":"index.docker.io/nginx:1.27"},{"name":"b","image":"Bad Image"}]}"#,
+        )
+        .unwrap();
+        assert!(pin_digests(params, &policy.selector, &mut spec, &t));
         assert_eq!(
-            normalize("127.0.0.1:5000/team/app@sha256:ab"),
-            "127.0.0.1:5000/team/app@sha256:ab"
+            spec["containers"][0]["image"],
+            format!("docker.io/library/nginx:1.27@{D1}")
         );
-        assert_eq!(
-            normalize("nginx@sha256:ab"),
-            "docker.io/library/nginx@sha256:ab"
+        assert_eq!(spec["containers"][1]["image"], "Bad Image");
+
+        let compile = |yaml: &str| {
+            let doc: ParamsDoc = serde_saphyr::from_str(yaml).unwrap();
+            Params::compile(doc, 0).map(|_| ()).unwrap_err()
+        };
+        let e = compile(
+            "registryMirrors: {index.docker.io: m.example.com}\nrules: [{images: ['*'], keys: [x]}]",
         );
-        assert_eq!(normalize("localhost/app"), "localhost/app:latest");
-        assert!(matches!(
-            normalize("registry.example.com/team/app:v1"),
-            Cow::Borrowed(_)
-        ));
+        assert!(
+            e.field.starts_with("spec.params.registryMirrors"),
+            "{}",
+            e.field
+        );
+        let e = compile(
+            "registryMirrors: {docker.io: 'http://m'}\nrules: [{images: ['*'], keys: [x]}]",
+        );
+        assert!(e.message.contains("not a registry host"), "{}", e.message);
+        let e = compile("rules: [{images: ['library/nginx:*'], keys: [x]}]");
+        assert_eq!(e.field, "spec.params.rules[0].images", "{}", e.message);
     }
 }
