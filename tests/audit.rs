@@ -1266,7 +1266,7 @@ fn the_audit_verifies_image_signatures_unless_told_not_to() {
     let out = env.audit(&["-n", "shop", "--no-verify-images"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let table = stdout(&out);
-    let note = "Image signatures were not verified (--no-verify-images): signed-images was not checked, so require-signed reported nothing.";
+    let note = "Image signatures were not verified (--no-verify-images): require-signed judged image references and digests only, no signature.";
     assert_eq!(table.matches(note).count(), 1, "{table}");
     assert_eq!(table.matches("not verified").count(), 1, "{table}");
 
@@ -1284,6 +1284,98 @@ fn the_audit_verifies_image_signatures_unless_told_not_to() {
         let message = r["message"].as_str().unwrap();
         assert!(message.contains("could not be verified"), "{message}");
     }
+}
+
+/// Issue 18's tag race, seen by the audit: `team/app:v1` was signed, admitted and pulled, then
+/// re-pushed unsigned. The audit verifies what each pod reports it runs
+/// (`status.containerStatuses[].imageID`), not what the tag names now.
+#[test]
+fn the_audit_verifies_the_digest_a_pod_runs() {
+    use common::registry::{Registry, TestSigner};
+    use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(Registry::start());
+    let signer = TestSigner::new();
+    let host = registry.host();
+    let (signed, unsigned) = runtime.block_on(async {
+        let signed = registry.push_image("team/app", "v1", "release v1").await;
+        registry.sign_image("team/app", &signed, &[&signer]).await;
+        let unsigned = registry.push_image("team/app", "v1", "re-pushed v1").await;
+        (signed, unsigned)
+    });
+    let tag = format!("{host}/team/app:v1");
+    let running = |mut pod: Pod, digest: &str| {
+        pod.spec.as_mut().unwrap().containers[0].image = Some(tag.clone());
+        pod.status = Some(PodStatus {
+            container_statuses: Some(vec![ContainerStatus {
+                name: "app".into(),
+                image: tag.clone(),
+                image_id: format!("{host}/team/app@{digest}"),
+                ..ContainerStatus::default()
+            }]),
+            ..PodStatus::default()
+        });
+        pod
+    };
+    let mut c = Cluster::new();
+    let shop = c.ns("shop");
+    let labels = [("app", "legacy")];
+    let mut legacy = deployment("legacy", "shop", &labels, CLEAN);
+    legacy
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some(tag.clone());
+    shop.deployments.push(legacy);
+    let mut rs = replica_set(
+        owned_meta::<Deployment>("legacy-1", "shop", &labels, "legacy"),
+        &labels,
+        CLEAN,
+    );
+    let rs_spec = rs.spec.as_mut().unwrap().template.as_mut().unwrap();
+    rs_spec.spec.as_mut().unwrap().containers[0].image = Some(tag.clone());
+    shop.replicasets.push(rs);
+    for (i, digest) in [&signed, &unsigned, &unsigned].into_iter().enumerate() {
+        let meta = owned_meta::<ReplicaSet>(&format!("legacy-1-{i}"), "shop", &labels, "legacy-1");
+        shop.pods.push(running(pod(meta, CLEAN), digest));
+    }
+    shop.pods
+        .push(running(pod(meta("old", "shop", &[]), CLEAN), &signed));
+    shop.pods
+        .push(running(pod(meta("racer", "shop", &[]), CLEAN), &unsigned));
+    let env = Env::with_policies(c, &signed_images_policy(&host, &signer.public_key_pem()));
+
+    let out = env.audit(&["-n", "shop", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json(&out);
+    let found: Vec<(String, u64)> = rows(&doc).into_iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(
+        found,
+        [
+            // The template's tag names the re-pushed image now.
+            ("Deployment/legacy".to_owned(), 3),
+            // Two of its pods run the unsigned digest: one finding, counted twice.
+            ("Pod/legacy-1-1".to_owned(), 2),
+            ("Pod/racer".to_owned(), 1),
+        ],
+        "old runs the signed digest, whatever its tag names now: {doc}"
+    );
+    for r in doc["violations"].as_array().unwrap() {
+        let message = r["message"].as_str().unwrap();
+        assert!(message.contains(&unsigned), "{message}");
+        assert!(message.contains("has no cosign signature"), "{message}");
+        if r["kind"] == "Pod" {
+            assert!(message.contains("the digest it runs"), "{message}");
+        }
+    }
+    // Not one finding about a missing digest: the audit judges objects as /mutate would
+    // leave them, and pods by what they run.
+    assert!(!doc.to_string().contains("not pinned"), "{doc}");
 }
 
 /// `GET /metrics` over plain HTTP/1.0.

@@ -17,6 +17,11 @@
 //! that page that use them are judged again with the results. Only the page in hand is kept
 //! for that, so memory stays as flat as without verification. Without a verifier
 //! ([`ScanOptions::images`] `None`), those policies report nothing and the summary says so.
+//! Objects are judged as admission would see them after `/mutate` (tags `mutateDigest` would
+//! pin count as pinned), and a pod that reports the digests it runs
+//! (`status.containerStatuses[].imageID`) is verified by those: a pod managed by a controller
+//! is then reported itself when what it runs fails, its pods sharing one finding counted
+//! together.
 //!
 //! Failures are kept per namespace: a forbidden namespace (403), one that disappears during the
 //! scan (404) or an expired `continue` token (410, the list restarts once) is reported and the
@@ -26,6 +31,7 @@ pub mod api;
 pub mod output;
 pub mod periodic;
 pub mod report;
+pub mod running;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -38,7 +44,7 @@ use crate::engine::{self, Request};
 use crate::images::{RequestImages, Verifier, deadline_for};
 use crate::offline::Row;
 use crate::pod::{self, WorkloadKind};
-use crate::policy::signed_images::{ImageVerdict, ImageVerdicts, Rule};
+use crate::policy::signed_images::{self, ImageVerdict, ImageVerdicts, Rule};
 use crate::policy::{PolicySet, Unverified};
 
 pub use api::{ApiFailure, Connect, ConnectError, Connection, Lister, client};
@@ -89,7 +95,8 @@ pub struct ScanOptions {
 pub enum ImageSignatures {
     /// Image signatures were verified against the registries.
     Verified,
-    /// They were not (`--no-verify-images`): the `signed-images` policies reported nothing.
+    /// They were not (`--no-verify-images`): the `signed-images` policies judged references
+    /// and digests only.
     NotVerified,
 }
 
@@ -453,6 +460,8 @@ type Misses = Vec<(Arc<Rule>, Box<str>)>;
 enum Target {
     Top(usize),
     Pod(usize),
+    /// A pod managed by a controller, judged for the digests it runs.
+    Running(usize),
 }
 
 /// The workloads of one page whose first pass met images the verifier did not know.
@@ -518,6 +527,9 @@ struct NamespaceScan<'s> {
     /// Standalone pods with violations, and those waiting for their final pass (see
     /// [`NamespaceScan::final_pass`]) that may end without one.
     pods: Vec<Judged>,
+    /// Pods managed by a listed controller whose running digests fail a `signed-images`
+    /// policy (or wait for their final pass), with the index of their top-most controller.
+    running_pods: Vec<(usize, Judged)>,
     covered_pods: u32,
     standalone_pods: u32,
     problems: Vec<Problem>,
@@ -531,6 +543,7 @@ struct NamespaceScan<'s> {
 struct Mark {
     tops: usize,
     pods: usize,
+    running_pods: usize,
     pod_counts: Vec<u32>,
     covered_pods: u32,
     standalone_pods: u32,
@@ -546,6 +559,7 @@ impl<'s> NamespaceScan<'s> {
             owners: HashMap::new(),
             tops: Vec::new(),
             pods: Vec::new(),
+            running_pods: Vec::new(),
             covered_pods: 0,
             standalone_pods: 0,
             problems: Vec::new(),
@@ -560,6 +574,7 @@ impl<'s> NamespaceScan<'s> {
         Mark {
             tops: self.tops.len(),
             pods: self.pods.len(),
+            running_pods: self.running_pods.len(),
             pod_counts: self.tops.iter().map(|t| t.pods).collect(),
             covered_pods: self.covered_pods,
             standalone_pods: self.standalone_pods,
@@ -574,6 +589,7 @@ impl<'s> NamespaceScan<'s> {
             top.pods = *pods;
         }
         self.pods.truncate(mark.pods);
+        self.running_pods.truncate(mark.running_pods);
         self.covered_pods = mark.covered_pods;
         self.standalone_pods = mark.standalone_pods;
         self.problems.truncate(mark.problems);
@@ -623,15 +639,18 @@ impl<'s> NamespaceScan<'s> {
             if kind == WorkloadKind::Pod {
                 self.tops[top].pods += 1;
                 self.covered_pods += 1;
-            } else {
-                self.owners.insert(head.uid().to_owned(), top);
+                return self.ingest_running(top, json, &head);
             }
+            self.owners.insert(head.uid().to_owned(), top);
             return None;
         }
+        let running = self.running_digests(kind, json);
         // The first pass: the verifier's cache only, what it does not know recorded.
         let (judged, misses) = match &self.images {
             Some(verifier) => {
-                let first = RequestImages::first(verifier);
+                let first = RequestImages::first(verifier)
+                    .before_mutation(true)
+                    .running(&running);
                 let judged = self.judge(kind, json, &head, &first);
                 (judged, first.into_misses())
             }
@@ -666,6 +685,42 @@ impl<'s> NamespaceScan<'s> {
         pending.then_some((target, misses))
     }
 
+    /// The digests a pod's containers run, when images are verified and the set has a
+    /// `signed-images` policy to verify them with.
+    fn running_digests(&self, kind: WorkloadKind, json: &str) -> Vec<(String, String)> {
+        if kind != WorkloadKind::Pod || self.images.is_none() {
+            return Vec::new();
+        }
+        running::running_digests(json)
+    }
+
+    /// Judges a pod managed by the controller `top` for the digests it runs (its spec was
+    /// judged on the controller): kept only when they fail, or wait for a final pass.
+    fn ingest_running(
+        &mut self,
+        top: usize,
+        json: &str,
+        head: &api::ItemHead,
+    ) -> Option<(Target, Misses)> {
+        let verifier = self.images.clone()?;
+        let running = running::running_digests(json);
+        if running.is_empty() {
+            return None;
+        }
+        let first = RequestImages::first(&verifier)
+            .before_mutation(true)
+            .running(&running);
+        let mut judged = self.judge(WorkloadKind::Pod, json, head, &first).ok()?;
+        let misses = first.into_misses();
+        keep_running_rows(&mut judged, &running);
+        if judged.rows.is_empty() && misses.is_empty() {
+            return None;
+        }
+        self.running_pods.push((top, judged));
+        let target = Target::Running(self.running_pods.len() - 1);
+        (!misses.is_empty()).then_some((target, misses))
+    }
+
     /// Verifies the images the page's first pass did not know, and judges the workloads that
     /// use them again with the verdicts, as admission's final pass does: an image still
     /// without a verdict is "unavailable", never silently passed.
@@ -674,19 +729,26 @@ impl<'s> NamespaceScan<'s> {
             return;
         };
         let verified = verify(&verifier, page.misses).await;
-        let images = RequestImages::with(&verifier, &verified);
         for (target, index) in page.pending {
             let json = items[index].get();
             // Both decoded in the first pass: they cannot fail now.
             let Ok(head) = api::ItemHead::parse(json) else {
                 continue;
             };
-            let Ok(judged) = self.judge(kind, json, &head, &images) else {
+            let running = self.running_digests(kind, json);
+            let images = RequestImages::with(&verifier, &verified)
+                .before_mutation(true)
+                .running(&running);
+            let Ok(mut judged) = self.judge(kind, json, &head, &images) else {
                 continue;
             };
             let slot = match target {
                 Target::Top(i) => &mut self.tops[i],
                 Target::Pod(i) => &mut self.pods[i],
+                Target::Running(i) => {
+                    keep_running_rows(&mut judged, &running);
+                    &mut self.running_pods[i].1
+                }
             };
             slot.rows = judged.rows;
             slot.passed = judged.passed;
@@ -781,11 +843,17 @@ impl<'s> NamespaceScan<'s> {
             .map(|j| u64::from(j.passed))
             .sum::<u64>()
             + clean_pod_passes;
-        let mut workloads: Vec<Judged> = self
-            .tops
-            .into_iter()
-            .filter(|t| !t.rows.is_empty())
-            .collect();
+        // Each controller, then its pods that run what it does not; then standalone pods.
+        let mut running = merge_running(self.running_pods).into_iter().peekable();
+        let mut workloads: Vec<Judged> = Vec::new();
+        for (index, top) in self.tops.into_iter().enumerate() {
+            if !top.rows.is_empty() {
+                workloads.push(top);
+            }
+            while let Some((_, pod)) = running.next_if(|(t, _)| *t == index) {
+                workloads.push(pod);
+            }
+        }
         // Pods kept for a final pass that found nothing were clean after all.
         workloads.extend(self.pods.into_iter().filter(|p| !p.rows.is_empty()));
         NamespaceResult {
@@ -815,6 +883,46 @@ impl<'s> NamespaceScan<'s> {
             .count() as u64;
         clean * judging
     }
+}
+
+/// Keeps the `signed-images` findings about containers whose running digest was judged: the
+/// rest of a managed pod's spec was judged on its controller already.
+fn keep_running_rows(judged: &mut Judged, running: &[(String, String)]) {
+    judged.rows.retain(|row| {
+        row.check == signed_images::ID
+            && row
+                .container
+                .as_deref()
+                .is_some_and(|c| running.iter().any(|(name, _)| name == c))
+    });
+    judged.passed = 0;
+}
+
+/// One entry per controller and finding: the pods of one controller that run the same failing
+/// digests are reported once, on the first of them, with their number; in controller order.
+fn merge_running(running_pods: Vec<(usize, Judged)>) -> Vec<(usize, Judged)> {
+    let same = |a: &[Row], b: &[Row]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                (&x.policy, &x.container, &x.path, &x.message)
+                    == (&y.policy, &y.container, &y.path, &y.message)
+            })
+    };
+    let mut merged: Vec<(usize, Judged)> = Vec::new();
+    for (top, pod) in running_pods {
+        if pod.rows.is_empty() {
+            continue;
+        }
+        match merged
+            .iter_mut()
+            .find(|(t, m)| *t == top && same(&m.rows, &pod.rows))
+        {
+            Some((_, m)) => m.pods += 1,
+            None => merged.push((top, pod)),
+        }
+    }
+    merged.sort_by_key(|(top, _)| *top);
+    merged
 }
 
 /// Totals over a whole scan, for the summary tables, the JSON summary and the gauges.

@@ -237,7 +237,7 @@ pub fn image_signatures_note(summary: &Summary) -> Option<String> {
         .map(|p| p.policy.as_str())
         .collect();
     Some(format!(
-        "Image signatures were not verified (--no-verify-images): signed-images was not checked, so {} reported nothing.",
+        "Image signatures were not verified (--no-verify-images): {} judged image references and digests only, no signature.",
         names.join(", ")
     ))
 }
