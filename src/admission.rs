@@ -21,42 +21,7 @@ pub const KIND: &str = "AdmissionReview";
 /// The longest warning returned; kubectl prints each on one line.
 pub const MAX_WARNING_CHARS: usize = 120;
 
-/// Which webhook endpoint a review came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Validate,
-    Mutate,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Validate => "validate",
-            Endpoint::Mutate => "mutate",
-        }
-    }
-}
-
-/// How a review ended, for metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    Denied,
-    /// Not judged: malformed or of a shape portier cannot read.
-    Invalid,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Allowed, Outcome::Denied, Outcome::Invalid];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Denied => "denied",
-            Outcome::Invalid => "invalid",
-        }
-    }
-}
+pub use crate::outcome::{Endpoint, Outcome};
 
 /// The HTTP answer to one review.
 #[derive(Debug)]
@@ -311,7 +276,7 @@ fn judge<'a>(review: ReviewIn<'a>, decoded: Option<Workload<'a>>, judging: &Judg
             .to_owned(),
         user: user.unwrap_or("").to_owned(),
     };
-    encode_verdict(subject, set, &verdict, kind.pod_spec_path())
+    encode_verdict(subject, &verdict, kind.pod_spec_path())
 }
 
 /// What a request asks portier to judge.
@@ -702,17 +667,12 @@ pub fn status_body(code: u16, reason: &'static str, message: &str) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-fn encode_verdict(
-    subject: Subject,
-    set: &PolicySet,
-    verdict: &Verdict<'_, '_>,
-    pod_spec_path: &str,
-) -> Answer {
+fn encode_verdict(subject: Subject, verdict: &Verdict<'_, '_>, pod_spec_path: &str) -> Answer {
     let decisions: Vec<Decision> = verdict
         .violations
         .iter()
         .map(|v| Decision {
-            policy_index: set.index_of(v.policy).unwrap_or(usize::MAX),
+            policy_index: v.policy_index,
             policy: v.policy.name.clone(),
             check: v.policy.check.id(),
             mode: v.mode,

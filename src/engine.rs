@@ -18,10 +18,12 @@ pub struct Request<'r> {
     pub user: Option<&'r str>,
 }
 
-/// Every violation found, in policy order.
+/// Every violation found, in policy order, and how many policies judged the object.
 #[derive(Debug, Default)]
 pub struct Verdict<'p, 'v> {
     pub violations: Vec<Violation<'p, 'v>>,
+    /// Policies whose selectors chose the object (with or without a violation).
+    pub judged: usize,
 }
 
 impl<'p, 'v> Verdict<'p, 'v> {
@@ -36,6 +38,21 @@ impl<'p, 'v> Verdict<'p, 'v> {
 
     pub fn is_clean(&self) -> bool {
         self.violations.is_empty()
+    }
+
+    /// The positions (in the set) of the policies with a violation, each once, in order.
+    pub fn violated_policies(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut last = None;
+        self.violations.iter().filter_map(move |v| {
+            let first = last != Some(v.policy_index);
+            last = Some(v.policy_index);
+            first.then_some(v.policy_index)
+        })
+    }
+
+    /// Policies that judged the object and found nothing.
+    pub fn passed(&self) -> usize {
+        self.judged - self.violated_policies().count()
     }
 }
 
@@ -58,17 +75,26 @@ pub fn evaluate_with<'p, 'v>(
     images: &dyn ImageVerdicts,
 ) -> Verdict<'p, 'v> {
     let mut violations = Vec::new();
-    for policy in set.policies() {
-        if policy
-            .selector
-            .judges(request.kind, request.namespace, request.user)
-        {
-            policy
-                .check
-                .evaluate(pod, images, &mut Sink::new(policy, &mut violations));
-        }
+    let mut judged = 0;
+    for (index, policy) in selecting(set, request) {
+        judged += 1;
+        policy
+            .check
+            .evaluate(pod, images, &mut Sink::new(policy, index, &mut violations));
     }
-    Verdict { violations }
+    Verdict { violations, judged }
+}
+
+/// The policies (with their positions) whose selectors choose `request`, in set order.
+pub fn selecting<'p>(
+    set: &'p PolicySet,
+    request: &Request<'_>,
+) -> impl Iterator<Item = (usize, &'p crate::policy::Policy)> {
+    let (kind, namespace, user) = (request.kind, request.namespace, request.user);
+    set.policies()
+        .iter()
+        .enumerate()
+        .filter(move |(_, p)| p.selector.judges(kind, namespace, user))
 }
 
 #[cfg(test)]

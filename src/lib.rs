@@ -17,6 +17,7 @@ pub mod images;
 pub mod metrics;
 pub mod mutation;
 pub mod offline;
+pub mod outcome;
 pub mod pod;
 pub mod policy;
 pub mod reload;

@@ -11,7 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::admission::{Endpoint, Outcome};
+use crate::outcome::{Endpoint, Outcome};
 use crate::policy::PolicySet;
 use crate::policy::signed_images::ImageVerdict;
 
@@ -22,12 +22,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5,
 ];
 
-const ENDPOINTS: [Endpoint; 2] = [Endpoint::Validate, Endpoint::Mutate];
+const ENDPOINTS: [Endpoint; 2] = Endpoint::ALL;
 
 pub struct Metrics {
     registry: Registry,
     /// [endpoint][outcome]
-    requests: [[IntCounter; 3]; 2],
+    requests: [[IntCounter; Outcome::ALL.len()]; 2],
     latency: [Histogram; 2],
     decisions: IntCounterVec,
     mutations: IntCounterVec,
@@ -125,14 +125,6 @@ fn endpoint_index(endpoint: Endpoint) -> usize {
     }
 }
 
-fn outcome_index(outcome: Outcome) -> usize {
-    match outcome {
-        Outcome::Allowed => 0,
-        Outcome::Denied => 1,
-        Outcome::Invalid => 2,
-    }
-}
-
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
@@ -141,7 +133,7 @@ impl Metrics {
         let requests_vec = IntCounterVec::new(
             Opts::new(
                 "portier_admission_requests_total",
-                "Admission reviews answered, by endpoint and outcome (allowed, denied, invalid).",
+                "Admission reviews answered, by endpoint and outcome (allowed, denied, invalid, shed: refused while too many were in flight, timed_out: not answered within the request timeout).",
             ),
             &["endpoint", "outcome"],
         )
@@ -369,7 +361,7 @@ impl Metrics {
 
     pub fn record_request(&self, endpoint: Endpoint, outcome: Outcome, seconds: f64) {
         let e = endpoint_index(endpoint);
-        self.requests[e][outcome_index(outcome)].inc();
+        self.requests[e][outcome.index()].inc();
         self.latency[e].observe(seconds);
     }
 

@@ -39,14 +39,8 @@ fn pointers(kind: WorkloadKind) -> (&'static str, &'static str) {
 
 /// The `signed-images` policies with `mutateDigest` that judge `request`, by index.
 pub fn pinning_policies(set: &PolicySet, request: &Request<'_>) -> Vec<usize> {
-    set.policies()
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| {
-            matches!(&p.check, Check::SignedImages(params) if params.mutate_digest)
-                && p.selector
-                    .judges(request.kind, request.namespace, request.user)
-        })
+    crate::engine::selecting(set, request)
+        .filter(|(_, p)| matches!(&p.check, Check::SignedImages(params) if params.mutate_digest))
         .map(|(i, _)| i)
         .collect()
 }
@@ -61,19 +55,13 @@ pub fn mutate(
     pinning: &[usize],
     images: &dyn ImageVerdicts,
 ) -> Result<Option<Mutation>, serde_json::Error> {
-    let mut wanted: Vec<usize> = Vec::new();
-    for v in &verdict.violations {
-        if v.policy.mutate
-            && let Some(i) = set.index_of(v.policy)
-            && !wanted.contains(&i)
-        {
-            wanted.push(i);
-        }
-    }
+    let wanted: Vec<usize> = verdict
+        .violated_policies()
+        .filter(|&i| set.policies()[i].mutate)
+        .collect();
     if wanted.is_empty() && pinning.is_empty() {
         return Ok(None);
     }
-    wanted.sort_unstable();
     let original: Value = serde_json::from_str(object)?;
     let mut mutated = original.clone();
     let (spec_pointer, meta_pointer) = pointers(kind);

@@ -28,9 +28,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{self, Answer, Endpoint, Outcome};
+use crate::admission::{self, Answer};
 use crate::images::{RequestImages, Verifier};
 use crate::metrics::Metrics;
+use crate::outcome::{Endpoint, Outcome};
 use crate::reload::PolicyStore;
 
 /// The API server never sends more than 3 MiB (its own request limit); anything larger is
@@ -294,7 +295,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
     let Ok(_permit) = state.in_flight.try_acquire() else {
         state
             .metrics
-            .record_request(endpoint, Outcome::Invalid, started.elapsed().as_secs_f64());
+            .record_request(endpoint, Outcome::Shed, started.elapsed().as_secs_f64());
         return unavailable("too many reviews in flight; retry");
     };
     let deadline = tokio::time::Instant::now() + state.request_timeout;
@@ -308,7 +309,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
         }
         Ok(Err(response)) => (Outcome::Invalid, response),
         Err(_) => (
-            Outcome::Invalid,
+            Outcome::TimedOut,
             unavailable("the review was not answered in time"),
         ),
     };
@@ -340,14 +341,15 @@ async fn answer(
         let last = RequestImages::with(&state.images, &verified);
         admission::review_with(&body, &snapshot.set, endpoint, &last)
     };
-    for (i, d) in answer.decisions.iter().enumerate() {
-        // Counted once per review and policy.
-        let first = answer.decisions[..i]
-            .iter()
-            .all(|earlier| earlier.policy_index != d.policy_index);
-        if first && let Some(counter) = snapshot.decision_counters.get(d.policy_index) {
+    // Counted once per review and policy: decisions come in policy order.
+    let mut last = None;
+    for d in &answer.decisions {
+        if last != Some(d.policy_index)
+            && let Some(counter) = snapshot.decision_counters.get(d.policy_index)
+        {
             counter.inc();
         }
+        last = Some(d.policy_index);
     }
     for &index in &answer.mutated {
         if let Some(counter) = snapshot.mutation_counters.get(index) {

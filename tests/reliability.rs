@@ -196,6 +196,23 @@ async fn over_the_in_flight_cap_requests_get_a_clean_503_and_slow_ones_time_out(
     assert!(answer.contains("not answered in time"), "{answer}");
     // And the slot is free again.
     assert!(reviews_ok(&server.client, &server).await);
+    // A malformed review, for the third kind of failure.
+    let r = server
+        .client
+        .post(format!("{}/validate", server.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Each failure is counted as what it was.
+    let (_, metrics) = server.get("/metrics").await;
+    for outcome in ["shed", "timed_out", "invalid"] {
+        let series = format!(
+            r#"portier_admission_requests_total{{endpoint="validate",outcome="{outcome}"}} 1"#
+        );
+        assert!(metrics.contains(&series), "{series}\n{metrics}");
+    }
     server.stop().await;
 }
 

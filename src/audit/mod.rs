@@ -532,6 +532,8 @@ struct NamespaceScan<'s> {
     running_pods: Vec<(usize, Judged)>,
     covered_pods: u32,
     standalone_pods: u32,
+    /// Passes of the standalone pods judged clean and not kept (those kept count their own).
+    clean_pod_passes: u64,
     problems: Vec<Problem>,
     notes: Vec<String>,
     forbidden: u32,
@@ -547,6 +549,7 @@ struct Mark {
     pod_counts: Vec<u32>,
     covered_pods: u32,
     standalone_pods: u32,
+    clean_pod_passes: u64,
     problems: usize,
 }
 
@@ -562,6 +565,7 @@ impl<'s> NamespaceScan<'s> {
             running_pods: Vec::new(),
             covered_pods: 0,
             standalone_pods: 0,
+            clean_pod_passes: 0,
             problems: Vec::new(),
             notes: Vec::new(),
             forbidden: 0,
@@ -578,6 +582,7 @@ impl<'s> NamespaceScan<'s> {
             pod_counts: self.tops.iter().map(|t| t.pods).collect(),
             covered_pods: self.covered_pods,
             standalone_pods: self.standalone_pods,
+            clean_pod_passes: self.clean_pod_passes,
             problems: self.problems.len(),
         }
     }
@@ -592,6 +597,7 @@ impl<'s> NamespaceScan<'s> {
         self.running_pods.truncate(mark.running_pods);
         self.covered_pods = mark.covered_pods;
         self.standalone_pods = mark.standalone_pods;
+        self.clean_pod_passes = mark.clean_pod_passes;
         self.problems.truncate(mark.problems);
     }
 
@@ -671,6 +677,7 @@ impl<'s> NamespaceScan<'s> {
         let target = if kind == WorkloadKind::Pod {
             self.standalone_pods += 1;
             if judged.rows.is_empty() && !pending {
+                self.clean_pod_passes += u64::from(judged.passed);
                 return None;
             }
             self.pods.push(judged);
@@ -788,30 +795,16 @@ impl<'s> NamespaceScan<'s> {
             user: None,
         };
         let verdict = engine::evaluate_with(self.set, &request, pod, images);
-        let judging = self
-            .set
-            .policies()
+        judged.rows = verdict
+            .violations
             .iter()
-            .filter(|p| p.selector.judges(kind, &self.namespace, None))
-            .count();
-        let mut failing = 0;
-        let mut last: Option<&str> = None;
-        for v in &verdict.violations {
-            // Violations come in policy order, and policy names are unique.
-            if last != Some(v.policy.name.as_str()) {
-                failing += 1;
-                last = Some(v.policy.name.as_str());
-            }
-            judged
-                .rows
-                .push(Row::from_violation(kind, &self.namespace, name, v));
-        }
-        judged.passed = u32::try_from(judging.saturating_sub(failing)).unwrap_or(u32::MAX);
+            .map(|v| Row::from_violation(kind, &self.namespace, name, v))
+            .collect();
+        judged.passed = u32::try_from(verdict.passed()).unwrap_or(u32::MAX);
         Ok(judged)
     }
 
     fn finish(self) -> NamespaceResult {
-        let clean_pod_passes = self.clean_pod_passes();
         let kinds_listed = CONTROLLER_ORDER.len() as u32 + 1;
         let status = if self.vanished {
             Status::Vanished
@@ -842,7 +835,7 @@ impl<'s> NamespaceScan<'s> {
             .chain(&self.pods)
             .map(|j| u64::from(j.passed))
             .sum::<u64>()
-            + clean_pod_passes;
+            + self.clean_pod_passes;
         // Each controller, then its pods that run what it does not; then standalone pods.
         let mut running = merge_running(self.running_pods).into_iter().peekable();
         let mut workloads: Vec<Judged> = Vec::new();
@@ -869,19 +862,6 @@ impl<'s> NamespaceScan<'s> {
             lists_ok: self.lists_ok,
             judged_at: SystemTime::now(),
         }
-    }
-
-    /// Passes of the standalone pods that had no violation and were not kept: each passed
-    /// every policy that judges a Pod in this namespace. (Those kept count their own.)
-    fn clean_pod_passes(&self) -> u64 {
-        let clean = u64::from(self.standalone_pods) - self.pods.len() as u64;
-        let judging = self
-            .set
-            .policies()
-            .iter()
-            .filter(|p| p.selector.judges(WorkloadKind::Pod, &self.namespace, None))
-            .count() as u64;
-        clean * judging
     }
 }
 

@@ -137,6 +137,8 @@ impl<'v> Finding<'v> {
 /// policy's check; the sink knows which containers the policy's selector leaves in scope.
 pub struct Sink<'o, 'p, 'v> {
     policy: &'p Policy,
+    /// The policy's position in its set.
+    index: usize,
     out: &'o mut Vec<Violation<'p, 'v>>,
 }
 
@@ -144,6 +146,8 @@ pub struct Sink<'o, 'p, 'v> {
 #[derive(Debug, Clone)]
 pub struct Violation<'p, 'v> {
     pub policy: &'p Policy,
+    /// The policy's position in the set it was judged with.
+    pub policy_index: usize,
     pub finding: Finding<'v>,
     /// What the violation does: the policy's mode, or `warn` for a lenient finding of an
     /// enforcing policy.
@@ -175,13 +179,14 @@ impl Violation<'_, '_> {
 }
 
 impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
-    pub fn new(policy: &'p Policy, out: &'o mut Vec<Violation<'p, 'v>>) -> Self {
-        Sink { policy, out }
+    pub fn new(policy: &'p Policy, index: usize, out: &'o mut Vec<Violation<'p, 'v>>) -> Self {
+        Sink { policy, index, out }
     }
 
     pub fn report(&mut self, finding: Finding<'v>) {
         self.out.push(Violation {
             policy: self.policy,
+            policy_index: self.index,
             finding,
             mode: self.policy.mode,
             audited: false,
@@ -198,6 +203,7 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
         };
         self.out.push(Violation {
             policy: self.policy,
+            policy_index: self.index,
             finding,
             mode,
             audited: true,

@@ -201,11 +201,6 @@ impl PolicySet {
         &self.policies
     }
 
-    /// The position in this set of `policy` (a reference into it, as violations carry).
-    pub fn index_of(&self, policy: &Policy) -> Option<usize> {
-        self.policies.iter().position(|p| std::ptr::eq(p, policy))
-    }
-
     pub fn len(&self) -> usize {
         self.policies.len()
     }

@@ -868,10 +868,10 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
         let workload = crate::pod::decode_workload(crate::pod::WorkloadKind::Pod, &json).unwrap();
         let pod = workload.pod().unwrap();
         let mut out = Vec::new();
-        for policy in set.policies() {
+        for (index, policy) in set.policies().iter().enumerate() {
             policy
                 .check
-                .evaluate(pod, table, &mut Sink::new(policy, &mut out));
+                .evaluate(pod, table, &mut Sink::new(policy, index, &mut out));
         }
         out.iter()
             .map(|v| format!("{} {}", v.mode.as_str(), v.message("spec")))

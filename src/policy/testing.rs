@@ -32,10 +32,12 @@ pub fn run_object(
     let empty = PodSpec::default();
     let pod = workload.pod().unwrap_or(PodView::of_spec(&empty));
     let mut out = Vec::new();
-    for policy in set.policies() {
-        policy
-            .check
-            .evaluate(pod, &super::Unverified, &mut Sink::new(policy, &mut out));
+    for (index, policy) in set.policies().iter().enumerate() {
+        policy.check.evaluate(
+            pod,
+            &super::Unverified,
+            &mut Sink::new(policy, index, &mut out),
+        );
     }
     out.iter().map(render).collect()
 }

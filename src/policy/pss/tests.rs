@@ -345,7 +345,7 @@ fn findings_name_the_path_below_a_controllers_template() {
     policy.check.evaluate(
         w.pod().unwrap(),
         &crate::policy::Unverified,
-        &mut Sink::new(policy, &mut out),
+        &mut Sink::new(policy, 0, &mut out),
     );
     let paths: Vec<String> = out
         .iter()
