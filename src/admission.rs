@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::engine::{self, Request, Verdict};
 use crate::mutation::{self, Mutation};
-use crate::pod::{self, Text, Workload, WorkloadKind};
+use crate::pod::{self, PodView, Text, Workload, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -123,91 +123,134 @@ struct UidRequest<'a> {
     uid: Option<Text<'a>>,
 }
 
-/// Answers one AdmissionReview posted to `endpoint`, knowing nothing of image signatures.
+/// Answers one AdmissionReview posted to `endpoint`, knowing nothing of image signatures
+/// (`signed-images` then judges only what needs no registry).
 pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
-    review_with(body, set, endpoint, &Unverified)
-}
-
-/// Answers one AdmissionReview posted to `endpoint`, reading image signature verdicts from
-/// `images`.
-pub fn review_with(
-    body: &[u8],
-    set: &PolicySet,
-    endpoint: Endpoint,
-    images: &dyn ImageVerdicts,
-) -> Answer {
-    let judging = Judging {
-        set,
-        endpoint,
-        images,
-    };
-    // The common case in one pass over the body; anything unusual (an error, escaped keys,
-    // fields in an order other than the API server's) takes the general path below, which
-    // gives the same answer.
-    if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
-        return judge(review, workload, &judging);
+    match decode(body, endpoint) {
+        Decoded::Answered(answer) => answer,
+        Decoded::Judge(judgement) => answer(judgement, set, &Unverified),
     }
-    review_general(body, &judging)
 }
 
-/// What a review is judged with.
-struct Judging<'s> {
-    set: &'s PolicySet,
+/// A review read from its body: answered already, or a workload to judge.
+// Returned by value once per review and matched at once; boxing either variant would put an
+// allocation on the review's path.
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded<'a> {
+    /// Malformed, not for portier (another kind, operation or subresource), or unreadable:
+    /// the answer needs no policy.
+    Answered(Answer),
+    Judge(Judgement<'a>),
+}
+
+/// A workload to judge, decoded once from the review's body (which it borrows).
+pub struct Judgement<'a> {
     endpoint: Endpoint,
-    images: &'s dyn ImageVerdicts,
+    uid: Text<'a>,
+    operation: Option<Text<'a>>,
+    name: Option<Text<'a>>,
+    namespace: Option<Text<'a>>,
+    user: Option<Text<'a>>,
+    kind: WorkloadKind,
+    workload: Workload<'a>,
+    /// The object as sent, for `/mutate`'s patch.
+    object: Option<&'a RawValue>,
 }
 
-/// [`review`] without the one-pass decoding: the object is captured raw and decoded once its
+impl<'a> Judgement<'a> {
+    /// What the policies' selectors read of the request.
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            kind: self.kind,
+            namespace: self
+                .namespace
+                .as_deref()
+                .or(self.workload.namespace.as_deref())
+                .unwrap_or(""),
+            user: self.user.as_deref(),
+        }
+    }
+
+    /// The pod (template) to judge; `None` for a controller without one (allowed as is).
+    pub fn pod(&self) -> Option<PodView<'_, 'a>> {
+        self.workload.pod()
+    }
+}
+
+/// Decodes a review posted to `endpoint`. The common case takes one pass over the body;
+/// anything unusual (an error, escaped keys, fields in an order other than the API server's)
+/// takes the general path, which gives the same answer and explains every error.
+pub fn decode(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
+    if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
+        return prepare(review, workload, endpoint);
+    }
+    decode_general(body, endpoint)
+}
+
+/// [`decode`] without the one-pass decoding: the object is captured raw and decoded once its
 /// kind is known, and every error is explained.
-fn review_general(body: &[u8], judging: &Judging<'_>) -> Answer {
-    let endpoint = judging.endpoint;
+fn decode_general(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
     // serde would also read a JSON array as the review's fields by position.
     if body.trim_ascii_start().first() != Some(&b'{') {
         if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-            return bad_request(&format!("the body is not valid JSON: {syntax}"));
+            return Decoded::Answered(bad_request(&format!(
+                "the body is not valid JSON: {syntax}"
+            )));
         }
-        return bad_request("the body must be a JSON object (an AdmissionReview)");
+        return Decoded::Answered(bad_request(
+            "the body must be a JSON object (an AdmissionReview)",
+        ));
     }
     let review: ReviewIn<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) if e.is_data() => {
             // A shape error may hide a syntax error further on: say which it really is.
             if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                return bad_request(&format!("the body is not valid JSON: {syntax}"));
+                return Decoded::Answered(bad_request(&format!(
+                    "the body is not valid JSON: {syntax}"
+                )));
             }
             let why = format!("the AdmissionReview has the wrong shape: {e}");
-            return match read_uid(body) {
+            return Decoded::Answered(match read_uid(body) {
                 Some(uid) => fail_closed(uid, endpoint, &why),
                 None => bad_request(&why),
-            };
+            });
         }
-        Err(e) => return bad_request(&format!("the body is not valid JSON: {e}")),
+        Err(e) => {
+            return Decoded::Answered(bad_request(&format!("the body is not valid JSON: {e}")));
+        }
     };
-    judge(review, None, judging)
+    prepare(review, None, endpoint)
 }
 
-/// Judges a decoded review. `decoded` is the workload when [`decode_one_pass`] already read
-/// `request.object`; otherwise it is decoded from the raw object here.
-fn judge<'a>(review: ReviewIn<'a>, decoded: Option<Workload<'a>>, judging: &Judging<'_>) -> Answer {
-    let (set, endpoint) = (judging.set, judging.endpoint);
+/// Checks a decoded review and finds its workload. `decoded` is the workload when
+/// [`decode_one_pass`] already read `request.object`; otherwise it is decoded from the raw
+/// object here.
+fn prepare<'a>(
+    review: ReviewIn<'a>,
+    decoded: Option<Workload<'a>>,
+    endpoint: Endpoint,
+) -> Decoded<'a> {
     let api_version = review.api_version.as_deref().unwrap_or("");
     let kind = review.kind.as_deref().unwrap_or("");
     if api_version != API_VERSION || kind != KIND {
-        return bad_request(&format!(
+        return Decoded::Answered(bad_request(&format!(
             "expected apiVersion {API_VERSION:?} and kind {KIND:?}, got {api_version:?} and {kind:?}"
-        ));
+        )));
     }
     let Some(request) = review.request else {
-        return bad_request("the AdmissionReview has no request");
+        return Decoded::Answered(bad_request("the AdmissionReview has no request"));
     };
-    let uid = match request.uid.as_deref() {
-        Some(uid) if !uid.is_empty() => uid,
-        _ => return bad_request("request.uid is missing"),
+    let (kind, object) = match (target(&request, decoded.is_some()), request.uid.as_deref()) {
+        (_, None | Some("")) => return Decoded::Answered(bad_request("request.uid is missing")),
+        (Target::NotJudged, Some(uid)) => return Decoded::Answered(allow(uid)),
+        (Target::Unreadable(why), Some(uid)) => {
+            return Decoded::Answered(fail_closed(uid, endpoint, &why));
+        }
+        (Target::Workload(kind, object), _) => (kind, object),
     };
-    let (kind, object) = match target(&request, decoded.is_some()) {
-        Target::NotJudged => return allow(uid),
-        Target::Unreadable(why) => return fail_closed(uid, endpoint, &why),
-        Target::Workload(kind, object) => (kind, object),
+    let Some(uid) = request.uid else {
+        return Decoded::Answered(bad_request("request.uid is missing"));
     };
     let workload = match (decoded, object) {
         (Some(workload), _) => workload,
@@ -216,67 +259,82 @@ fn judge<'a>(review: ReviewIn<'a>, decoded: Option<Workload<'a>>, judging: &Judg
             Err(_) => {
                 let why = pod::explain_decode_error(kind, object.get());
                 let why = format!("request.object is not a valid {kind}: {why}");
-                return fail_closed(uid, endpoint, &why);
+                return Decoded::Answered(fail_closed(&uid, endpoint, &why));
             }
         },
         // `target` returns a workload only with an object.
-        (None, None) => return fail_closed(uid, endpoint, "request.object is missing"),
+        (None, None) => {
+            return Decoded::Answered(fail_closed(&uid, endpoint, "request.object is missing"));
+        }
     };
-    let Some(pod) = workload.pod() else {
-        return allow(uid);
-    };
-    let namespace = request
-        .namespace
-        .as_deref()
-        .or(workload.namespace.as_deref())
-        .unwrap_or("");
-    let user = request
-        .user_info
-        .as_ref()
-        .and_then(|u| u.username.as_deref());
-    let engine_request = Request {
+    Decoded::Judge(Judgement {
+        endpoint,
+        uid,
+        operation: request.operation,
+        name: request.name,
+        namespace: request.namespace,
+        user: request.user_info.and_then(|u| u.username),
         kind,
-        namespace,
-        user,
+        workload,
+        object,
+    })
+}
+
+/// Judges a decoded review against `set`, reading image signature verdicts from `images`
+/// (what was verified for this review), and encodes the answer.
+pub fn answer(judgement: Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdicts) -> Answer {
+    let Some(pod) = judgement.pod() else {
+        return allow(&judgement.uid);
     };
-    let verdict = engine::evaluate_with(set, &engine_request, pod, judging.images);
+    let request = judgement.request();
+    let verdict = engine::evaluate_with(set, &request, pod, images);
+    let endpoint = judgement.endpoint;
     // Policies that pin verified image tags to digests on /mutate, whatever the verdict.
     let pinning: Vec<usize> = if endpoint == Endpoint::Mutate {
-        mutation::pinning_policies(set, &engine_request)
+        mutation::pinning_policies(set, &request)
     } else {
         Vec::new()
     };
     if verdict.is_clean() && pinning.is_empty() {
-        return allow(uid);
+        return allow(&judgement.uid);
     }
     if endpoint == Endpoint::Mutate {
         // Mutation never denies: the validating webhook, which the API server calls after it,
         // decides on whatever a patch could not fix.
         // On /mutate the one-pass decoder keeps the object raw, for the patch to be made from.
-        let Some(raw) = object else {
-            return allow(uid);
+        let Some(raw) = judgement.object else {
+            return allow(&judgement.uid);
         };
-        return match mutation::mutate(set, &verdict, kind, raw.get(), &pinning, judging.images) {
-            Ok(Some(m)) => patched(uid, m),
-            Ok(None) | Err(_) => allow(uid),
+        return match mutation::mutate(set, &verdict, request.kind, raw.get(), &pinning, images) {
+            Ok(Some(m)) => patched(&judgement.uid, m),
+            Ok(None) => allow(&judgement.uid),
+            Err(e) => {
+                // The object decoded as a workload, so this cannot happen short of a bug; it
+                // is said and counted, and the review is left to /validate.
+                tracing::error!(uid = %&*judgement.uid, error = %e, "cannot make the mutation's patch");
+                Answer {
+                    outcome: Outcome::Invalid,
+                    ..allow(&judgement.uid)
+                }
+            }
         };
     }
     let subject = Subject {
-        uid: uid.to_owned(),
-        operation: request.operation.as_deref().unwrap_or("").to_owned(),
-        kind: kind.as_str(),
-        namespace: namespace.to_owned(),
-        name: request
+        uid: judgement.uid.to_string(),
+        operation: judgement.operation.as_deref().unwrap_or("").to_owned(),
+        kind: request.kind.as_str(),
+        namespace: request.namespace.to_owned(),
+        name: judgement
             .name
             .as_deref()
             .filter(|n| !n.is_empty())
-            .or(workload.name.as_deref())
-            .or(workload.generate_name.as_deref())
+            .or(judgement.workload.name.as_deref())
+            .or(judgement.workload.generate_name.as_deref())
             .unwrap_or("")
             .to_owned(),
-        user: user.unwrap_or("").to_owned(),
+        user: request.user.unwrap_or("").to_owned(),
     };
-    encode_verdict(subject, &verdict, kind.pod_spec_path())
+    encode_verdict(subject, &verdict, request.kind.pod_spec_path())
 }
 
 /// What a request asks portier to judge.
@@ -1099,14 +1157,10 @@ spec: {check: resource-limits, mode: audit, params: {require: {limits: [memory]}
         for body in &bodies {
             for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
                 let fast = review(body, &set, endpoint);
-                let general = review_general(
-                    body,
-                    &Judging {
-                        set: &set,
-                        endpoint,
-                        images: &Unverified,
-                    },
-                );
+                let general = match decode_general(body, endpoint) {
+                    Decoded::Answered(answer) => answer,
+                    Decoded::Judge(judgement) => answer(judgement, &set, &Unverified),
+                };
                 let text = String::from_utf8_lossy(body);
                 assert_eq!(fast.http_status, general.http_status, "{text}");
                 assert_eq!(fast.outcome, general.outcome, "{text}");

@@ -357,11 +357,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     )
     .context("cannot watch the TLS key pair")?;
     let addr = args.options.addr;
+    // One verifier for the webhook and the periodic audit: one cache, one registry backoff.
+    let images = Verifier::new(Arc::clone(&metrics));
     let server = Server::start(
         args.options,
         tls_config,
         Arc::clone(&store),
         Arc::clone(&metrics),
+        Arc::clone(&images),
     )
     .await
     .with_context(|| format!("cannot listen on {addr}"))?;
@@ -379,12 +382,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             reports = options.reports.is_some(),
             "periodic audit on"
         );
-        audit::periodic::spawn(
-            Arc::clone(&store),
-            Arc::clone(&metrics),
-            server.images(),
-            options,
-        )
+        audit::periodic::spawn(Arc::clone(&store), Arc::clone(&metrics), images, options)
     });
     signals.received().await;
     if let Some(task) = periodic_audit {

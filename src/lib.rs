@@ -12,6 +12,7 @@ pub mod alloc_count;
 pub mod audit;
 pub mod bench;
 pub mod engine;
+pub mod image_pass;
 pub mod image_ref;
 pub mod images;
 pub mod metrics;

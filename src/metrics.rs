@@ -13,7 +13,6 @@ use prometheus::{
 
 use crate::outcome::{Endpoint, Outcome};
 use crate::policy::PolicySet;
-use crate::policy::signed_images::ImageVerdict;
 
 /// Buckets for request latency: a webhook answers in microseconds; the API server gives up after
 /// its timeout (seconds).
@@ -76,6 +75,14 @@ impl RegistryOp {
             RegistryOp::Blob => "blob",
         }
     }
+}
+
+/// How an image verification ended (the label of `portier_image_verifications_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerificationResult {
+    Verified,
+    Rejected,
+    Unavailable,
 }
 
 /// Whether a verdict was in the cache.
@@ -289,11 +296,11 @@ impl Metrics {
         }
     }
 
-    pub fn record_image_verification(&self, verdict: &ImageVerdict) {
-        let i = match verdict {
-            ImageVerdict::Verified { .. } => 0,
-            ImageVerdict::Rejected { .. } => 1,
-            ImageVerdict::Unavailable { .. } => 2,
+    pub fn record_image_verification(&self, result: VerificationResult) {
+        let i = match result {
+            VerificationResult::Verified => 0,
+            VerificationResult::Rejected => 1,
+            VerificationResult::Unavailable => 2,
         };
         self.images.verifications[i].inc();
     }

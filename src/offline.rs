@@ -18,7 +18,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::engine::{self, Request};
-use crate::images::{RequestImages, Verifier, deadline_for};
+use crate::image_pass::ReviewImages;
+use crate::images::Verifier;
 use crate::mutation;
 use crate::pod::{self, VolumeType, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
@@ -358,21 +359,12 @@ fn evaluate<R>(
     let Images::Verify { verifier, runtime } = images else {
         return judged(&engine::evaluate(set, &request, pod), &Unverified);
     };
-    let before_mutation = pass == Pass::BeforeMutation;
-    // Admission's two passes: the cache, then what it did not know, verified.
-    let first = RequestImages::first(verifier).before_mutation(before_mutation);
-    let verdict = engine::evaluate_with(set, &request, pod, &first);
-    let misses = first.into_misses();
-    if misses.is_empty() {
-        return judged(
-            &verdict,
-            &RequestImages::with(verifier, &[]).before_mutation(before_mutation),
-        );
-    }
-    let deadline = deadline_for(&misses);
-    let verified = runtime.block_on(verifier.verify_all(misses, deadline));
-    let last = RequestImages::with(verifier, &verified).before_mutation(before_mutation);
-    judged(&engine::evaluate_with(set, &request, pod, &last), &last)
+    let images = runtime.block_on(
+        ReviewImages::new(verifier)
+            .before_mutation(pass == Pass::BeforeMutation)
+            .verify(set, &request, pod, None),
+    );
+    judged(&engine::evaluate_with(set, &request, pod, &images), &images)
 }
 
 /// The judged kind of an object and its kind name; `None` for kinds portier does not judge.

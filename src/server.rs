@@ -28,8 +28,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::Decoded;
 use crate::admission::{self, Answer};
-use crate::images::{RequestImages, Verifier};
+use crate::image_pass::ReviewImages;
+use crate::images::Verifier;
 use crate::metrics::Metrics;
 use crate::outcome::{Endpoint, Outcome};
 use crate::reload::PolicyStore;
@@ -99,12 +101,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listeners and starts serving in the background.
+    /// Binds the listeners and starts serving in the background. `images` verifies image
+    /// signatures for `signed-images` (its cache, registry clients and backoff are shared with
+    /// whoever else holds it, such as the periodic audit).
     pub async fn start(
         options: ServeOptions,
         tls: rustls::ServerConfig,
         store: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
+        images: Arc<Verifier>,
     ) -> std::io::Result<Server> {
         let webhook_listener = TcpListener::bind(options.addr).await?;
         let local_addr = webhook_listener.local_addr()?;
@@ -118,7 +123,7 @@ impl Server {
         };
         let state = Arc::new(AppState {
             store,
-            images: Verifier::new(Arc::clone(&metrics)),
+            images,
             metrics,
             body_limit: options.body_limit,
             in_flight: Semaphore::new(options.max_in_flight.max(1)),
@@ -162,12 +167,6 @@ impl Server {
     /// The operations listener's address, if it runs.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
-    }
-
-    /// The image signature verifier reviews use (its cache, registry clients and backoff), for
-    /// the periodic audit to share.
-    pub fn images(&self) -> Arc<Verifier> {
-        Arc::clone(&self.state.images)
     }
 
     /// Reports not ready, waits the shutdown delay (the Service stops sending new requests),
@@ -327,19 +326,22 @@ async fn answer(
 ) -> Result<Answer, Response> {
     let body = read_body(request, state.body_limit).await?;
     let snapshot = state.store.snapshot();
-    // Judged with the cached image verdicts; images the cache did not know are verified (at
-    // most until shortly before the deadline, leaving time to answer) and the review judged
-    // again with their verdicts.
-    let first = RequestImages::first(&state.images);
-    let answer = admission::review_with(&body, &snapshot.set, endpoint, &first);
-    let misses = first.into_misses();
-    let answer = if misses.is_empty() {
-        answer
-    } else {
-        let verify_until = deadline - state.request_timeout / 10;
-        let verified = state.images.verify_all(misses, verify_until).await;
-        let last = RequestImages::with(&state.images, &verified);
-        admission::review_with(&body, &snapshot.set, endpoint, &last)
+    let answer = match admission::decode(&body, endpoint) {
+        Decoded::Answered(answer) => answer,
+        Decoded::Judge(judgement) => {
+            // The images the cache does not know are verified first, at most until shortly
+            // before the deadline (leaving time to answer); the review is judged once.
+            let images = match judgement.pod() {
+                Some(pod) => {
+                    let verify_until = deadline - state.request_timeout / 10;
+                    ReviewImages::new(&state.images)
+                        .verify(&snapshot.set, &judgement.request(), pod, Some(verify_until))
+                        .await
+                }
+                None => ReviewImages::new(&state.images),
+            };
+            admission::answer(judgement, &snapshot.set, &images)
+        }
     };
     // Counted once per review and policy: decisions come in policy order.
     let mut last = None;

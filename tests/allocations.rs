@@ -12,7 +12,7 @@ mod fixtures;
 use portier::admission::{self, Endpoint};
 use portier::alloc_count::{self, CountingAlloc};
 use portier::engine::{self, Request};
-use portier::images::RequestImages;
+use portier::image_pass::ReviewImages;
 use portier::pod::{WorkloadKind, decode_workload};
 use portier::policy::PolicySet;
 use std::path::Path;
@@ -80,11 +80,14 @@ fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
             namespace: w.namespace,
             user: None,
         };
+        // The whole image pass of a review whose verdicts are cached: planning (the cache
+        // lookups), then the one evaluation.
         let (misses, n) = alloc_count::count(|| {
-            let images = RequestImages::first(&verifier);
+            let images = ReviewImages::new(&verifier);
+            let misses = images.misses(&set, &request, pod);
             let verdict = engine::evaluate_with(&set, &request, pod, &images);
             assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);
-            images.into_misses().len()
+            misses.len()
         });
         assert_eq!(misses, 0, "{}: every verdict is cached", w.name);
         assert_eq!(n, 0, "{}: the cached path allocated {n} times", w.name);

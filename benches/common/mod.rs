@@ -168,8 +168,8 @@ pub fn signed_images_cached(
     std::sync::Arc<portier::images::Verifier>,
     Vec<Workload>,
 ) {
+    use portier::images::ImageVerdict;
     use portier::policy::Check;
-    use portier::policy::signed_images::ImageVerdict;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let pem: String = key
         .public_key_pem()
@@ -200,7 +200,7 @@ pub fn signed_images_cached(
                     let reference = portier::image_ref::parse(image).expect("fixture image");
                     let pinned = reference.pinned(&digest);
                     verifier.remember(
-                        &params.rules[0],
+                        &params.rules[0].requirement,
                         &pinned,
                         &format!("{}@{digest}", reference.name()),
                         ImageVerdict::Verified {

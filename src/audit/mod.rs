@@ -11,11 +11,11 @@
 //! Controllers are listed first and only an owner map (uid → top-most controller) is kept, so
 //! pod pages are judged and dropped one by one and memory stays flat however many pods run.
 //!
-//! `signed-images` is judged as admission judges it, in two passes: each page is judged with the
-//! verdicts the verifier has cached, the images it did not know are verified (concurrently, a
-//! bounded number at a time, each bounded by its rule's `timeout`), and only the workloads of
-//! that page that use them are judged again with the results. Only the page in hand is kept
-//! for that, so memory stays as flat as without verification. Without a verifier
+//! `signed-images` is judged as admission judges it, one page at a time: what the page's
+//! objects need verified and the cache lacks is planned first, verified together (the verifier
+//! runs a bounded number at a time, each bounded by its rule's `timeout`), then each object is
+//! judged once with those verdicts. Only the page in hand is kept for that, so memory stays as
+//! flat as without verification. Without a verifier
 //! ([`ScanOptions::images`] `None`), those policies report nothing and the summary says so.
 //! Objects are judged as admission would see them after `/mutate` (tags `mutateDigest` would
 //! pin count as pinned), and a pod that reports the digests it runs
@@ -41,10 +41,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::engine::{self, Request};
-use crate::images::{RequestImages, Verifier, deadline_for};
+use crate::image_pass::ReviewImages;
+use crate::images::{Miss, Verified, Verifier, deadline_for};
 use crate::offline::Row;
 use crate::pod::{self, WorkloadKind};
-use crate::policy::signed_images::{self, ImageVerdict, ImageVerdicts, Rule};
+use crate::policy::signed_images;
 use crate::policy::{PolicySet, Unverified};
 
 pub use api::{ApiFailure, Connect, ConnectError, Connection, Lister, client};
@@ -63,11 +64,6 @@ pub const CONTROLLER_ORDER: [WorkloadKind; 7] = [
 
 /// The list page size when none is given.
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
-
-/// Image verifications a scan runs at once: enough to hide registry round trips, few enough
-/// that a page full of new images does not flood a registry (whose 429 would make the verifier
-/// back off, for admission too when it is the server's).
-pub const VERIFY_CONCURRENCY: usize = 16;
 
 /// Which namespaces to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,14 +431,9 @@ impl<'s> Scanner<'s> {
                     return Ok(());
                 }
             };
-            let mut page = PagePass::default();
-            for (index, item) in list.items().iter().enumerate() {
-                if let Some((target, misses)) = scan.ingest(kind, item.get()) {
-                    page.add(target, index, misses);
-                }
-            }
-            if !page.pending.is_empty() {
-                scan.final_pass(kind, list.items(), page).await;
+            let verified = scan.verify_page(kind, list.items()).await;
+            for item in list.items() {
+                scan.ingest(kind, item.get(), &verified);
             }
             match list.next_token() {
                 Some(next) => token = Some(next.to_owned()),
@@ -450,69 +441,6 @@ impl<'s> Scanner<'s> {
             }
         }
     }
-}
-
-/// (rule, image) pairs whose verdict the verifier did not know.
-type Misses = Vec<(Arc<Rule>, Box<str>)>;
-
-/// Where the result of a judged workload is kept.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    Top(usize),
-    Pod(usize),
-    /// A pod managed by a controller, judged for the digests it runs.
-    Running(usize),
-}
-
-/// The workloads of one page whose first pass met images the verifier did not know.
-#[derive(Default)]
-struct PagePass {
-    /// Where each one's result is, and its index in the page.
-    pending: Vec<(Target, usize)>,
-    /// The distinct (rule, image) pairs to verify.
-    misses: Misses,
-    seen: HashSet<(u64, Box<str>)>,
-}
-
-impl PagePass {
-    fn add(&mut self, target: Target, index: usize, misses: Misses) {
-        self.pending.push((target, index));
-        for (rule, image) in misses {
-            if self.seen.insert((rule.cache_id, image.clone())) {
-                self.misses.push((rule, image));
-            }
-        }
-    }
-}
-
-/// Verifies `misses`, [`VERIFY_CONCURRENCY`] at a time, each waited for until its rule's
-/// timeout (plus a margin) at most: what does not finish is "unavailable", as at admission.
-async fn verify(
-    verifier: &Arc<Verifier>,
-    misses: Misses,
-) -> Vec<(u64, Box<str>, Arc<ImageVerdict>)> {
-    let mut out = Vec::with_capacity(misses.len());
-    let mut running = tokio::task::JoinSet::new();
-    for miss in misses {
-        if running.len() >= VERIFY_CONCURRENCY
-            && let Some(Ok(done)) = running.join_next().await
-        {
-            out.extend(done);
-        }
-        let verifier = Arc::clone(verifier);
-        running.spawn(async move {
-            let one = vec![miss];
-            let deadline = deadline_for(&one);
-            verifier.verify_all(one, deadline).await
-        });
-    }
-    // A verification that panicked has no verdict here: the final pass makes it "unavailable".
-    while let Some(done) = running.join_next().await {
-        if let Ok(done) = done {
-            out.extend(done);
-        }
-    }
-    out
 }
 
 /// The state of one namespace being scanned.
@@ -524,11 +452,10 @@ struct NamespaceScan<'s> {
     owners: HashMap<String, usize>,
     /// Top-most controllers, with or without violations (their pod counts grow as pods come).
     tops: Vec<Judged>,
-    /// Standalone pods with violations, and those waiting for their final pass (see
-    /// [`NamespaceScan::final_pass`]) that may end without one.
+    /// Standalone pods with violations.
     pods: Vec<Judged>,
     /// Pods managed by a listed controller whose running digests fail a `signed-images`
-    /// policy (or wait for their final pass), with the index of their top-most controller.
+    /// policy, with the index of their top-most controller.
     running_pods: Vec<(usize, Judged)>,
     covered_pods: u32,
     standalone_pods: u32,
@@ -623,10 +550,59 @@ impl<'s> NamespaceScan<'s> {
         });
     }
 
-    /// Takes one listed object: folds it into its top-most listed controller, or judges it.
-    /// Returns where its result is and the images it needs verified when its judgement waits
-    /// for a final pass.
-    fn ingest(&mut self, kind: WorkloadKind, json: &str) -> Option<(Target, Misses)> {
+    /// Plans what the page's objects will ask of `signed-images` that the verifier's cache
+    /// lacks, and verifies it: the verdicts [`NamespaceScan::ingest`] judges the page with.
+    async fn verify_page(&self, kind: WorkloadKind, items: &[&RawValue]) -> Vec<Verified> {
+        let Some(verifier) = &self.images else {
+            return Vec::new();
+        };
+        let mut misses: Vec<Miss> = Vec::new();
+        let mut seen: HashSet<(u64, Box<str>)> = HashSet::new();
+        for item in items {
+            let json = item.get();
+            let Ok(head) = api::ItemHead::parse(json) else {
+                continue;
+            };
+            let folded = head
+                .controller_uid()
+                .is_some_and(|owner| self.owners.contains_key(owner));
+            if folded && kind != WorkloadKind::Pod {
+                continue;
+            }
+            let running = self.running_digests(kind, json);
+            if folded && running.is_empty() {
+                continue;
+            }
+            let Ok(workload) = pod::decode_workload(kind, json) else {
+                continue;
+            };
+            let Some(pod) = workload.pod() else {
+                continue;
+            };
+            let request = Request {
+                kind,
+                namespace: &self.namespace,
+                user: None,
+            };
+            let images = ReviewImages::new(verifier)
+                .before_mutation(true)
+                .running(&running);
+            for miss in images.misses(self.set, &request, pod) {
+                if seen.insert((miss.0.cache_id, miss.1.clone())) {
+                    misses.push(miss);
+                }
+            }
+        }
+        if misses.is_empty() {
+            return Vec::new();
+        }
+        let deadline = deadline_for(&misses);
+        verifier.verify_all(misses, deadline).await
+    }
+
+    /// Takes one listed object: folds it into its top-most listed controller, or judges it
+    /// (with the page's `verified` verdicts and the verifier's cache).
+    fn ingest(&mut self, kind: WorkloadKind, json: &str, verified: &[Verified]) {
         let head = match api::ItemHead::parse(json) {
             Ok(head) => head,
             Err(e) => {
@@ -635,7 +611,7 @@ impl<'s> NamespaceScan<'s> {
                     resource: api::plural(kind).to_owned(),
                     message: format!("an item is not a valid object: {e}"),
                 });
-                return None;
+                return;
             }
         };
         let top = head
@@ -645,22 +621,22 @@ impl<'s> NamespaceScan<'s> {
             if kind == WorkloadKind::Pod {
                 self.tops[top].pods += 1;
                 self.covered_pods += 1;
-                return self.ingest_running(top, json, &head);
+                self.ingest_running(top, json, &head, verified);
+            } else {
+                self.owners.insert(head.uid().to_owned(), top);
             }
-            self.owners.insert(head.uid().to_owned(), top);
-            return None;
+            return;
         }
         let running = self.running_digests(kind, json);
-        // The first pass: the verifier's cache only, what it does not know recorded.
-        let (judged, misses) = match &self.images {
+        let judged = match &self.images {
             Some(verifier) => {
-                let first = RequestImages::first(verifier)
+                let images = ReviewImages::new(verifier)
                     .before_mutation(true)
-                    .running(&running);
-                let judged = self.judge(kind, json, &head, &first);
-                (judged, first.into_misses())
+                    .running(&running)
+                    .sharing(verified);
+                self.judge(kind, json, &head, &images)
             }
-            None => (self.judge(kind, json, &head, &Unverified), Vec::new()),
+            None => self.judge(kind, json, &head, &Unverified),
         };
         let judged = match judged {
             Ok(judged) => judged,
@@ -670,26 +646,22 @@ impl<'s> NamespaceScan<'s> {
                     resource: format!("{kind}/{}", head.name()),
                     message: format!("not judged: {message}"),
                 });
-                return None;
+                return;
             }
         };
-        let pending = !misses.is_empty();
-        let target = if kind == WorkloadKind::Pod {
+        if kind == WorkloadKind::Pod {
             self.standalone_pods += 1;
-            if judged.rows.is_empty() && !pending {
+            if judged.rows.is_empty() {
                 self.clean_pod_passes += u64::from(judged.passed);
-                return None;
+            } else {
+                self.pods.push(judged);
             }
-            self.pods.push(judged);
-            Target::Pod(self.pods.len() - 1)
         } else {
             if !head.uid().is_empty() {
                 self.owners.insert(head.uid().to_owned(), self.tops.len());
             }
             self.tops.push(judged);
-            Target::Top(self.tops.len() - 1)
-        };
-        pending.then_some((target, misses))
+        }
     }
 
     /// The digests a pod's containers run, when images are verified and the set has a
@@ -702,63 +674,31 @@ impl<'s> NamespaceScan<'s> {
     }
 
     /// Judges a pod managed by the controller `top` for the digests it runs (its spec was
-    /// judged on the controller): kept only when they fail, or wait for a final pass.
+    /// judged on the controller): kept only when they fail.
     fn ingest_running(
         &mut self,
         top: usize,
         json: &str,
         head: &api::ItemHead,
-    ) -> Option<(Target, Misses)> {
-        let verifier = self.images.clone()?;
-        let running = running::running_digests(json);
-        if running.is_empty() {
-            return None;
-        }
-        let first = RequestImages::first(&verifier)
-            .before_mutation(true)
-            .running(&running);
-        let mut judged = self.judge(WorkloadKind::Pod, json, head, &first).ok()?;
-        let misses = first.into_misses();
-        keep_running_rows(&mut judged, &running);
-        if judged.rows.is_empty() && misses.is_empty() {
-            return None;
-        }
-        self.running_pods.push((top, judged));
-        let target = Target::Running(self.running_pods.len() - 1);
-        (!misses.is_empty()).then_some((target, misses))
-    }
-
-    /// Verifies the images the page's first pass did not know, and judges the workloads that
-    /// use them again with the verdicts, as admission's final pass does: an image still
-    /// without a verdict is "unavailable", never silently passed.
-    async fn final_pass(&mut self, kind: WorkloadKind, items: &[&RawValue], page: PagePass) {
+        verified: &[Verified],
+    ) {
         let Some(verifier) = self.images.clone() else {
             return;
         };
-        let verified = verify(&verifier, page.misses).await;
-        for (target, index) in page.pending {
-            let json = items[index].get();
-            // Both decoded in the first pass: they cannot fail now.
-            let Ok(head) = api::ItemHead::parse(json) else {
-                continue;
-            };
-            let running = self.running_digests(kind, json);
-            let images = RequestImages::with(&verifier, &verified)
-                .before_mutation(true)
-                .running(&running);
-            let Ok(mut judged) = self.judge(kind, json, &head, &images) else {
-                continue;
-            };
-            let slot = match target {
-                Target::Top(i) => &mut self.tops[i],
-                Target::Pod(i) => &mut self.pods[i],
-                Target::Running(i) => {
-                    keep_running_rows(&mut judged, &running);
-                    &mut self.running_pods[i].1
-                }
-            };
-            slot.rows = judged.rows;
-            slot.passed = judged.passed;
+        let running = running::running_digests(json);
+        if running.is_empty() {
+            return;
+        }
+        let images = ReviewImages::new(&verifier)
+            .before_mutation(true)
+            .running(&running)
+            .sharing(verified);
+        let Ok(mut judged) = self.judge(WorkloadKind::Pod, json, head, &images) else {
+            return;
+        };
+        keep_running_rows(&mut judged, &running);
+        if !judged.rows.is_empty() {
+            self.running_pods.push((top, judged));
         }
     }
 
@@ -769,7 +709,7 @@ impl<'s> NamespaceScan<'s> {
         kind: WorkloadKind,
         json: &str,
         head: &api::ItemHead,
-        images: &dyn ImageVerdicts,
+        images: &dyn crate::images::ImageVerdicts,
     ) -> Result<Judged, String> {
         let workload = pod::decode_workload(kind, json).map_err(|_| {
             format!(
@@ -847,8 +787,7 @@ impl<'s> NamespaceScan<'s> {
                 workloads.push(pod);
             }
         }
-        // Pods kept for a final pass that found nothing were clean after all.
-        workloads.extend(self.pods.into_iter().filter(|p| !p.rows.is_empty()));
+        workloads.extend(self.pods);
         NamespaceResult {
             namespace: self.namespace,
             status,

@@ -10,7 +10,8 @@
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::policy::signed_images::{ImageVerdict, PublicKey, Rejection};
+use super::keys::PublicKey;
+use super::verdict::{ImageVerdict, Rejection};
 
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";

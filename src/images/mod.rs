@@ -1,33 +1,40 @@
 //! Image signature verification for `signed-images`: cached verdicts read without locks on the
 //! request path, registry work done once per image however many reviews ask at the same time.
 //!
-//! A review is evaluated with what the cache knows ([`RequestImages`] records what it did not
-//! know); the server then verifies the unknown images ([`Verifier::verify_all`], bounded by
-//! the review's deadline) and evaluates again with the results. The engine stays synchronous
-//! and pure; only this module talks to registries.
+//! Callers (see `crate::image_pass`) ask [`Verifier::cached`] for what a review needs, verify
+//! what the cache lacks with [`Verifier::verify_all`] (bounded by the review's deadline, at
+//! most [`VERIFY_CONCURRENCY`] verifications at a time across every caller), then evaluate
+//! once, reading verdicts with [`Verifier::peek`]. The engine stays synchronous and pure; only
+//! this module talks to registries, reads keys and credentials.
 //!
 //! Images are named by their canonical reference ([`crate::image_ref`]) throughout, so every
 //! spelling of one image shares its cache entries and its verification. Caches: reference →
-//! `registry/repo@digest` (tags briefly, digests for the verdict TTL), and (rule, that) → verdict, with the rule's TTL for a verified image, the
-//! negative TTL for a rejected one, and a few seconds for a registry error.
+//! `registry/repo@digest` (tags briefly, digests for the verdict TTL), and (requirement, that)
+//! → verdict, with the rule's TTL for a verified image, the negative TTL for a rejected one,
+//! and a few seconds for a registry error.
 
 pub mod cache;
 pub mod cosign;
+pub mod credentials;
+pub mod keys;
 pub mod registry;
+pub mod verdict;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::image_ref;
 use crate::metrics::{CacheResult, Metrics};
-use crate::policy::signed_images::{ImageVerdict, ImageVerdicts, Rejection, Rule, Settings, Trust};
 use cache::TtlMap;
 use registry::{Backoff, Found, RegistryClient, RegistryError};
+pub use verdict::{
+    ImageVerdict, ImageVerdicts, OnRegistryError, Rejection, Requirement, Settings, Trust,
+    Unverified,
+};
 
 /// How long a tag's digest is trusted before the registry is asked again.
 pub const TAG_TTL: Duration = Duration::from_secs(30);
@@ -36,6 +43,10 @@ pub const TAG_TTL: Duration = Duration::from_secs(30);
 pub const ERROR_TTL: Duration = Duration::from_secs(5);
 /// Bounds of the caches (entries), so distinct images cannot grow memory without end.
 const CACHE_CAPACITY: usize = 16_384;
+/// Verifications running at once, whoever asked (reviews, the audit): enough to hide registry
+/// round trips, few enough that a flood of new images does not earn a registry's 429 (which
+/// would make every caller back off).
+pub const VERIFY_CONCURRENCY: usize = 16;
 
 /// What an image reference resolved to.
 #[derive(Debug, Clone)]
@@ -62,8 +73,16 @@ pub struct Verifier {
     flights: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<ImageVerdict>>>>>,
     clients: Mutex<HashMap<u64, Arc<RegistryClient>>>,
     backoff: Mutex<HashMap<String, Backoff>>,
+    /// One permit per verification running (see [`VERIFY_CONCURRENCY`]).
+    running: Semaphore,
     metrics: Arc<Metrics>,
 }
+
+/// A (requirement, canonical reference) pair to verify.
+pub type Miss = (Arc<Requirement>, Box<str>);
+
+/// The verdict reached for a [`Miss`]: (requirement cache id, reference, verdict).
+pub type Verified = (u64, Box<str>, Arc<ImageVerdict>);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,7 +100,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 /// When to stop waiting for `misses` where no review deadline bounds the wait (`portier
 /// audit`, `portier check --verify-images`): each verification is bounded by its rule's
 /// `timeout` already, so this is the longest of those plus [`DEADLINE_MARGIN`].
-pub fn deadline_for(misses: &[(Arc<Rule>, Box<str>)]) -> tokio::time::Instant {
+pub fn deadline_for(misses: &[Miss]) -> tokio::time::Instant {
     let longest = misses
         .iter()
         .map(|(rule, _)| rule.settings.timeout)
@@ -114,22 +133,15 @@ impl Verifier {
             flights: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+            running: Semaphore::new(VERIFY_CONCURRENCY),
             metrics,
         })
     }
 
-    /// The cached verdict for `image` under `rule`: no lock, no allocation, no network.
-    pub fn cached(&self, rule: &Rule, image: &str) -> Option<Arc<ImageVerdict>> {
-        let now = Instant::now();
-        let found = match self.resolutions.get(image, now) {
-            Some(Resolution::Failed(verdict)) => Some(verdict),
-            Some(Resolution::Canonical(canonical)) => self
-                .verdicts
-                .get(&(rule.cache_id, hash_of(&canonical)), now)
-                .filter(|c| c.canonical == canonical)
-                .map(|c| c.verdict),
-            None => None,
-        };
+    /// The cached verdict for `image` (canonical) under `rule`, counted as a cache hit or
+    /// miss: no lock, no allocation, no network. Ask once per review and image.
+    pub fn cached(&self, rule: &Requirement, image: &str) -> Option<Arc<ImageVerdict>> {
+        let found = self.peek(rule, image);
         self.metrics.record_image_cache(if found.is_some() {
             CacheResult::Hit
         } else {
@@ -138,12 +150,26 @@ impl Verifier {
         found
     }
 
+    /// [`Verifier::cached`] without counting: for reading again what was looked up already.
+    pub fn peek(&self, rule: &Requirement, image: &str) -> Option<Arc<ImageVerdict>> {
+        let now = Instant::now();
+        match self.resolutions.get(image, now) {
+            Some(Resolution::Failed(verdict)) => Some(verdict),
+            Some(Resolution::Canonical(canonical)) => self
+                .verdicts
+                .get(&(rule.cache_id, hash_of(&canonical)), now)
+                .filter(|c| c.canonical == canonical)
+                .map(|c| c.verdict),
+            None => None,
+        }
+    }
+
     /// Records `verdict` for `image` (resolved to `canonical`, `registry/repo@digest`) under
     /// `rule`, as a verification would: for benchmarks and tests of the cached path, which
     /// need no registry.
     pub fn remember(
         &self,
-        rule: &Rule,
+        rule: &Requirement,
         image: &str,
         canonical: &str,
         verdict: ImageVerdict,
@@ -160,7 +186,7 @@ impl Verifier {
 
     fn remember_verdict(
         &self,
-        rule: &Rule,
+        rule: &Requirement,
         canonical: Arc<str>,
         verdict: Arc<ImageVerdict>,
         ttl: Duration,
@@ -193,9 +219,9 @@ impl Verifier {
     /// deadline gets is "unavailable" (it goes on in the background and fills the cache).
     pub async fn verify_all(
         self: &Arc<Self>,
-        misses: Vec<(Arc<Rule>, Box<str>)>,
+        misses: Vec<Miss>,
         deadline: tokio::time::Instant,
-    ) -> Vec<(u64, Box<str>, Arc<ImageVerdict>)> {
+    ) -> Vec<Verified> {
         let started: Vec<_> = misses
             .into_iter()
             .map(|(rule, image)| {
@@ -225,7 +251,7 @@ impl Verifier {
     /// task so a review that gives up waiting does not cancel it for the others.
     fn start(
         self: &Arc<Self>,
-        rule: &Arc<Rule>,
+        rule: &Arc<Requirement>,
         image: &str,
     ) -> watch::Receiver<Option<Arc<ImageVerdict>>> {
         let key: FlightKey = (rule.cache_id, image.into());
@@ -243,6 +269,9 @@ impl Verifier {
         let this = Arc::clone(self);
         let rule = Arc::clone(rule);
         tokio::spawn(async move {
+            // Waiting for a turn is not the registry's time: the timeout starts after it. The
+            // semaphore is never closed, so acquiring only waits.
+            let _turn = this.running.acquire().await;
             let timeout = rule.settings.timeout;
             let verdict = match tokio::time::timeout(timeout, this.verify(&rule, &key.1)).await {
                 Ok(verdict) => verdict,
@@ -257,7 +286,7 @@ impl Verifier {
                     &rule.settings,
                 ),
             };
-            this.metrics.record_image_verification(&verdict);
+            this.metrics.record_image_verification(verdict.result());
             // The cache holds the verdict before the flight ends: a review arriving now finds
             // one or the other.
             this.flights
@@ -269,7 +298,7 @@ impl Verifier {
         receiver
     }
 
-    fn client(&self, rule: &Rule) -> Result<Arc<RegistryClient>, String> {
+    fn client(&self, rule: &Requirement) -> Result<Arc<RegistryClient>, String> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(&rule.settings.access_id) {
             return Ok(Arc::clone(client));
@@ -311,7 +340,7 @@ impl Verifier {
 
     /// The whole verification of one image (a canonical reference) under one rule, caching
     /// what it learns.
-    async fn verify(&self, rule: &Rule, image: &str) -> Arc<ImageVerdict> {
+    async fn verify(&self, rule: &Requirement, image: &str) -> Arc<ImageVerdict> {
         let unavailable = |reason: String| Arc::new(ImageVerdict::Unavailable { reason });
         let parsed = match image_ref::parse(image) {
             Ok(r) if !r.domain().is_empty() => r,
@@ -420,102 +449,5 @@ impl Verifier {
         let verdict = Arc::new(verdict);
         self.remember_verdict(rule, canonical, Arc::clone(&verdict), ttl);
         verdict
-    }
-}
-
-/// The verdicts one review reads: those verified for it (`verified`), then the cache. What
-/// neither knows is recorded as a miss; on the final pass it is "unavailable" instead, so an
-/// image that could not be verified is never silently admitted.
-pub struct RequestImages<'a> {
-    verifier: &'a Verifier,
-    verified: &'a [(u64, Box<str>, Arc<ImageVerdict>)],
-    final_pass: bool,
-    misses: RefCell<Vec<(Arc<Rule>, Box<str>)>>,
-    before_mutation: bool,
-    /// (container name, digest it runs), from the pod's status.
-    running: &'a [(String, String)],
-}
-
-impl<'a> RequestImages<'a> {
-    /// The first pass: the cache only.
-    pub fn first(verifier: &'a Verifier) -> Self {
-        RequestImages {
-            verifier,
-            verified: &[],
-            final_pass: false,
-            misses: RefCell::new(Vec::new()),
-            before_mutation: false,
-            running: &[],
-        }
-    }
-
-    /// The final pass, with the verdicts of the first pass's misses.
-    pub fn with(
-        verifier: &'a Verifier,
-        verified: &'a [(u64, Box<str>, Arc<ImageVerdict>)],
-    ) -> Self {
-        RequestImages {
-            verifier,
-            verified,
-            final_pass: true,
-            misses: RefCell::new(Vec::new()),
-            before_mutation: false,
-            running: &[],
-        }
-    }
-
-    /// Whether the object has not passed `/mutate` (see [`ImageVerdicts::before_mutation`]).
-    pub fn before_mutation(mut self, before: bool) -> Self {
-        self.before_mutation = before;
-        self
-    }
-
-    /// With the digests the pod's containers run: (container name, digest).
-    pub fn running(mut self, running: &'a [(String, String)]) -> Self {
-        self.running = running;
-        self
-    }
-
-    pub fn into_misses(self) -> Vec<(Arc<Rule>, Box<str>)> {
-        self.misses.into_inner()
-    }
-}
-
-impl ImageVerdicts for RequestImages<'_> {
-    fn verdict(&self, rule: &Arc<Rule>, image: &str) -> Option<Arc<ImageVerdict>> {
-        if let Some((_, _, verdict)) = self
-            .verified
-            .iter()
-            .find(|(id, i, _)| *id == rule.cache_id && &**i == image)
-        {
-            return Some(Arc::clone(verdict));
-        }
-        if let Some(verdict) = self.verifier.cached(rule, image) {
-            return Some(verdict);
-        }
-        if self.final_pass {
-            return Some(Arc::new(ImageVerdict::Unavailable {
-                reason: "no verdict was reached for this review".into(),
-            }));
-        }
-        let mut misses = self.misses.borrow_mut();
-        if !misses
-            .iter()
-            .any(|(r, i)| r.cache_id == rule.cache_id && &**i == image)
-        {
-            misses.push((Arc::clone(rule), image.into()));
-        }
-        None
-    }
-
-    fn before_mutation(&self) -> bool {
-        self.before_mutation
-    }
-
-    fn running_digest(&self, container: &str) -> Option<&str> {
-        self.running
-            .iter()
-            .find(|(name, _)| name == container)
-            .map(|(_, digest)| digest.as_str())
     }
 }

@@ -13,9 +13,10 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::cosign::{self, Signature, SignatureManifest};
+use super::credentials::Credential;
+use super::verdict::{Rejection, Settings};
 use crate::image_ref::ImageRef;
 use crate::metrics::{Metrics, RegistryOp};
-use crate::policy::signed_images::{Rejection, Settings};
 
 /// The oci-client reference of a canonical reference: by digest when it has one (what a
 /// runtime pulls then, tag or not), through the mirror `settings` name for its registry.
@@ -83,7 +84,7 @@ pub enum Found<T> {
 /// connections and bearer tokens between verifications.
 pub struct RegistryClient {
     client: Client,
-    credentials: Vec<(String, String, String)>,
+    credentials: Vec<Credential>,
     metrics: Arc<Metrics>,
 }
 
@@ -119,8 +120,8 @@ impl RegistryClient {
         let registry = host(reference);
         self.credentials
             .iter()
-            .find(|(host, _, _)| host == registry)
-            .map(|(_, user, password)| RegistryAuth::Basic(user.clone(), password.clone()))
+            .find(|c| c.host == registry)
+            .map(|c| RegistryAuth::Basic(c.user.clone(), c.password.clone()))
             .unwrap_or(RegistryAuth::Anonymous)
     }
 

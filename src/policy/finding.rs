@@ -220,7 +220,8 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
         self.selector().judges_reference(reference)
     }
 
-    fn selector(&self) -> &Selector {
+    /// The policy's selector (borrowed from the set, not from the sink).
+    pub(crate) fn selector(&self) -> &'p Selector {
         &self.policy.selector
     }
 }

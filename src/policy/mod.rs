@@ -23,10 +23,10 @@ use std::fmt;
 
 use serde::Deserialize;
 
+pub use crate::images::{ImageVerdicts, Unverified};
 pub use finding::{FieldPath, Finding, Sink, Violation};
 pub use load::{LoadError, PolicySet, Sources};
 pub use selector::{Selector, SelectorError};
-pub use signed_images::{ImageVerdicts, Unverified};
 
 use crate::pod::PodView;
 

@@ -27,16 +27,14 @@
 //! unless `unmatchedImages: deny`. A text that is not an image reference is denied whatever
 //! the rules say: no registry could be asked about it, and a runtime could read it otherwise.
 //!
-//! This file is pure: it reads verdicts through [`ImageVerdicts`]. Fetching and verifying
-//! signatures is `crate::images`' work, which fills the cache these verdicts come from.
+//! Evaluation is pure: it reads verdicts through [`ImageVerdicts`]. Reading keys and
+//! credentials, fetching and verifying signatures is `crate::images`' work.
 
-use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -44,6 +42,12 @@ use super::edit::{self, ALL_CONTAINERS, Object};
 use super::selector::{self, Globs};
 use super::{Finding, ParamError, Selector, Sink};
 use crate::image_ref::{self, ImageRef};
+use crate::images::credentials::read_docker_config;
+use crate::images::keys::PublicKey;
+use crate::images::verdict::{
+    DEFAULT_CACHE_TTL, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, OnRegistryError,
+};
+use crate::images::{ImageVerdict, ImageVerdicts, Requirement, Settings, Trust};
 use crate::pod::PodSpec;
 
 pub const ID: &str = "signed-images";
@@ -88,17 +92,6 @@ struct RuleDoc {
     keyless: Option<Value>,
 }
 
-/// What to do when a signature cannot be checked (registry down, timeout, rate limit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnRegistryError {
-    /// Treat the image as unverified: the policy's mode applies.
-    #[default]
-    Deny,
-    /// Admit it with a warning and an audit annotation, whatever the policy's mode.
-    Allow,
-}
-
 /// What to do with an image that no rule judges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,142 +103,14 @@ pub enum UnmatchedImages {
     Deny,
 }
 
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
-pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Below the server's default review deadline (2.5 s), so a slow registry still gets an answer.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How signatures are fetched and remembered; shared by every rule of a policy.
-#[derive(Debug)]
-pub struct Settings {
-    pub cache_ttl: Duration,
-    pub negative_cache_ttl: Duration,
-    pub timeout: Duration,
-    pub on_registry_error: OnRegistryError,
-    pub insecure_registries: Vec<String>,
-    /// Registry host → (user, password), from `dockerConfig`.
-    pub credentials: Vec<(String, String, String)>,
-    /// Registry (as canonical references name it) → the host to ask instead, from
-    /// `registryMirrors`.
-    pub mirrors: Vec<(String, String)>,
-    /// Identifies the registry access settings (protocols, credentials): reviews under equal
-    /// settings share one registry client and its tokens.
-    pub access_id: u64,
-}
-
-/// One rule: which images, and whom to trust for them.
+/// One rule: which images, and what they must satisfy.
 #[derive(Debug)]
 pub struct Rule {
     /// Position in `params.rules`, for messages.
     pub index: usize,
     images: Globs,
-    pub trust: Trust,
-    pub settings: Arc<Settings>,
-    /// Identifies the key set and the policy revision in the verdict cache: a changed key or
-    /// policy never reuses an old verdict.
-    pub cache_id: u64,
-}
-
-/// Whom a rule trusts.
-///
-/// Keyless verification (a Fulcio certificate chain, a Rekor inclusion proof, an OIDC
-/// issuer and subject) would be a second variant here; the verifier already dispatches on it.
-#[derive(Debug)]
-pub enum Trust {
-    Keys(Vec<PublicKey>),
-}
-
-/// A public key cosign signatures are checked against.
-pub struct PublicKey {
-    algorithm: &'static dyn VerificationAlgorithm,
-    /// The key as ring reads it (an EC point, or an Ed25519 key).
-    key: Vec<u8>,
-    /// `sha256:<hex>` of the SubjectPublicKeyInfo, as `cosign public-key` users compare keys.
-    pub fingerprint: String,
-    /// Where it came from: `keys[0]` or a file path.
-    pub origin: String,
-}
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublicKey")
-            .field("fingerprint", &self.fingerprint)
-            .field("origin", &self.origin)
-            .finish()
-    }
-}
-
-impl PublicKey {
-    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo), as `cosign generate-key-pair` writes it.
-    pub fn from_pem(pem: &str, origin: String) -> Result<PublicKey, String> {
-        let (_, block) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes())
-            .map_err(|e| format!("{origin}: not a PEM block: {e}"))?;
-        if block.label != "PUBLIC KEY" {
-            return Err(format!(
-                "{origin}: expected a \"PUBLIC KEY\" PEM block (cosign.pub), found {:?}",
-                block.label
-            ));
-        }
-        PublicKey::from_spki_der(&block.contents, origin)
-    }
-
-    fn from_spki_der(der: &[u8], origin: String) -> Result<PublicKey, String> {
-        use x509_parser::prelude::FromDer;
-        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
-            .map_err(|e| format!("{origin}: not a SubjectPublicKeyInfo: {e}"))?;
-        let algorithm_oid = spki.algorithm.algorithm.to_id_string();
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|oid| oid.to_id_string());
-        // cosign hashes with SHA-256 for every key type it verifies (sigstore LoadVerifier).
-        let algorithm: &'static dyn VerificationAlgorithm = match (
-            algorithm_oid.as_str(),
-            curve.as_deref(),
-        ) {
-            ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => {
-                &signature::ECDSA_P256_SHA256_ASN1
-            }
-            ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => &signature::ECDSA_P384_SHA256_ASN1,
-            ("1.3.101.112", _) => &signature::ED25519,
-            ("1.2.840.10045.2.1", other) => {
-                return Err(format!(
-                    "{origin}: unsupported elliptic curve {}; use P-256 (cosign's default) or P-384",
-                    other.unwrap_or("(none)")
-                ));
-            }
-            (other, _) => {
-                return Err(format!(
-                    "{origin}: unsupported key algorithm {other}; supported: ECDSA P-256 (cosign's default), ECDSA P-384, Ed25519"
-                ));
-            }
-        };
-        let digest = ring::digest::digest(&ring::digest::SHA256, der);
-        Ok(PublicKey {
-            algorithm,
-            key: spki.subject_public_key.data.to_vec(),
-            fingerprint: format!("sha256:{}", hex(digest.as_ref())),
-            origin,
-        })
-    }
-
-    /// Whether `signature` (ASN.1 DER for ECDSA, as cosign stores it) signs `message`.
-    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(self.algorithm, &self.key)
-            .verify(message, signature)
-            .is_ok()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    /// Whom to trust and how to reach registries: what the verifier is asked.
+    pub requirement: Arc<Requirement>,
 }
 
 /// The compiled params.
@@ -272,73 +137,6 @@ fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Durati
     })
 }
 
-/// The `auths` of a docker `config.json`: registry → base64 `user:password`.
-#[derive(Debug, Deserialize)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: std::collections::BTreeMap<String, DockerAuth>,
-}
-
-#[derive(Debug, Deserialize)]
-struct DockerAuth {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
-/// (registry host, user, password) per entry of a docker config.
-fn read_docker_config(path: &std::path::Path) -> Result<Vec<(String, String, String)>, String> {
-    use base64::Engine as _;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let config: DockerConfig = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a docker config.json: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (server, entry) in config.auths {
-        // Keys may be URLs (`https://index.docker.io/v1/`): keep the host.
-        let host = server
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        let host = if host == "index.docker.io" {
-            "docker.io".to_owned()
-        } else {
-            host
-        };
-        let (user, password) = match (&entry.auth, entry.username, entry.password) {
-            (Some(auth), _, _) => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(auth.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        format!(
-                            "{}: auths[{server:?}].auth is not base64 of user:password",
-                            path.display()
-                        )
-                    })?;
-                let (u, p) = decoded.split_once(':').ok_or_else(|| {
-                    format!(
-                        "{}: auths[{server:?}].auth is not base64 of user:password",
-                        path.display()
-                    )
-                })?;
-                (u.to_owned(), p.to_owned())
-            }
-            (None, Some(u), Some(p)) => (u, p),
-            _ => continue,
-        };
-        out.push((host, user, password));
-    }
-    Ok(out)
-}
-
 impl Params {
     pub fn compile(doc: ParamsDoc, policy_revision: u64) -> Result<Params, ParamError> {
         let cache_ttl = duration("cacheTTL", doc.cache_ttl.as_deref(), DEFAULT_CACHE_TTL)?;
@@ -356,7 +154,7 @@ impl Params {
         }
         let credentials = match &doc.docker_config {
             Some(path) => read_docker_config(path)
-                .map_err(|m| ParamError::new("spec.params.dockerConfig", m))?,
+                .map_err(|e| ParamError::new("spec.params.dockerConfig", e.to_string()))?,
             None => Vec::new(),
         };
         let mut mirrors = Vec::with_capacity(doc.registry_mirrors.len());
@@ -419,19 +217,15 @@ impl Params {
             for (i, pem) in rule.keys.iter().enumerate() {
                 let origin = format!("keys[{i}]");
                 keys.push(
-                    PublicKey::from_pem(pem, origin)
-                        .map_err(|m| ParamError::new(format!("{field}.keys[{i}]"), m))?,
+                    PublicKey::from_pem(pem, origin).map_err(|e| {
+                        ParamError::new(format!("{field}.keys[{i}]"), e.to_string())
+                    })?,
                 );
             }
             for (i, path) in rule.key_files.iter().enumerate() {
-                let at = format!("{field}.keyFiles[{i}]");
-                let pem = std::fs::read_to_string(path).map_err(|e| {
-                    ParamError::new(at.clone(), format!("cannot read {}: {e}", path.display()))
-                })?;
-                keys.push(
-                    PublicKey::from_pem(&pem, path.display().to_string())
-                        .map_err(|m| ParamError::new(at, m))?,
-                );
+                keys.push(PublicKey::from_file(path).map_err(|e| {
+                    ParamError::new(format!("{field}.keyFiles[{i}]"), e.to_string())
+                })?);
             }
             if keys.is_empty() {
                 return Err(ParamError::new(
@@ -448,9 +242,11 @@ impl Params {
             rules.push(Arc::new(Rule {
                 index,
                 images,
-                trust: Trust::Keys(keys),
-                settings: Arc::clone(&settings),
-                cache_id: id.finish(),
+                requirement: Arc::new(Requirement {
+                    trust: Trust::Keys(keys),
+                    settings: Arc::clone(&settings),
+                    cache_id: id.finish(),
+                }),
             }));
         }
         // Pinning closes the race between admission and the kubelet's pull (a tag re-pushed in
@@ -462,97 +258,6 @@ impl Params {
             require_digest: doc.require_digest.unwrap_or(mutate_digest),
             unmatched_images: doc.unmatched_images,
         })
-    }
-}
-
-/// Why a signature check failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// The registry has no such image (tag or digest).
-    ImageNotFound,
-    /// No `sha256-<hex>.sig` artifact exists for the digest.
-    NoSignature,
-    /// Signatures exist, but none verifies with a trusted key. An ECDSA signature does not name
-    /// its signer, so a signature by another key and a payload changed after signing look the
-    /// same.
-    NoTrustedSignature { signatures: usize },
-    /// A trusted key signed a payload for another digest.
-    DigestMismatch { signed: String },
-    /// A trusted key signed this digest for another repository.
-    ReferenceMismatch { signed: String, expected: String },
-    /// The signature artifact is not in cosign's format.
-    Malformed(String),
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejection::ImageNotFound => f.write_str("does not exist in its registry"),
-            Rejection::NoSignature => f.write_str("has no cosign signature"),
-            Rejection::NoTrustedSignature { signatures } => write!(
-                f,
-                "has {signatures} cosign signature(s) but none verifies with a trusted key: signed by another key, or the payload was changed after signing"
-            ),
-            Rejection::DigestMismatch { signed } => write!(
-                f,
-                "has a signature by a trusted key for another digest ({signed}): the signed payload does not name this image"
-            ),
-            Rejection::ReferenceMismatch { signed, expected } => write!(
-                f,
-                "has a signature by a trusted key for repository {signed}, not {expected}"
-            ),
-            Rejection::Malformed(why) => write!(f, "has a malformed signature artifact: {why}"),
-        }
-    }
-}
-
-/// What verification found for one image under one rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageVerdict {
-    /// A trusted key signed this digest for this repository.
-    Verified { digest: String, key: String },
-    /// The image is not signed as the rule requires.
-    Rejected {
-        digest: Option<String>,
-        rejection: Rejection,
-    },
-    /// It could not be checked (registry unreachable or erroring, timeout, rate limit).
-    Unavailable { reason: String },
-}
-
-/// Where verdicts come from during an evaluation. `None` means not known yet: the caller
-/// verifies the image (asynchronously) and evaluates again.
-pub trait ImageVerdicts {
-    /// The verdict for a canonical reference under `rule`.
-    fn verdict(&self, rule: &Arc<Rule>, reference: &str) -> Option<Arc<ImageVerdict>>;
-
-    /// Whether the object judged has not passed `/mutate` (a manifest in `check`, an object
-    /// listed by the audit): it is judged as admission would see it, with the tags that
-    /// `mutateDigest` would pin counted as pinned. At `/validate` the object has passed it.
-    fn before_mutation(&self) -> bool {
-        false
-    }
-
-    /// The digest the container named `container` runs, when the pod reports it
-    /// (`status.containerStatuses[].imageID`, read by the audit): what is verified then.
-    fn running_digest(&self, _container: &str) -> Option<&str> {
-        None
-    }
-}
-
-/// For evaluations without registry access (`portier check`, the audit, benchmarks): nothing
-/// is known, so this check reports nothing.
-pub struct Unverified;
-
-impl ImageVerdicts for Unverified {
-    fn verdict(&self, _: &Arc<Rule>, _: &str) -> Option<Arc<ImageVerdict>> {
-        None
-    }
-
-    /// Offline without registry access: what needs no verdict is still judged as it would
-    /// be before `/mutate`.
-    fn before_mutation(&self) -> bool {
-        true
     }
 }
 
@@ -574,38 +279,24 @@ pub fn evaluate<'v>(
     images: &dyn ImageVerdicts,
     sink: &mut Sink<'_, '_, 'v>,
 ) {
-    for at in pod.all_containers() {
-        let image = at.container.image();
-        // The API server refuses a pod without an image; a template may leave it to be filled.
-        if image.is_empty() {
-            continue;
-        }
-        let parsed = image_ref::parse(image);
-        if !sink.judges_reference(parsed.as_ref().ok()) {
-            continue;
-        }
-        let reference = match parsed {
-            Ok(reference) => reference,
-            Err(why) => {
+    let selector = sink.selector();
+    for (at, subject) in subjects(pod, selector, images) {
+        let (reference, running) = match subject {
+            Subject::Invalid(why) => {
                 sink.report(Finding::for_container(
                     &at,
                     "image",
                     format!(
-                        "{image:?} is not a valid image reference ({why}): no registry can be asked whether it is signed"
+                        "{:?} is not a valid image reference ({why}): no registry can be asked whether it is signed",
+                        at.container.image()
                     ),
                     "write the image as registry/repository:tag or registry/repository@sha256:<digest>",
                 ));
                 continue;
             }
+            Subject::Reference { reference, running } => (reference, running),
         };
-        let running = images
-            .running_digest(&at.container.name)
-            .map(|digest| reference.pinned(digest));
-        let judged = match &running {
-            Some(pinned) => image_ref::parse(pinned).ok(),
-            None => None,
-        };
-        let judged = judged.as_ref().unwrap_or(&reference);
+        let judged = running.as_ref().unwrap_or(&reference);
         let mut matched = false;
         // Whether the image would be admitted but for a missing digest: a rejection or a
         // registry error already decides (and cannot be pinned anyway).
@@ -616,7 +307,7 @@ pub fn evaluate<'v>(
             .filter(|r| r.matches(reference.as_str()))
         {
             matched = true;
-            let Some(verdict) = images.verdict(rule, judged.as_str()) else {
+            let Some(verdict) = images.verdict(&rule.requirement, judged.as_str()) else {
                 continue;
             };
             otherwise_admitted &= matches!(*verdict, ImageVerdict::Verified { .. });
@@ -649,6 +340,77 @@ pub fn evaluate<'v>(
                 ),
                 "write the image as name:tag@sha256:<digest> (crane digest, or let portier's /mutate pin it with mutateDigest)",
             ));
+        }
+    }
+}
+
+/// A container's image as a `signed-images` policy sees it.
+enum Subject<'s> {
+    /// Not an image reference.
+    Invalid(image_ref::RefError),
+    Reference {
+        /// Canonical; borrowed from the pod when the pod spells it canonically.
+        reference: ImageRef<'s>,
+        /// The reference pinned to the digest the container runs, when its pod reports one:
+        /// what is verified then.
+        running: Option<ImageRef<'static>>,
+    },
+}
+
+/// The containers of `pod` whose image the policy judges (`selector`'s image globs), with
+/// their image as it judges them. Empty images are left out: the API server refuses a pod
+/// without one, and a template may leave it to be filled in.
+fn subjects<'s, 'v, 'i>(
+    pod: &'s PodSpec<'v>,
+    selector: &'i Selector,
+    images: &'i dyn ImageVerdicts,
+) -> impl Iterator<Item = (crate::pod::ContainerRef<'s, 'v>, Subject<'s>)> {
+    pod.all_containers().filter_map(move |at| {
+        let image = at.container.image();
+        if image.is_empty() {
+            return None;
+        }
+        let parsed = image_ref::parse(image);
+        if !selector.judges_reference(parsed.as_ref().ok()) {
+            return None;
+        }
+        let subject = match parsed {
+            Err(why) => Subject::Invalid(why),
+            Ok(reference) => {
+                let running = images
+                    .running_digest(&at.container.name)
+                    .and_then(|digest| {
+                        image_ref::parse(&reference.pinned(digest))
+                            .ok()
+                            .map(ImageRef::into_owned)
+                    });
+                Subject::Reference { reference, running }
+            }
+        };
+        Some((at, subject))
+    })
+}
+
+/// Calls `each` with every (requirement, canonical reference) whose verdict [`evaluate`] reads
+/// for `pod`: what must be verified before the policy can judge it.
+pub fn wanted<'p>(
+    params: &'p Params,
+    selector: &Selector,
+    pod: &PodSpec<'_>,
+    images: &dyn ImageVerdicts,
+    each: &mut dyn FnMut(&'p Arc<Requirement>, &str),
+) {
+    for (_, subject) in subjects(pod, selector, images) {
+        let Subject::Reference { reference, running } = subject else {
+            continue;
+        };
+        let judged = running.as_ref().unwrap_or(&reference);
+        for rule in params
+            .rules
+            .iter()
+            .filter(|r| r.matches(reference.as_str()))
+        {
+            each(&rule.requirement, judged.as_str());
         }
     }
 }
@@ -693,7 +455,7 @@ fn report_verdict<'v>(
                 ),
                 "make the registry reachable from portier (insecureRegistries, registryMirrors, dockerConfig), or retry",
             );
-            match rule.settings.on_registry_error {
+            match rule.requirement.settings.on_registry_error {
                 OnRegistryError::Deny => sink.report(finding),
                 OnRegistryError::Allow => sink.report_lenient(finding),
             }
@@ -732,7 +494,10 @@ pub fn pin_digests(
             .iter()
             .filter(|r| r.matches(reference.as_str()))
         {
-            match images.verdict(rule, reference.as_str()).as_deref() {
+            match images
+                .verdict(&rule.requirement, reference.as_str())
+                .as_deref()
+            {
                 Some(ImageVerdict::Verified { digest, .. })
                     if pinned.as_deref().is_none_or(|p| p == digest) =>
                 {
@@ -753,40 +518,7 @@ pub fn pin_digests(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_credentials_from_a_docker_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        // "robot:s3cr:et" (a password may hold ':'), a URL key, and an entry without auth.
-        std::fs::write(
-            &path,
-            r#"{"auths": {
-                "registry.example.com": {"auth": "cm9ib3Q6czNjcjpldA=="},
-                "https://index.docker.io/v1/": {"username": "me", "password": "pw"},
-                "ghcr.io": {"identitytoken": "ignored"}
-            }}"#,
-        )
-        .unwrap();
-        let mut got = read_docker_config(&path).unwrap();
-        got.sort();
-        assert_eq!(
-            got,
-            vec![
-                ("docker.io".into(), "me".into(), "pw".into()),
-                (
-                    "registry.example.com".into(),
-                    "robot".into(),
-                    "s3cr:et".into()
-                ),
-            ]
-        );
-        std::fs::write(&path, r#"{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}"#).unwrap();
-        let err = read_docker_config(&path).unwrap_err();
-        assert!(err.contains("not base64 of user:password"), "{err}");
-        let err = read_docker_config(&dir.path().join("missing.json")).unwrap_err();
-        assert!(err.contains("cannot read"), "{err}");
-    }
+    use crate::images::Rejection;
 
     use crate::policy::Check;
 
@@ -818,7 +550,7 @@ mod tests {
     }
 
     impl ImageVerdicts for Table {
-        fn verdict(&self, _: &Arc<Rule>, reference: &str) -> Option<Arc<ImageVerdict>> {
+        fn verdict(&self, _: &Arc<Requirement>, reference: &str) -> Option<Arc<ImageVerdict>> {
             self.verdicts
                 .iter()
                 .find(|(r, _)| r == reference)

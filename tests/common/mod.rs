@@ -227,6 +227,7 @@ impl TestServer {
             tls_config,
             Arc::clone(&store),
             Arc::clone(&metrics),
+            portier::images::Verifier::new(Arc::clone(&metrics)),
         )
         .await
         .unwrap();

@@ -1,0 +1,146 @@
+//! One image pass per judged object, the same for `serve`, `check` and `audit`.
+//!
+//! What a pod's `signed-images` policies will ask depends only on the set, the selectors and
+//! the pod, so it is planned first ([`ReviewImages::misses`], which also counts the cache's
+//! hits and misses, once), what the cache lacks is verified ([`Verifier::verify_all`]; at most
+//! a bounded number at a time, inside the verifier), and then the object is evaluated once
+//! with [`ReviewImages`] as its verdicts: what was verified for it, then the cache. The engine
+//! stays synchronous; only the verification in between awaits.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::engine::{self, Request};
+use crate::images::{ImageVerdict, ImageVerdicts, Miss, Requirement, Verified, Verifier};
+use crate::pod::PodView;
+use crate::policy::{Check, PolicySet, signed_images};
+
+/// The image verdicts one object is judged with.
+pub struct ReviewImages<'a> {
+    verifier: &'a Arc<Verifier>,
+    /// Verdicts reached for this object's misses (or for a page of objects it is part of).
+    verified: Cow<'a, [Verified]>,
+    before_mutation: bool,
+    /// (container name, digest it runs), from the pod's status.
+    running: &'a [(String, String)],
+}
+
+impl<'a> ReviewImages<'a> {
+    /// Verdicts from `verifier`'s cache, for an object as `/validate` receives it.
+    pub fn new(verifier: &'a Arc<Verifier>) -> Self {
+        ReviewImages {
+            verifier,
+            verified: Cow::Borrowed(&[]),
+            before_mutation: false,
+            running: &[],
+        }
+    }
+
+    /// For an object that has not passed `/mutate` (see [`ImageVerdicts::before_mutation`]).
+    pub fn before_mutation(mut self, before: bool) -> Self {
+        self.before_mutation = before;
+        self
+    }
+
+    /// With the digests the pod's containers run: (container name, digest).
+    pub fn running(mut self, running: &'a [(String, String)]) -> Self {
+        self.running = running;
+        self
+    }
+
+    /// With the verdicts reached for this object's misses.
+    pub fn with_verified(mut self, verified: Vec<Verified>) -> Self {
+        self.verified = Cow::Owned(verified);
+        self
+    }
+
+    /// With verdicts reached for several objects at once (a page the audit listed).
+    pub fn sharing(mut self, verified: &'a [Verified]) -> Self {
+        self.verified = Cow::Borrowed(verified);
+        self
+    }
+
+    /// What `set`'s `signed-images` policies will ask about `pod` that the cache does not
+    /// hold, each pair once. Allocates nothing when everything is cached.
+    pub fn misses(
+        &self,
+        set: &PolicySet,
+        request: &Request<'_>,
+        pod: PodView<'_, '_>,
+    ) -> Vec<Miss> {
+        let mut misses: Vec<Miss> = Vec::new();
+        wanted(set, request, pod, self, &mut |requirement, reference| {
+            let known = misses
+                .iter()
+                .any(|(r, i)| r.cache_id == requirement.cache_id && &**i == reference);
+            if !known && self.verifier.cached(requirement, reference).is_none() {
+                misses.push((Arc::clone(requirement), reference.into()));
+            }
+        });
+        misses
+    }
+
+    /// Plans, verifies what the cache lacks (until `deadline`, else each rule's own timeout
+    /// and a margin), and returns the verdicts to evaluate `pod` with.
+    pub async fn verify(
+        self,
+        set: &PolicySet,
+        request: &Request<'_>,
+        pod: PodView<'_, '_>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> ReviewImages<'a> {
+        let misses = self.misses(set, request, pod);
+        if misses.is_empty() {
+            return self;
+        }
+        let deadline = deadline.unwrap_or_else(|| crate::images::deadline_for(&misses));
+        let verified = self.verifier.verify_all(misses, deadline).await;
+        self.with_verified(verified)
+    }
+}
+
+impl ImageVerdicts for ReviewImages<'_> {
+    /// What was verified for this object, else the cache; what neither knows was planned and
+    /// not reached in time: "unavailable", never silently passed.
+    fn verdict(&self, rule: &Arc<Requirement>, reference: &str) -> Option<Arc<ImageVerdict>> {
+        if let Some((_, _, verdict)) = self
+            .verified
+            .iter()
+            .find(|(id, i, _)| *id == rule.cache_id && &**i == reference)
+        {
+            return Some(Arc::clone(verdict));
+        }
+        Some(self.verifier.peek(rule, reference).unwrap_or_else(|| {
+            Arc::new(ImageVerdict::Unavailable {
+                reason: "no verdict was reached for this review".into(),
+            })
+        }))
+    }
+
+    fn before_mutation(&self) -> bool {
+        self.before_mutation
+    }
+
+    fn running_digest(&self, container: &str) -> Option<&str> {
+        self.running
+            .iter()
+            .find(|(name, _)| name == container)
+            .map(|(_, digest)| digest.as_str())
+    }
+}
+
+/// Calls `each` with every (requirement, canonical reference) the `signed-images` policies
+/// selecting `request` read a verdict for on `pod` (`images` tells which digests it runs).
+pub fn wanted<'p>(
+    set: &'p PolicySet,
+    request: &Request<'_>,
+    pod: PodView<'_, '_>,
+    images: &dyn ImageVerdicts,
+    each: &mut dyn FnMut(&'p Arc<Requirement>, &str),
+) {
+    for (_, policy) in engine::selecting(set, request) {
+        if let Check::SignedImages(params) = &policy.check {
+            signed_images::wanted(params, &policy.selector, pod.spec, images, each);
+        }
+    }
+}
