@@ -158,14 +158,14 @@ pub fn wrap(object: &Value, index: usize) -> Value {
 }
 
 /// The decoded parts of a review that evaluation needs, read outside the timed loops.
-struct Judged {
+struct ReviewParts {
     kind: WorkloadKind,
     namespace: String,
     user: Option<String>,
     object: String,
 }
 
-fn judged(review: &[u8]) -> Option<Judged> {
+fn review_parts(review: &[u8]) -> Option<ReviewParts> {
     let v: Value = serde_json::from_slice(review).ok()?;
     let request = v.get("request")?;
     let group = request.pointer("/kind/group")?.as_str()?;
@@ -178,7 +178,7 @@ fn judged(review: &[u8]) -> Option<Judged> {
         .or_else(|| object.pointer("/metadata/namespace")?.as_str())
         .unwrap_or("")
         .to_owned();
-    Some(Judged {
+    Some(ReviewParts {
         kind,
         namespace,
         user: request
@@ -261,7 +261,7 @@ pub fn measure(input: &Input, set: &PolicySet, iterations: u64) -> Measurement {
     let mut what = "not judged".to_owned();
     let mut violations = 0;
     let mut evaluate_ns = None;
-    if let Some(j) = judged(body)
+    if let Some(j) = review_parts(body)
         && let Ok(workload) = pod::decode_workload(j.kind, &j.object)
     {
         let name = workload

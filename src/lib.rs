@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod pod;
 pub mod policy;
 pub mod reload;
+pub mod row;
 pub mod server;
 pub mod table;
 pub mod tls;

@@ -15,14 +15,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::engine::{self, Request};
 use crate::image_pass::ReviewImages;
 use crate::images::Verifier;
 use crate::mutation;
 use crate::pod::{self, VolumeType, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
+use crate::row::Row;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -39,46 +38,6 @@ pub enum OfflineError {
         document: usize,
         message: String,
     },
-}
-
-/// One violation found in one resource.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Row {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub policy: String,
-    pub check: String,
-    pub mode: String,
-    /// The container concerned, absent for pod-level findings.
-    pub container: Option<String>,
-    pub path: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl Row {
-    /// The row for one violation found in the `kind` workload `namespace/name`, its path
-    /// rendered below the kind's pod spec path. `portier audit` builds its rows here too.
-    pub fn from_violation(
-        kind: WorkloadKind,
-        namespace: &str,
-        name: &str,
-        violation: &engine::Violation<'_, '_>,
-    ) -> Row {
-        let f = &violation.finding;
-        Row {
-            kind: kind.as_str().to_owned(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            policy: violation.policy.name.clone(),
-            check: violation.policy.check.id().to_owned(),
-            mode: violation.mode.as_str().to_owned(),
-            container: f.container.map(|(_, name)| name.to_owned()),
-            path: f.path.render(kind.pod_spec_path()),
-            message: format!("{} — {}", f.problem, f.fix),
-        }
-    }
 }
 
 /// The result of checking some inputs.
@@ -265,7 +224,7 @@ fn mutated(
     images: Images<'_>,
 ) -> Result<Option<serde_json::Value>, String> {
     let judged = evaluate(object, set, images, Pass::BeforeMutation, |judged| {
-        let Judged {
+        let Evaluated {
             kind,
             defaulted,
             json,
@@ -302,7 +261,7 @@ enum Pass {
 }
 
 /// One object judged, as [`evaluate`] hands it on.
-struct Judged<'a, 'p, 'v> {
+struct Evaluated<'a, 'p, 'v> {
     kind: WorkloadKind,
     /// The object with the API server's defaults applied, and as JSON text.
     defaulted: &'a serde_json::Value,
@@ -322,7 +281,7 @@ fn evaluate<R>(
     set: &PolicySet,
     images: Images<'_>,
     pass: Pass,
-    then: impl FnOnce(Judged<'_, '_, '_>) -> Result<R, String>,
+    then: impl FnOnce(Evaluated<'_, '_, '_>) -> Result<R, String>,
 ) -> Result<Option<Option<R>>, String> {
     let Some((kind, _)) = kind_of(object)? else {
         return Ok(None);
@@ -345,7 +304,7 @@ fn evaluate<R>(
         user: None,
     };
     let judged = |verdict: &engine::Verdict<'_, '_>, images: &dyn ImageVerdicts| {
-        then(Judged {
+        then(Evaluated {
             kind,
             defaulted: &defaulted,
             json: &json,
@@ -389,7 +348,7 @@ fn judge(
     report: &mut Report,
 ) -> Result<(), String> {
     let rows = evaluate(object, set, images, pass, |judged| {
-        let Judged {
+        let Evaluated {
             kind,
             workload,
             verdict,

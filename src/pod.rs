@@ -676,9 +676,9 @@ pub struct Resources<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct ResourceList<'a> {
     #[serde(borrow, default)]
-    pub cpu: Option<Quantity<'a>>,
+    pub cpu: Option<QuantityText<'a>>,
     #[serde(borrow, default)]
-    pub memory: Option<Quantity<'a>>,
+    pub memory: Option<QuantityText<'a>>,
 }
 
 /// The annotations policies read, as `(key, value)` pairs in document order. Only the keys
@@ -988,18 +988,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// A resource quantity as written ("500m", "1Gi"). The API server always sends strings; a YAML
 /// manifest may say `cpu: 1`, so numbers are accepted and kept in their decimal form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quantity<'a>(pub Cow<'a, str>);
+pub struct QuantityText<'a>(pub Cow<'a, str>);
 
-impl Quantity<'_> {
+impl QuantityText<'_> {
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Quantity<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for QuantityText<'a> {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         de.deserialize_any(CowStrVisitor { numbers: true })
-            .map(Quantity)
+            .map(QuantityText)
     }
 }
 

@@ -43,10 +43,10 @@ use serde_json::value::RawValue;
 use crate::engine::{self, Request};
 use crate::image_pass::ReviewImages;
 use crate::images::{Miss, Verified, Verifier, deadline_for};
-use crate::offline::Row;
 use crate::pod::{self, WorkloadKind};
 use crate::policy::signed_images;
 use crate::policy::{PolicySet, Unverified};
+use crate::row::Row;
 
 pub use api::{ApiFailure, Connect, ConnectError, Connection, Lister, client};
 
@@ -141,7 +141,7 @@ pub fn is_namespace_name(name: &str) -> bool {
 
 /// One workload judged, with what it violates.
 #[derive(Debug, Clone)]
-pub struct Judged {
+pub struct WorkloadResult {
     pub kind: WorkloadKind,
     pub name: String,
     pub uid: String,
@@ -193,7 +193,7 @@ pub struct NamespaceResult {
     pub namespace: String,
     pub status: Status,
     /// Workloads with at least one violation: controllers in listing order, then pods.
-    pub workloads: Vec<Judged>,
+    pub workloads: Vec<WorkloadResult>,
     /// Top-most controllers judged (with or without violations).
     pub controllers: u32,
     /// Pods judged on their controller.
@@ -221,7 +221,7 @@ impl NamespaceResult {
         self.workloads.iter().map(|w| w.rows.len()).sum()
     }
 
-    pub fn rows(&self) -> impl Iterator<Item = (&Judged, &Row)> {
+    pub fn rows(&self) -> impl Iterator<Item = (&WorkloadResult, &Row)> {
         self.workloads
             .iter()
             .flat_map(|w| w.rows.iter().map(move |r| (w, r)))
@@ -451,12 +451,12 @@ struct NamespaceScan<'s> {
     /// uid of every listed controller → index of its top-most listed controller in `tops`.
     owners: HashMap<String, usize>,
     /// Top-most controllers, with or without violations (their pod counts grow as pods come).
-    tops: Vec<Judged>,
+    tops: Vec<WorkloadResult>,
     /// Standalone pods with violations.
-    pods: Vec<Judged>,
+    pods: Vec<WorkloadResult>,
     /// Pods managed by a listed controller whose running digests fail a `signed-images`
     /// policy, with the index of their top-most controller.
-    running_pods: Vec<(usize, Judged)>,
+    running_pods: Vec<(usize, WorkloadResult)>,
     covered_pods: u32,
     standalone_pods: u32,
     /// Passes of the standalone pods judged clean and not kept (those kept count their own).
@@ -710,7 +710,7 @@ impl<'s> NamespaceScan<'s> {
         json: &str,
         head: &api::ItemHead,
         images: &dyn crate::images::ImageVerdicts,
-    ) -> Result<Judged, String> {
+    ) -> Result<WorkloadResult, String> {
         let workload = pod::decode_workload(kind, json).map_err(|_| {
             format!(
                 "not a valid {kind}: {}",
@@ -718,7 +718,7 @@ impl<'s> NamespaceScan<'s> {
             )
         })?;
         let name = head.name();
-        let mut judged = Judged {
+        let mut judged = WorkloadResult {
             kind,
             name: name.to_owned(),
             uid: head.uid().to_owned(),
@@ -778,7 +778,7 @@ impl<'s> NamespaceScan<'s> {
             + self.clean_pod_passes;
         // Each controller, then its pods that run what it does not; then standalone pods.
         let mut running = merge_running(self.running_pods).into_iter().peekable();
-        let mut workloads: Vec<Judged> = Vec::new();
+        let mut workloads: Vec<WorkloadResult> = Vec::new();
         for (index, top) in self.tops.into_iter().enumerate() {
             if !top.rows.is_empty() {
                 workloads.push(top);
@@ -806,7 +806,7 @@ impl<'s> NamespaceScan<'s> {
 
 /// Keeps the `signed-images` findings about containers whose running digest was judged: the
 /// rest of a managed pod's spec was judged on its controller already.
-fn keep_running_rows(judged: &mut Judged, running: &[(String, String)]) {
+fn keep_running_rows(judged: &mut WorkloadResult, running: &[(String, String)]) {
     judged.rows.retain(|row| {
         row.check == signed_images::ID
             && row
@@ -819,7 +819,7 @@ fn keep_running_rows(judged: &mut Judged, running: &[(String, String)]) {
 
 /// One entry per controller and finding: the pods of one controller that run the same failing
 /// digests are reported once, on the first of them, with their number; in controller order.
-fn merge_running(running_pods: Vec<(usize, Judged)>) -> Vec<(usize, Judged)> {
+fn merge_running(running_pods: Vec<(usize, WorkloadResult)>) -> Vec<(usize, WorkloadResult)> {
     let same = |a: &[Row], b: &[Row]| {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
@@ -827,7 +827,7 @@ fn merge_running(running_pods: Vec<(usize, Judged)>) -> Vec<(usize, Judged)> {
                     == (&y.policy, &y.container, &y.path, &y.message)
             })
     };
-    let mut merged: Vec<(usize, Judged)> = Vec::new();
+    let mut merged: Vec<(usize, WorkloadResult)> = Vec::new();
     for (top, pod) in running_pods {
         if pod.rows.is_empty() {
             continue;

@@ -10,8 +10,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{ImageSignatures, Judged, NamespaceResult, Summary};
-use crate::offline::Row;
+use super::{ImageSignatures, NamespaceResult, Summary, WorkloadResult};
+use crate::row::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -148,7 +148,7 @@ impl<W: Write> Printer<W> {
     }
 }
 
-fn out_row<'a>(judged: &Judged, row: &'a Row) -> OutRow<'a> {
+fn out_row<'a>(judged: &WorkloadResult, row: &'a Row) -> OutRow<'a> {
     OutRow {
         row,
         pods: judged.pods,
