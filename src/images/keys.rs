@@ -9,12 +9,8 @@ use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 /// Why a key could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("{origin}: cannot read {path}: {reason}")]
-    Read {
-        origin: String,
-        path: String,
-        reason: String,
-    },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
     #[error("{origin}: not a PEM block: {reason}")]
     NotPem { origin: String, reason: String },
     #[error("{origin}: expected a \"PUBLIC KEY\" PEM block (cosign.pub), found {label:?}")]
@@ -71,7 +67,6 @@ impl PublicKey {
     pub fn from_file(path: &Path) -> Result<PublicKey, KeyError> {
         let origin = path.display().to_string();
         let pem = std::fs::read_to_string(path).map_err(|e| KeyError::Read {
-            origin: origin.clone(),
             path: origin.clone(),
             reason: e.to_string(),
         })?;

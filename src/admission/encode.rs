@@ -1,0 +1,272 @@
+//! Writing the answer: AdmissionReview responses (allow, deny with every violation, warnings,
+//! audit annotations, a JSON patch) and `metav1.Status` bodies for HTTP errors.
+
+use std::fmt::Write as _;
+
+use serde::{Serialize, Serializer};
+
+use super::{API_VERSION, Answer, Decision, Endpoint, KIND, MAX_WARNING_CHARS, Outcome, Subject};
+use crate::engine::Verdict;
+use crate::mutation::Mutation;
+use crate::policy::Mode;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
+    audit_annotations: Vec<(&'a str, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    /// Standard base64 of the JSON Patch (kube-rs's own type writes an array of numbers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+}
+
+/// A `metav1.Status`, as both AdmissionResponse.status and HTTP error bodies use it.
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    status: &'static str,
+    message: &'a str,
+    reason: &'static str,
+    code: u16,
+}
+
+fn as_map<S: Serializer>(pairs: &[(&str, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+fn write_review(response: ResponseOut<'_>) -> Vec<u8> {
+    let out = ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response,
+    };
+    // Encode into a buffer this thread keeps, then copy out exactly the bytes written: one
+    // allocation of the right size, never a regrowth (an allowed answer is ~140 bytes, a
+    // denial several hundred).
+    ENCODE_BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        // Serializing plain structs of strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buffer, &out);
+        let body = buffer.as_slice().to_vec();
+        if buffer.capacity() > MAX_KEPT_BUFFER {
+            *buffer = Vec::new();
+        }
+        body
+    })
+}
+
+/// A buffer grown past this by an unusually long answer is not kept.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub(super) fn allow(uid: &str) -> Answer {
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: true,
+            status: None,
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+            patch_type: None,
+            patch: None,
+        }),
+        outcome: Outcome::Allowed,
+        subject: None,
+        decisions: Vec::new(),
+        mutated: Vec::new(),
+    }
+}
+
+pub(super) fn fail_closed(uid: &str, endpoint: Endpoint, why: &str) -> Answer {
+    if endpoint == Endpoint::Mutate {
+        return Answer {
+            outcome: Outcome::Invalid,
+            ..allow(uid)
+        };
+    }
+    let message = format!("portier cannot judge this request: {why}");
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: false,
+            status: Some(StatusOut {
+                status: "Failure",
+                message: &message,
+                reason: "BadRequest",
+                code: 400,
+            }),
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+            patch_type: None,
+            patch: None,
+        }),
+        outcome: Outcome::Invalid,
+        subject: None,
+        decisions: Vec::new(),
+        mutated: Vec::new(),
+    }
+}
+
+pub(super) fn patched(uid: &str, mutation: Mutation) -> Answer {
+    use base64::Engine as _;
+    // Serializing a JSON Patch into a Vec cannot fail.
+    let json = serde_json::to_vec(&mutation.patch).unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
+    Answer {
+        http_status: 200,
+        body: write_review(ResponseOut {
+            uid,
+            allowed: true,
+            status: None,
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+            patch_type: Some("JSONPatch"),
+            patch: Some(encoded),
+        }),
+        outcome: Outcome::Allowed,
+        subject: None,
+        decisions: Vec::new(),
+        mutated: mutation.policies,
+    }
+}
+
+/// An HTTP 400 with a `metav1.Status` body, for requests that carry no answerable review.
+pub fn bad_request(message: &str) -> Answer {
+    Answer {
+        http_status: 400,
+        body: status_body(400, "BadRequest", message),
+        outcome: Outcome::Invalid,
+        subject: None,
+        decisions: Vec::new(),
+        mutated: Vec::new(),
+    }
+}
+
+/// A `metav1.Status` JSON body for an HTTP error.
+pub fn status_body(code: u16, reason: &'static str, message: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct HttpStatus<'a> {
+        kind: &'static str,
+        api_version: &'static str,
+        #[serde(flatten)]
+        status: StatusOut<'a>,
+    }
+    let body = HttpStatus {
+        kind: "Status",
+        api_version: "v1",
+        status: StatusOut {
+            status: "Failure",
+            message,
+            reason,
+            code,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+pub(super) fn encode_verdict(
+    subject: Subject,
+    verdict: &Verdict<'_, '_>,
+    pod_spec_path: &str,
+) -> Answer {
+    let decisions: Vec<Decision> = verdict
+        .violations
+        .iter()
+        .map(|v| Decision {
+            policy_index: v.policy_index,
+            policy: v.policy.name.clone(),
+            check: v.policy.check.id(),
+            mode: v.mode,
+            audited: v.audited,
+            message: v.message(pod_spec_path),
+        })
+        .collect();
+    let denied = verdict.denies();
+    let mut deny_message = String::new();
+    let mut warnings = Vec::new();
+    let mut audit_annotations: Vec<(&str, String)> = Vec::new();
+    for d in &decisions {
+        match d.mode {
+            Mode::Enforce => {
+                if !deny_message.is_empty() {
+                    deny_message.push_str("; ");
+                }
+                deny_message.push_str(&d.message);
+            }
+            Mode::Warn => warnings.push(truncate_chars(d.message.clone(), MAX_WARNING_CHARS)),
+            Mode::Audit => {}
+        }
+        if d.mode == Mode::Audit || d.audited {
+            // One annotation per policy. The API server prefixes the key with the webhook
+            // name and accepts a single '/', so the key is the bare policy name.
+            match audit_annotations
+                .iter_mut()
+                .find(|(name, _)| *name == d.policy)
+            {
+                Some((_, value)) => {
+                    let _ = write!(value, "; {}", d.message);
+                }
+                None => audit_annotations.push((&d.policy, d.message.clone())),
+            }
+        }
+    }
+    let status = denied.then(|| StatusOut {
+        status: "Failure",
+        message: &deny_message,
+        reason: "Forbidden",
+        code: 403,
+    });
+    let body = write_review(ResponseOut {
+        uid: &subject.uid,
+        allowed: !denied,
+        status,
+        warnings,
+        audit_annotations,
+        patch_type: None,
+        patch: None,
+    });
+    Answer {
+        http_status: 200,
+        body,
+        outcome: if denied {
+            Outcome::Denied
+        } else {
+            Outcome::Allowed
+        },
+        subject: Some(subject),
+        decisions,
+        mutated: Vec::new(),
+    }
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with an ellipsis.
+pub(super) fn truncate_chars(mut s: String, max: usize) -> String {
+    if let Some((cut, _)) = s.char_indices().nth(max.saturating_sub(1))
+        && s[cut..].chars().count() > 1
+    {
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}

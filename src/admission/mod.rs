@@ -1,0 +1,287 @@
+//! The AdmissionReview wire format (admission.k8s.io/v1): bytes in, bytes out.
+//!
+//! Decoding borrows from the request body and reads only what policies need; the object is kept
+//! as raw JSON until its kind is known, then decoded straight into the pod view. Every input
+//! problem becomes an answer: malformed JSON is HTTP 400; a review with a readable uid but a
+//! shape portier cannot judge fails closed (`allowed: false` with a clear `status.message`).
+
+mod decode;
+mod encode;
+mod wire;
+
+use serde_json::value::RawValue;
+
+use crate::engine::{self, Request};
+use crate::mutation;
+use crate::pod::{self, PodView, Text, Workload, WorkloadKind};
+use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
+use decode::{Target, decode_one_pass, read_uid, target};
+use encode::{allow, encode_verdict, fail_closed, patched};
+pub use encode::{bad_request, status_body};
+use wire::ReviewIn;
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// The longest warning returned; kubectl prints each on one line.
+pub const MAX_WARNING_CHARS: usize = 120;
+
+pub use crate::outcome::{Endpoint, Outcome};
+
+/// The HTTP answer to one review.
+#[derive(Debug)]
+pub struct Answer {
+    /// 200 for every AdmissionReview answer, 400 when none could be given.
+    pub http_status: u16,
+    pub body: Vec<u8>,
+    pub outcome: Outcome,
+    /// What was judged, when something was violated (for the decision log).
+    pub subject: Option<Subject>,
+    /// One per violation, in policy order (`/validate` only).
+    pub decisions: Vec<Decision>,
+    /// Indexes of the policies whose mutation is in the returned patch (`/mutate` only).
+    pub mutated: Vec<usize>,
+}
+
+/// The request a decision was about: identity only, never the object's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub uid: String,
+    pub operation: String,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub user: String,
+}
+
+/// One violation and what its policy's mode made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the policy in the set in force.
+    pub policy_index: usize,
+    pub policy: String,
+    pub check: &'static str,
+    /// What the violation did: the policy's mode, or `warn` for a lenient finding.
+    pub mode: Mode,
+    /// Also recorded as an audit annotation, besides what `mode` did.
+    pub audited: bool,
+    /// `policy/check: container "x" path: what is wrong — how to fix it`.
+    pub message: String,
+}
+
+/// Answers one AdmissionReview posted to `endpoint`, knowing nothing of image signatures
+/// (`signed-images` then judges only what needs no registry).
+pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
+    match decode(body, endpoint) {
+        Decoded::Answered(answer) => answer,
+        Decoded::Judge(judgement) => answer(judgement, set, &Unverified),
+    }
+}
+
+/// A review read from its body: answered already, or a workload to judge.
+// Returned by value once per review and matched at once; boxing either variant would put an
+// allocation on the review's path.
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded<'a> {
+    /// Malformed, not for portier (another kind, operation or subresource), or unreadable:
+    /// the answer needs no policy.
+    Answered(Answer),
+    Judge(Judgement<'a>),
+}
+
+/// A workload to judge, decoded once from the review's body (which it borrows).
+pub struct Judgement<'a> {
+    endpoint: Endpoint,
+    uid: Text<'a>,
+    operation: Option<Text<'a>>,
+    name: Option<Text<'a>>,
+    namespace: Option<Text<'a>>,
+    user: Option<Text<'a>>,
+    kind: WorkloadKind,
+    workload: Workload<'a>,
+    /// The object as sent, for `/mutate`'s patch.
+    object: Option<&'a RawValue>,
+}
+
+impl<'a> Judgement<'a> {
+    /// What the policies' selectors read of the request.
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            kind: self.kind,
+            namespace: self
+                .namespace
+                .as_deref()
+                .or(self.workload.namespace.as_deref())
+                .unwrap_or(""),
+            user: self.user.as_deref(),
+        }
+    }
+
+    /// The pod (template) to judge; `None` for a controller without one (allowed as is).
+    pub fn pod(&self) -> Option<PodView<'_, 'a>> {
+        self.workload.pod()
+    }
+}
+
+/// Decodes a review posted to `endpoint`. The common case takes one pass over the body;
+/// anything unusual (an error, escaped keys, fields in an order other than the API server's)
+/// takes the general path, which gives the same answer and explains every error.
+pub fn decode(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
+    if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
+        return prepare(review, workload, endpoint);
+    }
+    decode_general(body, endpoint)
+}
+
+/// [`decode`] without the one-pass decoding: the object is captured raw and decoded once its
+/// kind is known, and every error is explained.
+fn decode_general(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
+    // serde would also read a JSON array as the review's fields by position.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return Decoded::Answered(bad_request(&format!(
+                "the body is not valid JSON: {syntax}"
+            )));
+        }
+        return Decoded::Answered(bad_request(
+            "the body must be a JSON object (an AdmissionReview)",
+        ));
+    }
+    let review: ReviewIn<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) if e.is_data() => {
+            // A shape error may hide a syntax error further on: say which it really is.
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return Decoded::Answered(bad_request(&format!(
+                    "the body is not valid JSON: {syntax}"
+                )));
+            }
+            let why = format!("the AdmissionReview has the wrong shape: {e}");
+            return Decoded::Answered(match read_uid(body) {
+                Some(uid) => fail_closed(uid, endpoint, &why),
+                None => bad_request(&why),
+            });
+        }
+        Err(e) => {
+            return Decoded::Answered(bad_request(&format!("the body is not valid JSON: {e}")));
+        }
+    };
+    prepare(review, None, endpoint)
+}
+
+/// Checks a decoded review and finds its workload. `decoded` is the workload when
+/// [`decode_one_pass`] already read `request.object`; otherwise it is decoded from the raw
+/// object here.
+fn prepare<'a>(
+    review: ReviewIn<'a>,
+    decoded: Option<Workload<'a>>,
+    endpoint: Endpoint,
+) -> Decoded<'a> {
+    let api_version = review.api_version.as_deref().unwrap_or("");
+    let kind = review.kind.as_deref().unwrap_or("");
+    if api_version != API_VERSION || kind != KIND {
+        return Decoded::Answered(bad_request(&format!(
+            "expected apiVersion {API_VERSION:?} and kind {KIND:?}, got {api_version:?} and {kind:?}"
+        )));
+    }
+    let Some(request) = review.request else {
+        return Decoded::Answered(bad_request("the AdmissionReview has no request"));
+    };
+    let (kind, object) = match (target(&request, decoded.is_some()), request.uid.as_deref()) {
+        (_, None | Some("")) => return Decoded::Answered(bad_request("request.uid is missing")),
+        (Target::NotJudged, Some(uid)) => return Decoded::Answered(allow(uid)),
+        (Target::Unreadable(why), Some(uid)) => {
+            return Decoded::Answered(fail_closed(uid, endpoint, &why));
+        }
+        (Target::Workload(kind, object), _) => (kind, object),
+    };
+    let Some(uid) = request.uid else {
+        return Decoded::Answered(bad_request("request.uid is missing"));
+    };
+    let workload = match (decoded, object) {
+        (Some(workload), _) => workload,
+        (None, Some(object)) => match pod::decode_workload(kind, object.get()) {
+            Ok(w) => w,
+            Err(_) => {
+                let why = pod::explain_decode_error(kind, object.get());
+                let why = format!("request.object is not a valid {kind}: {why}");
+                return Decoded::Answered(fail_closed(&uid, endpoint, &why));
+            }
+        },
+        // `target` returns a workload only with an object.
+        (None, None) => {
+            return Decoded::Answered(fail_closed(&uid, endpoint, "request.object is missing"));
+        }
+    };
+    Decoded::Judge(Judgement {
+        endpoint,
+        uid,
+        operation: request.operation,
+        name: request.name,
+        namespace: request.namespace,
+        user: request.user_info.and_then(|u| u.username),
+        kind,
+        workload,
+        object,
+    })
+}
+
+/// Judges a decoded review against `set`, reading image signature verdicts from `images`
+/// (what was verified for this review), and encodes the answer.
+pub fn answer(judgement: Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdicts) -> Answer {
+    let Some(pod) = judgement.pod() else {
+        return allow(&judgement.uid);
+    };
+    let request = judgement.request();
+    let verdict = engine::evaluate_with(set, &request, pod, images);
+    let endpoint = judgement.endpoint;
+    // Policies that pin verified image tags to digests on /mutate, whatever the verdict.
+    let pinning: Vec<usize> = if endpoint == Endpoint::Mutate {
+        mutation::pinning_policies(set, &request)
+    } else {
+        Vec::new()
+    };
+    if verdict.is_clean() && pinning.is_empty() {
+        return allow(&judgement.uid);
+    }
+    if endpoint == Endpoint::Mutate {
+        // Mutation never denies: the validating webhook, which the API server calls after it,
+        // decides on whatever a patch could not fix.
+        // On /mutate the one-pass decoder keeps the object raw, for the patch to be made from.
+        let Some(raw) = judgement.object else {
+            return allow(&judgement.uid);
+        };
+        return match mutation::mutate(set, &verdict, request.kind, raw.get(), &pinning, images) {
+            Ok(Some(m)) => patched(&judgement.uid, m),
+            Ok(None) => allow(&judgement.uid),
+            Err(e) => {
+                // The object decoded as a workload, so this cannot happen short of a bug; it
+                // is said and counted, and the review is left to /validate.
+                tracing::error!(uid = %&*judgement.uid, error = %e, "cannot make the mutation's patch");
+                Answer {
+                    outcome: Outcome::Invalid,
+                    ..allow(&judgement.uid)
+                }
+            }
+        };
+    }
+    let subject = Subject {
+        uid: judgement.uid.to_string(),
+        operation: judgement.operation.as_deref().unwrap_or("").to_owned(),
+        kind: request.kind.as_str(),
+        namespace: request.namespace.to_owned(),
+        name: judgement
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(judgement.workload.name.as_deref())
+            .or(judgement.workload.generate_name.as_deref())
+            .unwrap_or("")
+            .to_owned(),
+        user: request.user.unwrap_or("").to_owned(),
+    };
+    encode_verdict(subject, &verdict, request.kind.pod_spec_path())
+}
+
+#[cfg(test)]
+mod tests;
