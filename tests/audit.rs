@@ -72,7 +72,7 @@ async fn ensure_ok<T>(result: Result<T, kube::Error>) {
 async fn cluster_roles(admin: &Client) {
     static MADE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     MADE.get_or_init(|| async {
-        let chart = k8s::deployed("ClusterRole");
+        let chart = k8s::deployed("ClusterRole", "portier");
         let rules = chart["rules"].as_array().unwrap().clone();
         let mut with_reports = rules.clone();
         with_reports.push(json!({"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["create", "patch"]}));
@@ -162,7 +162,7 @@ async fn grant(admin: &Client, user: &str, ns: Option<&str>, role: &str) {
 
 /// Grants `user` the chart's rules in `ns` except for the batch kinds not in `batch` (a Role).
 async fn grant_partially(admin: &Client, user: &str, ns: &str, batch: &[&str]) {
-    let chart = k8s::deployed("ClusterRole");
+    let chart = k8s::deployed("ClusterRole", "portier");
     let mut rules: Vec<Value> = chart["rules"]
         .as_array()
         .unwrap()

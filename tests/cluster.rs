@@ -43,7 +43,7 @@ struct Portier {
 
 /// The policy files of the chart's ConfigMap (the default set of `deploy/portier.yaml`).
 fn chart_policies() -> Vec<(String, String)> {
-    let config_map = k8s::deployed("ConfigMap");
+    let config_map = k8s::deployed("ConfigMap", "portier-policies");
     config_map["data"]
         .as_object()
         .unwrap()
@@ -109,7 +109,7 @@ impl Portier {
     /// The chart's configuration of `kind`, pointed at this portier and narrowed to this
     /// test's namespaces.
     fn configuration<K: DeserializeOwned>(&self, kind: &str, ca_pem: &str) -> K {
-        let mut doc = k8s::deployed(kind);
+        let mut doc = k8s::deployed(kind, "portier");
         doc["metadata"] = json!({"name": self.config_name()});
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
         for hook in doc["webhooks"].as_array_mut().unwrap() {

@@ -39,8 +39,8 @@ use serde_json::{Value, json};
 /// What a developer without the binaries reads, once per failing test.
 pub const HOW_TO_GET_ONE: &str = "no Kubernetes API server for the real-server tests: run `setup-envtest use 1.32 -p path` (sigs.k8s.io/controller-runtime/tools/setup-envtest) and set KUBEBUILDER_ASSETS to the folder it prints (it holds kube-apiserver and etcd), or put kube-apiserver and etcd on $PATH (Debian: apt-get install etcd-server)";
 
-/// The label every test namespace carries, with the namespace's own name as value, so that a
-/// test's webhook configurations can be narrowed to namespaces it chose.
+/// Every test namespace carries the label `e2e.portier.dev/<its name>: "true"`, so that a
+/// test's webhook configurations can be narrowed to the namespaces it chose.
 pub const TEST_LABEL_PREFIX: &str = "e2e.portier.dev/";
 
 /// A running API server.
@@ -194,8 +194,8 @@ fn gunzip(from: &Path, to: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", to.display()))
 }
 
-/// A port nothing listens on now. The kernel does not hand the same ephemeral port out again
-/// right away, so the window before etcd or the API server binds it is harmless here.
+/// A port nothing listens on now. The kernel picks ephemeral ports spread over a wide range, so
+/// another bind taking it before etcd or the API server does is unlikely enough for tests.
 fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -616,11 +616,6 @@ impl Cluster {
         })
         .await
     }
-
-    /// The tail of the API server's log, for failure messages.
-    pub fn apiserver_log_tail(&self, lines: usize) -> String {
-        tail(&self.dir.join("kube-apiserver.log"), lines)
-    }
 }
 
 /// The label key that marks namespace `ns` as chosen by its test.
@@ -657,10 +652,10 @@ pub fn repo_yaml(path: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The document of `deploy/portier.yaml` (the chart rendered with its defaults) of this kind.
-pub fn deployed(kind: &str) -> Value {
+/// The object `kind`/`name` of `deploy/portier.yaml` (the chart rendered with its defaults).
+pub fn deployed(kind: &str, name: &str) -> Value {
     repo_yaml("deploy/portier.yaml")
         .into_iter()
-        .find(|d| d["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} in deploy/portier.yaml"))
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/portier.yaml"))
 }
