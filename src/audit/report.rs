@@ -264,13 +264,61 @@ impl ReportWriter {
                 results: report.results.len(),
                 cut: ns.violations() - report.results.len(),
             }),
-            Err(ApiFailure::NotServed(message)) => Err(ReportError::CrdMissing(message)),
-            Err(
-                failure @ ApiFailure::Status {
-                    code: 400 | 422, ..
-                },
-            ) => Err(ReportError::Rejected(failure)),
-            Err(failure) => Err(ReportError::Api(failure)),
+            Err(failure) => Err(refusal(failure)),
         }
+    }
+}
+
+/// What a failed apply means for the reports. A report the installed CRD's schema refuses is
+/// refused in every namespace: 400 or 422 from validation, or, for a field the schema does not
+/// declare (an older CRD without `source`), a 500 from the API server's server-side apply,
+/// which fails to build the typed patch before any validation runs.
+fn refusal(failure: ApiFailure) -> ReportError {
+    match failure {
+        ApiFailure::NotServed(message) => ReportError::CrdMissing(message),
+        ApiFailure::Status {
+            code: 400 | 422, ..
+        } => ReportError::Rejected(failure),
+        ApiFailure::Status {
+            code: 500,
+            ref message,
+        } if message.starts_with("failed to create typed patch object") => {
+            ReportError::Rejected(failure)
+        }
+        failure => ReportError::Api(failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str) -> ApiFailure {
+        ApiFailure::Status {
+            code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_schema_refusal_is_fatal_and_other_failures_are_not() {
+        // kube-apiserver v1.32's words for a field an older CRD does not declare.
+        let undeclared = status(
+            500,
+            "failed to create typed patch object (shop/portier-shop; wgpolicyk8s.io/v1alpha2, Kind=PolicyReport): .results[0].source: field not declared in schema",
+        );
+        for failure in [
+            undeclared,
+            status(400, "strict decoding error"),
+            status(422, "x"),
+        ] {
+            let error = refusal(failure);
+            assert!(matches!(error, ReportError::Rejected(_)), "{error:?}");
+            assert!(error.is_fatal());
+        }
+        let etcd = refusal(status(500, "etcdserver: request timed out"));
+        assert!(matches!(etcd, ReportError::Api(_)) && !etcd.is_fatal());
+        let missing = refusal(ApiFailure::NotServed("404 page not found".into()));
+        assert!(matches!(missing, ReportError::CrdMissing(_)) && missing.is_fatal());
     }
 }

@@ -1,25 +1,19 @@
-//! A stand-in for kube-apiserver, for the audit tests: no real API server can run on these
-//! machines, so this one speaks the part of the real API the audit uses, with the real wire
-//! format (every object and list is a `k8s_openapi` type, every error a `metav1.Status`):
+//! A stand-in for kube-apiserver, for what the real one (`tests/k8s`) cannot be made to do on
+//! demand: a namespace that vanishes in the middle of a scan, a `continue` token that expires
+//! between two pages, a 500 from one list, and 100 000 pods made on the fly for the scale runs.
+//! Everything else the audit does is tested against the real API server (`tests/audit.rs`).
 //!
-//! - `GET` lists of namespaces, pods and the pod controllers, with `limit` / `continue`
-//!   pagination (`metadata.continue`, `remainingItemCount`, `resourceVersion`) and
-//!   `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`);
-//! - 401 without the kubeconfig's bearer token, 403 in a forbidden namespace (or for chosen
-//!   resources), 404 in a namespace that has vanished, 410 Gone for an expired `continue`
-//!   token, as the API server words them;
-//! - `PATCH` of `wgpolicyk8s.io/v1alpha2` PolicyReports as server-side apply does it: only
-//!   `application/apply-patch+yaml`, `fieldManager` required, the name in the body must match
-//!   the URL, creates (201) or replaces the fields the manager applied (200), strict field
-//!   validation against the CRD schema of `deploy/crds/policyreports.yaml` (400 for an unknown
-//!   field, 422 for a wrong type or value), 404 when the CRD is not installed.
+//! It speaks the part of the real API the audit lists with, in the real wire format (every
+//! object and list is a `k8s_openapi` type, every error a `metav1.Status` worded as the API
+//! server words it): `GET` lists of namespaces, pods and the pod controllers, with `limit` /
+//! `continue` pagination (`metadata.continue`, `remainingItemCount`, `resourceVersion`).
 //!
-//! Every request is recorded (method, path, query, content type, body) so tests can check that
-//! pagination really happened. The server runs on its own thread and runtime on 127.0.0.1:0
-//! and stops when the handle is dropped.
+//! Every request is recorded (method, path, query, status) so tests can check what was asked
+//! after a failure. The server runs on its own thread and runtime on 127.0.0.1:0 and stops when
+//! the handle is dropped.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,23 +22,16 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use k8s_openapi::api::apps::v1::{
-    DaemonSet, Deployment, DeploymentSpec, ReplicaSet, ReplicaSetSpec, StatefulSet, StatefulSetSpec,
-};
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{
-    Container, Namespace, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, ReplicationController,
-    SecurityContext,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, ListMeta, ObjectMeta, OwnerReference, Status, StatusDetails,
-};
-use k8s_openapi::{ListableResource, Metadata, Resource};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Status, StatusDetails};
+use k8s_openapi::{ListableResource, Resource};
 use serde::Serialize;
-use serde_json::{Value, json};
+
+use crate::common::workloads::{controller_ref, object_meta};
 
 pub const TOKEN: &str = "audit-test-token";
-pub const USER: &str = "system:serviceaccount:portier:portier";
 
 /// One recorded request.
 #[derive(Debug, Clone)]
@@ -53,8 +40,6 @@ pub struct Recorded {
     pub path: String,
     /// Decoded query parameters, in order.
     pub query: Vec<(String, String)>,
-    pub content_type: Option<String>,
-    pub body: String,
     /// The status the stand-in answered.
     pub status: u16,
 }
@@ -84,12 +69,12 @@ pub struct NsState {
     pub cronjobs: Vec<CronJob>,
     /// Pods made on the fly (`count`, maker), for scale runs: nothing is held in memory.
     pub generated_pods: Option<(usize, PodMaker)>,
-    /// Resources listed with 403 (`*` for all).
-    pub forbidden: BTreeSet<String>,
     /// The namespace disappears after this many successful list calls in it (404 after).
     pub vanish_after: Option<usize>,
     /// Resources whose first request with a `continue` token gets 410 Gone.
     pub expire_once: BTreeSet<String>,
+    /// Resources whose lists fail with 500, as an API server whose etcd times out does.
+    pub internal_error: BTreeSet<String>,
     lists_served: usize,
 }
 
@@ -97,23 +82,12 @@ pub struct NsState {
 #[derive(Default)]
 pub struct Cluster {
     pub namespaces: BTreeMap<String, NsState>,
-    /// 403 on listing namespaces.
-    pub forbid_namespace_list: bool,
-    /// Whether the PolicyReport CRD is installed.
-    pub policy_report_crd: bool,
-    /// Stored PolicyReports by (namespace, name).
-    pub policy_reports: BTreeMap<(String, String), Value>,
-    /// Serve the Policy WG's original v1alpha2 schema, which has no `source` (as some
-    /// clusters still do), instead of the shipped one.
-    pub old_policy_report_schema: bool,
     resource_version: u64,
-    uid_counter: u64,
 }
 
 impl Cluster {
     pub fn new() -> Cluster {
         Cluster {
-            policy_report_crd: true,
             resource_version: 1000,
             ..Cluster::default()
         }
@@ -140,7 +114,6 @@ pub struct StandIn {
 struct Shared {
     cluster: Mutex<Cluster>,
     requests: Mutex<Vec<Recorded>>,
-    schema: Value,
 }
 
 impl StandIn {
@@ -148,7 +121,6 @@ impl StandIn {
         let state = Arc::new(Shared {
             cluster: Mutex::new(cluster),
             requests: Mutex::new(Vec::new()),
-            schema: policy_report_schema(),
         });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -204,10 +176,6 @@ impl StandIn {
     pub fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R {
         f(&mut self.state.cluster.lock().unwrap())
     }
-
-    pub fn policy_reports(&self) -> BTreeMap<(String, String), Value> {
-        self.with_cluster(|c| c.policy_reports.clone())
-    }
 }
 
 impl Drop for StandIn {
@@ -259,29 +227,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 .collect()
         })
         .unwrap_or_default();
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     let authorized = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         == Some(&format!("Bearer {TOKEN}"));
-    let body = axum::body::to_bytes(request.into_body(), 16 << 20)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
     let response = if authorized {
-        route(
-            &shared,
-            &method,
-            &path,
-            &query,
-            content_type.as_deref(),
-            &body,
-        )
+        route(&shared, &method, &path, &query)
     } else {
         status(401, "Unauthorized", "Unauthorized", None)
     };
@@ -289,21 +241,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         method: method.to_string(),
         path,
         query,
-        content_type,
-        body,
         status: response.status().as_u16(),
     });
     response
 }
 
-fn route(
-    shared: &Shared,
-    method: &Method,
-    path: &str,
-    query: &[(String, String)],
-    content_type: Option<&str>,
-    body: &str,
-) -> Response {
+fn route(shared: &Shared, method: &Method, path: &str, query: &[(String, String)]) -> Response {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let param = |name: &str| {
         query
@@ -317,39 +260,11 @@ fn route(
         (&Method::GET, ["api", "v1", "namespaces", ns, resource])
             if matches!(*resource, "pods" | "replicationcontrollers") =>
         {
-            list_workloads(&mut cluster, ns, resource, "", param)
+            list_workloads(&mut cluster, ns, resource, param)
         }
-        (
-            &Method::GET,
-            [
-                "apis",
-                group @ ("apps" | "batch"),
-                "v1",
-                "namespaces",
-                ns,
-                resource,
-            ],
-        ) => list_workloads(&mut cluster, ns, resource, group, param),
-        (
-            &Method::PATCH,
-            [
-                "apis",
-                "wgpolicyk8s.io",
-                "v1alpha2",
-                "namespaces",
-                ns,
-                "policyreports",
-                name,
-            ],
-        ) if cluster.policy_report_crd => apply_report(
-            &mut cluster,
-            &shared.schema,
-            ns,
-            name,
-            param,
-            content_type,
-            body,
-        ),
+        (&Method::GET, ["apis", "apps" | "batch", "v1", "namespaces", ns, resource]) => {
+            list_workloads(&mut cluster, ns, resource, param)
+        }
         _ => not_found(),
     }
 }
@@ -383,30 +298,6 @@ fn json_response<T: Serialize>(code: u16, body: &T) -> Response {
         Body::from(serde_json::to_vec(body).unwrap()),
     )
         .into_response()
-}
-
-fn forbidden(resource: &str, group: &str, ns: Option<&str>, verb: &str) -> Response {
-    let scope = match ns {
-        Some(ns) => format!("in the namespace \"{ns}\""),
-        None => "at the cluster scope".to_owned(),
-    };
-    let qualified = if group.is_empty() {
-        resource.to_owned()
-    } else {
-        format!("{resource}.{group}")
-    };
-    status(
-        403,
-        "Forbidden",
-        &format!(
-            "{qualified} is forbidden: User \"{USER}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
-        ),
-        Some(StatusDetails {
-            kind: Some(resource.to_owned()),
-            group: Some(group.to_owned()),
-            ..StatusDetails::default()
-        }),
-    )
 }
 
 fn namespace_not_found(ns: &str) -> Response {
@@ -488,17 +379,6 @@ where
     json_response(200, &list)
 }
 
-fn select<T>(items: &[T], selector: Option<&str>) -> Vec<T>
-where
-    T: Metadata<Ty = ObjectMeta> + Clone,
-{
-    items
-        .iter()
-        .filter(|o| selector.is_none_or(|s| matches_selector(s, o.metadata().labels.as_ref())))
-        .cloned()
-        .collect()
-}
-
 fn slice<T: Clone>(items: &[T], offset: usize, limit: Option<usize>) -> Vec<T> {
     let end = limit.map_or(items.len(), |l| (offset + l).min(items.len()));
     items
@@ -507,43 +387,7 @@ fn slice<T: Clone>(items: &[T], offset: usize, limit: Option<usize>) -> Vec<T> {
         .to_vec()
 }
 
-/// What the API server says of a selector it cannot parse (requirements without a key).
-fn selector_error(selector: &str) -> Option<String> {
-    selector.split(',').map(str::trim).find_map(|req| {
-        let key = req
-            .split(['=', '!'])
-            .find(|part| !part.is_empty())
-            .unwrap_or("");
-        (req.starts_with('=') || key.is_empty())
-            .then(|| "unable to parse requirement: found '=', expected: identifier".to_owned())
-    })
-}
-
-/// Equality-based label selectors (`a=b,c!=d,e,!f`), as the API server evaluates them.
-pub fn matches_selector(selector: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .all(|req| {
-            if let Some((k, v)) = req.split_once("!=") {
-                labels.get(k.trim()).map(String::as_str) != Some(v.trim())
-            } else if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
-                labels.get(k.trim()).map(String::as_str) == Some(v.trim())
-            } else if let Some(k) = req.strip_prefix('!') {
-                !labels.contains_key(k.trim())
-            } else {
-                labels.contains_key(req)
-            }
-        })
-}
-
 fn list_namespaces<'q>(cluster: &mut Cluster, param: impl Fn(&str) -> Option<&'q str>) -> Response {
-    if cluster.forbid_namespace_list {
-        return forbidden("namespaces", "", None, "list");
-    }
     let (offset, limit) = match window(&param) {
         Ok(w) => w,
         Err(r) => return *r,
@@ -568,7 +412,6 @@ fn list_workloads<'q>(
     cluster: &mut Cluster,
     ns: &str,
     resource: &str,
-    group: &str,
     param: impl Fn(&str) -> Option<&'q str>,
 ) -> Response {
     let rv = cluster.next_rv();
@@ -576,8 +419,21 @@ fn list_workloads<'q>(
         // The real API server answers an empty list for a namespace that does not exist.
         return empty_list(resource, &rv);
     };
-    if state.forbidden.contains("*") || state.forbidden.contains(resource) {
-        return forbidden(resource, group, Some(ns), "list");
+    if state.internal_error.contains(resource) {
+        return status(
+            500,
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out",
+            Some(StatusDetails {
+                causes: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                        message: Some("etcdserver: request timed out".to_owned()),
+                        ..Default::default()
+                    },
+                ]),
+                ..StatusDetails::default()
+            }),
+        );
     }
     if state.vanish_after.is_some_and(|n| state.lists_served >= n) {
         return namespace_not_found(ns);
@@ -594,16 +450,11 @@ fn list_workloads<'q>(
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let selector = param("labelSelector");
-    if let Some(bad) = selector.and_then(selector_error) {
-        return status(400, "BadRequest", &bad, None);
-    }
     state.lists_served += 1;
     macro_rules! typed {
         ($items:expr) => {{
-            let selected = select(&$items, selector);
-            let total = selected.len();
-            page(slice(&selected, offset, limit), total, offset, limit, &rv)
+            let total = $items.len();
+            page(slice(&$items, offset, limit), total, offset, limit, &rv)
         }};
     }
     match resource {
@@ -643,310 +494,18 @@ fn empty_list(resource: &str, rv: &str) -> Response {
     }
 }
 
-/// Server-side apply of a PolicyReport.
-fn apply_report<'q>(
-    cluster: &mut Cluster,
-    schema: &Value,
-    ns: &str,
-    name: &str,
-    param: impl Fn(&str) -> Option<&'q str>,
-    content_type: Option<&str>,
-    body: &str,
-) -> Response {
-    if content_type != Some("application/apply-patch+yaml") {
-        return status(
-            415,
-            "UnsupportedMediaType",
-            &format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type:?}"
-            ),
-            None,
-        );
-    }
-    let Some(state) = cluster.namespaces.get(ns) else {
-        return namespace_not_found(ns);
-    };
-    if state.vanish_after.is_some_and(|n| state.lists_served >= n) {
-        return namespace_not_found(ns);
-    }
-    if state.forbidden.contains("*") || state.forbidden.contains("policyreports") {
-        return forbidden("policyreports", "wgpolicyk8s.io", Some(ns), "patch");
-    }
-    let Some(manager) = param("fieldManager").filter(|m| !m.is_empty()) else {
-        return status(
-            400,
-            "BadRequest",
-            "PATCH requests with apply patch type require a fieldManager",
-            None,
-        );
-    };
-    let applied: Value = match serde_saphyr::from_str(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return status(
-                400,
-                "BadRequest",
-                &format!("error decoding YAML: {e}"),
-                None,
-            );
-        }
-    };
-    if applied["apiVersion"] != "wgpolicyk8s.io/v1alpha2" || applied["kind"] != "PolicyReport" {
-        return status(
-            400,
-            "BadRequest",
-            &format!(
-                "the API version in the data ({}) does not match the expected API version (wgpolicyk8s.io/v1alpha2)",
-                applied["apiVersion"]
-            ),
-            None,
-        );
-    }
-    if applied["metadata"]["name"] != name {
-        return status(
-            400,
-            "BadRequest",
-            &format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                applied["metadata"]["name"]
-            ),
-            None,
-        );
-    }
-    if let Some(body_ns) = applied["metadata"]["namespace"].as_str()
-        && body_ns != ns
-    {
-        return status(
-            400,
-            "BadRequest",
-            "the namespace of the provided object does not match the namespace sent on the request",
-            None,
-        );
-    }
-    let mut schema = schema.clone();
-    if cluster.old_policy_report_schema
-        && let Some(fields) = schema["properties"]["results"]["items"]["properties"].as_object_mut()
-    {
-        fields.remove("source");
-    }
-    let problems = validate(&schema, &applied, "");
-    let unknown: Vec<&String> = problems
-        .iter()
-        .filter(|p| p.contains("unknown field"))
-        .collect();
-    if !unknown.is_empty() && param("fieldValidation") == Some("Strict") {
-        return status(
-            400,
-            "BadRequest",
-            &format!(
-                "PolicyReport in version \"v1alpha2\" cannot be handled as a PolicyReport: strict decoding error: {}",
-                unknown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None,
-        );
-    }
-    let invalid: Vec<&String> = problems
-        .iter()
-        .filter(|p| !p.contains("unknown field"))
-        .collect();
-    if !invalid.is_empty() {
-        return status(
-            422,
-            "Invalid",
-            &format!(
-                "PolicyReport.wgpolicyk8s.io \"{name}\" is invalid: {}",
-                invalid
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None,
-        );
-    }
-    let key = (ns.to_owned(), name.to_owned());
-    let rv = cluster.next_rv();
-    let existing = cluster.policy_reports.get(&key).cloned();
-    let created = existing.is_none();
-    let mut stored = applied.clone();
-    let meta = stored["metadata"].as_object_mut().unwrap();
-    meta.insert("namespace".into(), json!(ns));
-    meta.insert("resourceVersion".into(), json!(rv));
-    match &existing {
-        Some(old) => {
-            for field in ["uid", "creationTimestamp"] {
-                meta.insert(field.into(), old["metadata"][field].clone());
-            }
-            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-            let changed =
-                old["results"] != applied["results"] || old["summary"] != applied["summary"];
-            meta.insert("generation".into(), json!(generation + i64::from(changed)));
-        }
-        None => {
-            cluster.uid_counter += 1;
-            meta.insert(
-                "uid".into(),
-                json!(format!(
-                    "00000000-0000-4000-8000-{:012}",
-                    cluster.uid_counter
-                )),
-            );
-            meta.insert("creationTimestamp".into(), json!("2026-11-23T10:00:00Z"));
-            meta.insert("generation".into(), json!(1));
-        }
-    }
-    meta.insert(
-        "managedFields".into(),
-        json!([{
-            "manager": manager,
-            "operation": "Apply",
-            "apiVersion": "wgpolicyk8s.io/v1alpha2",
-            "time": "2026-11-23T10:00:00Z",
-            "fieldsType": "FieldsV1",
-            "fieldsV1": {}
-        }]),
-    );
-    cluster.policy_reports.insert(key, stored.clone());
-    json_response(if created { 201 } else { 200 }, &stored)
-}
-
 // ---------------------------------------------------------------------------------------------
-// The PolicyReport schema and a structural-schema validator
-
-/// The PolicyReport v1alpha2 `openAPIV3Schema` from the CRD portier ships.
-pub fn policy_report_schema() -> Value {
-    crd_schema("PolicyReport")
-}
-
-pub fn crd_schema(kind: &str) -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/crds/policyreports.yaml"
-    );
-    let text = std::fs::read_to_string(path).unwrap();
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-    let crd = docs
-        .into_iter()
-        .find(|d| d["spec"]["names"]["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} CRD in {path}"));
-    let version = crd["spec"]["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "v1alpha2")
-        .unwrap()
-        .clone();
-    version["schema"]["openAPIV3Schema"].clone()
-}
-
-/// What the API server would refuse in `value` under a CRD's structural `schema`: unknown
-/// fields (`... unknown field "x"`), wrong types, values outside an enum, missing required
-/// fields, integers outside their format. `metadata` is the API server's own ObjectMeta and
-/// is not looked into.
-pub fn validate(schema: &Value, value: &Value, path: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let at = |p: &str| {
-        if p.is_empty() {
-            "<root>".to_owned()
-        } else {
-            p.to_owned()
-        }
-    };
-    let ty = schema["type"].as_str().unwrap_or("");
-    let type_ok = match ty {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        _ => true,
-    };
-    if !type_ok {
-        problems.push(format!("{}: Invalid value: must be of type {ty}", at(path)));
-        return problems;
-    }
-    if let Some(options) = schema["enum"].as_array()
-        && !options.contains(value)
-    {
-        problems.push(format!(
-            "{}: Unsupported value: {value}: supported values: {}",
-            at(path),
-            options
-                .iter()
-                .map(|o| o.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    match schema["format"].as_str() {
-        Some("int32") if value.as_i64().is_some_and(|n| i32::try_from(n).is_err()) => {
-            problems.push(format!("{}: Invalid value: out of int32 range", at(path)));
-        }
-        _ => {}
-    }
-    if let Some(object) = value.as_object() {
-        if path == ".metadata" {
-            return problems;
-        }
-        if let Some(required) = schema["required"].as_array() {
-            for field in required.iter().filter_map(Value::as_str) {
-                if !object.contains_key(field) {
-                    problems.push(format!("{path}.{field}: Required value"));
-                }
-            }
-        }
-        let properties = schema["properties"].as_object();
-        for (key, child) in object {
-            let child_path = format!("{path}.{key}");
-            if let Some(sub) = properties.and_then(|p| p.get(key)) {
-                problems.extend(validate(sub, child, &child_path));
-            } else if schema["additionalProperties"].is_object() {
-                problems.extend(validate(
-                    &schema["additionalProperties"],
-                    child,
-                    &child_path,
-                ));
-            } else if schema["x-kubernetes-preserve-unknown-fields"] != true {
-                problems.push(format!(
-                    "unknown field \"{}\"",
-                    child_path.trim_start_matches('.')
-                ));
-            }
-        }
-    }
-    if let (Some(items), Some(schema)) = (value.as_array(), schema.get("items")) {
-        for (i, item) in items.iter().enumerate() {
-            problems.extend(validate(schema, item, &format!("{path}[{i}]")));
-        }
-    }
-    problems
-}
-
-// ---------------------------------------------------------------------------------------------
-// Objects, built with k8s-openapi types
+// Metadata for `common::workloads` objects, with the uids the real API server would assign
 
 pub fn meta(name: &str, ns: &str, labels: &[(&str, &str)]) -> ObjectMeta {
     ObjectMeta {
-        name: Some(name.to_owned()),
-        namespace: Some(ns.to_owned()),
         uid: Some(format!("uid-{ns}-{name}")),
         resource_version: Some("1".to_owned()),
-        labels: (!labels.is_empty()).then(|| {
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        }),
-        ..ObjectMeta::default()
+        ..object_meta(name, ns, labels)
     }
 }
 
-/// `meta` with a controller owner reference to `owner` (a `T`).
+/// `meta` with a controller owner reference to `owner` (a `T` made with `meta`).
 pub fn owned_meta<T: Resource>(
     name: &str,
     ns: &str,
@@ -954,158 +513,10 @@ pub fn owned_meta<T: Resource>(
     owner: &str,
 ) -> ObjectMeta {
     ObjectMeta {
-        owner_references: Some(vec![OwnerReference {
-            api_version: T::API_VERSION.to_owned(),
-            kind: T::KIND.to_owned(),
-            name: owner.to_owned(),
-            uid: format!("uid-{ns}-{owner}"),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }]),
+        owner_references: Some(vec![controller_ref::<T>(
+            owner,
+            &format!("uid-{ns}-{owner}"),
+        )]),
         ..meta(name, ns, labels)
     }
-}
-
-/// How a test pod spec is wrong.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Flaws {
-    pub privileged: bool,
-    pub root: bool,
-    pub host_network: bool,
-}
-
-pub const CLEAN: Flaws = Flaws {
-    privileged: false,
-    root: false,
-    host_network: false,
-};
-
-pub fn pod_spec(flaws: Flaws) -> PodSpec {
-    PodSpec {
-        host_network: flaws.host_network.then_some(true),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: (!flaws.root).then_some(true),
-            ..PodSecurityContext::default()
-        }),
-        containers: vec![Container {
-            name: "app".to_owned(),
-            image: Some("registry.example.com/app:1".to_owned()),
-            security_context: flaws.privileged.then(|| SecurityContext {
-                privileged: Some(true),
-                ..SecurityContext::default()
-            }),
-            ..Container::default()
-        }],
-        ..PodSpec::default()
-    }
-}
-
-fn template(labels: &[(&str, &str)], flaws: Flaws) -> PodTemplateSpec {
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(pod_spec(flaws)),
-    }
-}
-
-fn selector(labels: &[(&str, &str)]) -> LabelSelector {
-    LabelSelector {
-        match_labels: Some(
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        ),
-        ..LabelSelector::default()
-    }
-}
-
-pub fn pod(metadata: ObjectMeta, flaws: Flaws) -> Pod {
-    Pod {
-        metadata,
-        spec: Some(pod_spec(flaws)),
-        ..Pod::default()
-    }
-}
-
-pub fn deployment(name: &str, ns: &str, labels: &[(&str, &str)], flaws: Flaws) -> Deployment {
-    Deployment {
-        metadata: meta(name, ns, labels),
-        spec: Some(DeploymentSpec {
-            selector: selector(labels),
-            template: template(labels, flaws),
-            ..DeploymentSpec::default()
-        }),
-        ..Deployment::default()
-    }
-}
-
-pub fn replica_set(metadata: ObjectMeta, labels: &[(&str, &str)], flaws: Flaws) -> ReplicaSet {
-    ReplicaSet {
-        metadata,
-        spec: Some(ReplicaSetSpec {
-            selector: selector(labels),
-            template: Some(template(labels, flaws)),
-            ..ReplicaSetSpec::default()
-        }),
-        ..ReplicaSet::default()
-    }
-}
-
-pub fn stateful_set(name: &str, ns: &str, labels: &[(&str, &str)], flaws: Flaws) -> StatefulSet {
-    StatefulSet {
-        metadata: meta(name, ns, labels),
-        spec: Some(StatefulSetSpec {
-            selector: selector(labels),
-            service_name: Some(name.to_owned()),
-            template: template(labels, flaws),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    }
-}
-
-pub fn cron_job(name: &str, ns: &str, labels: &[(&str, &str)], flaws: Flaws) -> CronJob {
-    CronJob {
-        metadata: meta(name, ns, labels),
-        spec: Some(CronJobSpec {
-            schedule: "@daily".to_owned(),
-            job_template: JobTemplateSpec {
-                metadata: None,
-                spec: Some(JobSpec {
-                    template: template(labels, flaws),
-                    ..JobSpec::default()
-                }),
-            },
-            ..CronJobSpec::default()
-        }),
-        ..CronJob::default()
-    }
-}
-
-pub fn job(metadata: ObjectMeta, labels: &[(&str, &str)], flaws: Flaws) -> Job {
-    Job {
-        metadata,
-        spec: Some(JobSpec {
-            template: template(labels, flaws),
-            ..JobSpec::default()
-        }),
-        ..Job::default()
-    }
-}
-
-/// Counts the recorded requests per path.
-pub fn per_path(requests: &[Recorded]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for r in requests {
-        *counts.entry(r.path.clone()).or_default() += 1;
-    }
-    counts
 }

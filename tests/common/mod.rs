@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod registry;
+pub mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -424,16 +425,28 @@ impl ServeProcess {
     /// Like `start`, with these environment variables set.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portier"))
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portier"));
+        command
             .args(["--log-format", "json", "serve", "--addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0", "--shutdown-delay", "0s"])
             .args(args)
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        // Drop stops it when a test fails; a test binary that crashes runs no Drop, so the
+        // kernel stops it then (SIGKILL when the spawning thread, the test's, ends).
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, log) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
