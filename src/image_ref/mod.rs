@@ -426,6 +426,10 @@ fn validate_digest(digest: &str) -> Result<(), RefError> {
 }
 
 #[cfg(test)]
+mod oracle;
+#[cfg(test)]
+mod reference_table;
+#[cfg(test)]
 mod tests;
 
 /// Why an image glob can never match a canonical reference, when that is certain: globs see
