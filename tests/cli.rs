@@ -456,36 +456,3 @@ fn bench_prints_one_tab_separated_line_per_file_and_counts_allocations() {
         "{summary}"
     );
 }
-
-#[test]
-fn the_load_tool_starts_a_server_loads_it_briefly_and_stops_it() {
-    // Loopback only, bounded to half a second of load; asserts counts, never times.
-    for http in ["h1", "h2"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_portier-load"))
-            .args([
-                "--portier",
-                BIN,
-                "--policies",
-                SHIPPED_POLICIES,
-                "--http",
-                http,
-                "--connections",
-                "2",
-                "--duration",
-                "0.5",
-                "--warmup",
-                "0",
-                "--rate",
-                "200",
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        let text = stdout(&out);
-        assert!(out.status.success(), "{text}{}", stderr(&out));
-        let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-        assert_eq!(json["errors"], 0, "{text}");
-        assert!(json["ok"].as_u64().unwrap() > 0, "{text}");
-        assert!(json["rss_bytes"].as_u64().unwrap() > 0, "{text}");
-    }
-}
