@@ -3,8 +3,9 @@
 //! [`CountingAlloc`] wraps the system allocator. It counts only on threads that asked for it
 //! (inside [`count`]); everywhere else its whole cost is one thread-local flag test per
 //! allocation, because the flag and the counter are plain thread-locals (no atomics, no
-//! contention between the server's worker threads). The `portier` binary installs it so that
-//! `portier bench` can report allocations per review; BENCHMARKS.md states its measured cost.
+//! contention between the server's worker threads). The allocation tests install it in their
+//! own binary; the `portier` binary installs it only with the `alloc-count` feature (off by
+//! default, on in test builds), for `portier bench`. BENCHMARKS.md states its measured cost.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

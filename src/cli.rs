@@ -345,7 +345,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let (key_pair, not_after) = args.key_pair.load()?;
     metrics.set_tls_expiry(not_after);
     let resolver = tls::CertResolver::new(key_pair);
-    let tls_config = tls::server_config(Arc::clone(&resolver), args.client_auth.as_ref())?;
+    let server_tls = tls::ServerTls::new(Arc::clone(&resolver), args.client_auth)?;
     let _policy_watch = store
         .watch(POLL_INTERVAL)
         .with_context(|| format!("cannot watch {}", args.policies.display()))?;
@@ -356,12 +356,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         POLL_INTERVAL,
     )
     .context("cannot watch the TLS key pair")?;
+    let _client_ca_watch =
+        tls::watch_client_ca(Arc::clone(&server_tls), Arc::clone(&metrics), POLL_INTERVAL)
+            .context("cannot watch the client CA")?;
     let addr = args.options.addr;
     // One verifier for the webhook and the periodic audit: one cache, one registry backoff.
     let images = Verifier::new(Arc::clone(&metrics));
     let server = Server::start(
         args.options,
-        tls_config,
+        Arc::clone(&server_tls),
         Arc::clone(&store),
         Arc::clone(&metrics),
         Arc::clone(&images),
@@ -371,7 +374,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(
         addr = %server.local_addr(),
         metrics_addr = %server.metrics_addr().map(|a| a.to_string()).unwrap_or_default(),
-        mutual_tls = args.client_auth.is_some(),
+        mutual_tls = server_tls.mutual(),
         policies = store.snapshot().set.len(),
         dir = %args.policies.display(),
         "portier is serving HTTPS"

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Counts heap allocations for `portier bench`, and only on a thread that asks: elsewhere (the
-/// server) it costs one thread-local flag test per allocation (see BENCHMARKS.md).
+/// Counts heap allocations for `portier bench`, and only on a thread that asks. Only with the
+/// `alloc-count` feature (on in test builds): elsewhere, the server, it would cost a
+/// thread-local flag test per allocation for nothing (see BENCHMARKS.md).
+#[cfg(feature = "alloc-count")]
 #[global_allocator]
 static ALLOC: portier::alloc_count::CountingAlloc = portier::alloc_count::CountingAlloc;
 

@@ -35,6 +35,7 @@ use crate::images::Verifier;
 use crate::metrics::Metrics;
 use crate::outcome::{Endpoint, Outcome};
 use crate::reload::PolicyStore;
+use crate::tls::ServerTls;
 
 /// The API server never sends more than 3 MiB (its own request limit); anything larger is
 /// refused before it is read.
@@ -106,7 +107,7 @@ impl Server {
     /// whoever else holds it, such as the periodic audit).
     pub async fn start(
         options: ServeOptions,
-        tls: rustls::ServerConfig,
+        tls: Arc<ServerTls>,
         store: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
         images: Arc<Verifier>,
@@ -131,10 +132,9 @@ impl Server {
             ready: AtomicBool::new(false),
         });
         let (stop, stopped) = watch::channel(false);
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
         let mut tasks = vec![tokio::spawn(accept_loop(
             webhook_listener,
-            Some(acceptor),
+            Some(tls),
             webhook_router(Arc::clone(&state)),
             options.clone(),
             stopped.clone(),
@@ -189,7 +189,7 @@ impl Drop for Server {
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerTls>>,
     router: Router,
     options: ServeOptions,
     mut stopped: watch::Receiver<bool>,
@@ -214,7 +214,9 @@ async fn accept_loop(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // The configuration of the moment (the client CA may have been replaced): this
+        // connection keeps it for its lifetime.
+        let acceptor = tls.as_ref().map(|tls| TlsAcceptor::from(tls.config()));
         let service = TowerToHyperService::new(router.clone());
         let http = http.clone();
         let watcher = graceful.watcher();

@@ -1,6 +1,7 @@
 //! TLS for the webhook listener: rustls (ring provider), TLS 1.2 and 1.3 with the provider's
 //! AEAD-only cipher suites, ALPN h2 and http/1.1, optional client certificates (mutual TLS),
-//! and a certificate resolver whose key pair can be replaced while serving.
+//! and a certificate resolver whose key pair can be replaced while serving. Both the key pair
+//! and the client CA are reloaded when their files change.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -218,6 +219,17 @@ impl ClientCertVerifier for SubjectAllowList {
     }
 }
 
+/// A fingerprint of the files' content (a file that cannot be read counts as one more
+/// content), so a watcher acts once per change and not on every poll.
+fn fingerprint_of(paths: &[&Path]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for path in paths {
+        std::fs::read(path).ok().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(&auth.ca)
@@ -273,21 +285,19 @@ impl KeyPairFiles {
     }
 
     fn fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        std::fs::read(&self.cert).ok().hash(&mut hasher);
-        std::fs::read(&self.key).ok().hash(&mut hasher);
-        hasher.finish()
+        fingerprint_of(&[&self.cert, &self.key])
     }
 
     fn dirs(&self) -> Vec<PathBuf> {
-        [&self.cert, &self.key]
-            .iter()
-            .map(|p| match p.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-                _ => PathBuf::from("."),
-            })
-            .collect()
+        vec![parent_dir(&self.cert), parent_dir(&self.key)]
+    }
+}
+
+/// The directory to watch for `path`: volumes update by swapping a symlink beside the file.
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -365,6 +375,102 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The webhook listener's TLS configuration, as the next handshake gets it.
+///
+/// The key pair changes inside one configuration (through [`CertResolver`]). A new client CA
+/// replaces the whole configuration instead: a fresh one also starts with an empty session
+/// cache, and that matters because rustls does not verify a client certificate again when a
+/// session is resumed, so a client of the old CA could otherwise come back through its
+/// session ticket. Established connections keep the configuration they were accepted with.
+#[derive(Debug)]
+pub struct ServerTls {
+    resolver: Arc<CertResolver>,
+    client_auth: Option<ClientAuth>,
+    current: ArcSwap<rustls::ServerConfig>,
+    /// The client CA file's fingerprint, taken before the file was last read: a change after
+    /// that read is seen as a change by [`watch_client_ca`], never missed.
+    client_ca_read: std::sync::Mutex<u64>,
+}
+
+impl ServerTls {
+    /// Builds the configuration; with `client_auth`, reads the client CA bundle.
+    pub fn new(
+        resolver: Arc<CertResolver>,
+        client_auth: Option<ClientAuth>,
+    ) -> Result<Arc<ServerTls>, TlsError> {
+        let fingerprint = client_auth
+            .as_ref()
+            .map_or(0, |auth| fingerprint_of(&[&auth.ca]));
+        let config = server_config(Arc::clone(&resolver), client_auth.as_ref())?;
+        Ok(Arc::new(ServerTls {
+            resolver,
+            client_auth,
+            current: ArcSwap::from_pointee(config),
+            client_ca_read: std::sync::Mutex::new(fingerprint),
+        }))
+    }
+
+    /// The configuration for the next handshake.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.current.load_full()
+    }
+
+    /// Whether clients must present a certificate.
+    pub fn mutual(&self) -> bool {
+        self.client_auth.is_some()
+    }
+
+    /// Reads the client CA bundle again if its content changed since the last read: `None`
+    /// when it did not (or there is no client CA), else whether the new bundle is now used
+    /// for new handshakes. A bundle that does not load leaves the configuration as it was; it
+    /// is tried again when the file changes again.
+    pub fn reload_client_ca(&self) -> Option<Result<(), TlsError>> {
+        let auth = self.client_auth.as_ref()?;
+        let fingerprint = fingerprint_of(&[&auth.ca]);
+        let mut read = self
+            .client_ca_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *read == fingerprint {
+            return None;
+        }
+        *read = fingerprint;
+        Some(
+            server_config(Arc::clone(&self.resolver), Some(auth))
+                .map(|config| self.current.store(Arc::new(config))),
+        )
+    }
+}
+
+/// With mutual TLS, reloads the client CA bundle whenever its file changes (a mounted
+/// ConfigMap or Secret updated in place): new handshakes are verified against the new CA,
+/// established connections are untouched, and `--client-cn-allow` keeps applying. A bundle
+/// that does not load is logged and counted in `portier_tls_reloads_total{result="failed"}`,
+/// and the previous CA stays. `None` without mutual TLS.
+pub fn watch_client_ca(
+    tls: Arc<ServerTls>,
+    metrics: Arc<crate::metrics::Metrics>,
+    poll: std::time::Duration,
+) -> Result<Option<crate::watch::Watcher>, notify::Error> {
+    let Some(auth) = &tls.client_auth else {
+        return Ok(None);
+    };
+    let ca = auth.ca.clone();
+    let dirs = [parent_dir(&ca)];
+    crate::watch::watch_dirs(&dirs, poll, move || match tls.reload_client_ca() {
+        None => {}
+        Some(Ok(())) => {
+            metrics.record_tls_reload(true, None);
+            tracing::info!(client_ca = %ca.display(), "client CA reloaded");
+        }
+        Some(Err(e)) => {
+            metrics.record_tls_reload(false, None);
+            tracing::error!(error = %e, "client CA reload failed; the previous CA stays in use");
+        }
+    })
+    .map(Some)
 }
 
 /// A development CA and a serving certificate it signed, as PEM.

@@ -454,7 +454,8 @@ fn bench_prints_one_tab_separated_line_per_file_and_counts_allocations() {
         assert_eq!(cols[0], file.as_str());
         assert!(cols[1].parse::<f64>().unwrap() > 0.0, "{line}");
         assert!(cols[2].parse::<f64>().is_ok(), "{line}");
-        // The binary's counting allocator is installed: a review allocates a little.
+        // Test builds turn on the alloc-count feature (the self dev-dependency in Cargo.toml),
+        // so this binary counts: a review allocates a little.
         assert!(cols[3].parse::<u64>().unwrap() > 0, "{line}");
     }
     let summary = stderr(&out);
@@ -468,37 +469,4 @@ fn bench_prints_one_tab_separated_line_per_file_and_counts_allocations() {
         summary.contains("Pod shop/web-5d8f9c7b6-xk2lp"),
         "{summary}"
     );
-}
-
-#[test]
-fn the_load_tool_starts_a_server_loads_it_briefly_and_stops_it() {
-    // Loopback only, bounded to half a second of load; asserts counts, never times.
-    for http in ["h1", "h2"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_portier-load"))
-            .args([
-                "--portier",
-                BIN,
-                "--policies",
-                SHIPPED_POLICIES,
-                "--http",
-                http,
-                "--connections",
-                "2",
-                "--duration",
-                "0.5",
-                "--warmup",
-                "0",
-                "--rate",
-                "200",
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        let text = stdout(&out);
-        assert!(out.status.success(), "{text}{}", stderr(&out));
-        let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-        assert_eq!(json["errors"], 0, "{text}");
-        assert!(json["ok"].as_u64().unwrap() > 0, "{text}");
-        assert!(json["rss_bytes"].as_u64().unwrap() > 0, "{text}");
-    }
 }

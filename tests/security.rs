@@ -4,11 +4,14 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{
     Options, ServeProcess, TestPki, TestServer, good_container, pod, policy, write_private,
 };
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn mtls_server(allowed: Vec<String>) -> (TestServer, TestPki) {
     let dir = tempfile::tempdir().unwrap();
@@ -82,6 +85,191 @@ async fn mutual_tls_without_an_allow_list_accepts_any_subject_of_the_ca() {
     let anyone = client_ca.client_cert("anything");
     let client = server.pki.client_with_identity(true, Some(&anyone));
     assert_eq!(validate_status(&client, &server).await.unwrap(), 200);
+    server.stop().await;
+}
+
+/// A raw HTTP/1.1-over-TLS connection with `config`, or the handshake's error.
+async fn raw_connection(
+    server: &TestServer,
+    config: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let addr = server.base.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+}
+
+/// The head of a review POST and its body.
+fn review_request() -> (Vec<u8>, Vec<u8>) {
+    let body = common::review_bytes(&pod("shop", vec![good_container("app")]));
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    (head.into_bytes(), body)
+}
+
+/// Reads one HTTP/1.1 response (its head and a Content-Length body); an empty string when the
+/// server closes or refuses the connection (a TLS 1.3 client learns that its certificate was
+/// refused only on its first read).
+async fn read_response(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> String {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => 0,
+            Err(_) => panic!("no answer within 10 s"),
+        };
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if length.is_some_and(|len| body.len() >= len) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// One whole review over a new connection: the response, or empty when refused.
+async fn review_over_new_connection(
+    server: &TestServer,
+    config: &Arc<rustls::ClientConfig>,
+) -> String {
+    let Ok(mut conn) = raw_connection(server, config).await else {
+        return String::new();
+    };
+    let (head, body) = review_request();
+    if conn.write_all(&head).await.is_err() || conn.write_all(&body).await.is_err() {
+        return String::new();
+    }
+    read_response(&mut conn).await
+}
+
+async fn metric(server: &TestServer, prefix: &str) -> f64 {
+    let (_, text) = server.get("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_ca_is_used_for_new_handshakes_and_open_connections_are_untouched() {
+    const DEADLINE: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        policy("np", "privileged", "enforce", "{}"),
+    )
+    .unwrap();
+    let old_ca = TestPki::new();
+    let options = Options {
+        client_auth: Some((old_ca.ca_pem.clone(), vec!["kube-apiserver*".into()])),
+        // The review held half-sent across the rotation must not meet its deadline however
+        // long the reload takes on a busy machine.
+        serve: Some(portier::server::ServeOptions {
+            request_timeout: Duration::from_secs(120),
+            ..Default::default()
+        }),
+        ..Options::default()
+    };
+    let server = TestServer::start_with(dir, options).await;
+    let subject = "kube-apiserver-webhook-client";
+    // One client configuration for every connection of the old client: it keeps the session
+    // tickets the server hands out, so its new connections offer to resume (which must not
+    // get it past a CA that no longer trusts it).
+    let old_identity = old_ca.client_cert(subject);
+    let old_client = Arc::new(server.pki.client_config(false, Some(&old_identity)));
+
+    // An open keep-alive connection of the old client, with a review half-sent across the
+    // rotation...
+    let mut open = raw_connection(&server, &old_client).await.unwrap();
+    let (head, body) = review_request();
+    open.write_all(&head).await.unwrap();
+    open.write_all(&body).await.unwrap();
+    let answer = read_response(&mut open).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    open.write_all(&head).await.unwrap();
+    open.write_all(&body[..100]).await.unwrap();
+    open.flush().await.unwrap();
+    // ...and an HTTP/2 connection (reqwest keeps it in its pool).
+    let established = server.pki.client_with_identity(true, Some(&old_identity));
+    assert_eq!(validate_status(&established, &server).await.unwrap(), 200);
+
+    // The CA bundle is replaced as a mounted ConfigMap or Secret would be.
+    let ok_before = metric(&server, r#"portier_tls_reloads_total{result="ok"} "#).await;
+    let new_ca = TestPki::new();
+    let ca_file = server.path().join("client-ca.pem");
+    common::replace_file(&ca_file, &new_ca.ca_pem, 0o644);
+    let newcomer = new_ca.client_cert(subject);
+    let new_client = server.pki.client_with_identity(true, Some(&newcomer));
+    let started = Instant::now();
+    while validate_status(&new_client, &server).await.ok() != Some(200) {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "a client of the new CA never got in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("new client CA in use after {:?}", started.elapsed());
+    assert!(metric(&server, r#"portier_tls_reloads_total{result="ok"} "#).await > ok_before);
+
+    // The in-flight review is answered, and the connection goes on serving.
+    open.write_all(&body[100..]).await.unwrap();
+    let answer = read_response(&mut open).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "in flight: {answer}");
+    open.write_all(&head).await.unwrap();
+    open.write_all(&body).await.unwrap();
+    let answer = read_response(&mut open).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "keep-alive: {answer}");
+    assert_eq!(
+        validate_status(&established, &server).await.unwrap(),
+        200,
+        "the open HTTP/2 connection is untouched"
+    );
+
+    // A new connection of the old client is refused, resuming or not.
+    let refused = review_over_new_connection(&server, &old_client).await;
+    assert!(refused.is_empty(), "old CA, session to resume: {refused}");
+    let fresh_old = Arc::new(server.pki.client_config(false, Some(&old_identity)));
+    let refused = review_over_new_connection(&server, &fresh_old).await;
+    assert!(refused.is_empty(), "old CA: {refused}");
+    // --client-cn-allow still applies to the new CA's certificates.
+    let intruder = new_ca.client_cert("intruder");
+    let intruder_client = server.pki.client_with_identity(true, Some(&intruder));
+    assert!(validate_status(&intruder_client, &server).await.is_err());
+
+    // A bundle that does not parse is counted, and the new CA stays.
+    let failed_before = metric(&server, r#"portier_tls_reloads_total{result="failed"} "#).await;
+    common::replace_file(&ca_file, "not a certificate\n", 0o644);
+    let started = Instant::now();
+    while metric(&server, r#"portier_tls_reloads_total{result="failed"} "#).await <= failed_before {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the broken bundle was never looked at"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = server.pki.client_with_identity(false, Some(&newcomer));
+    assert_eq!(validate_status(&again, &server).await.unwrap(), 200);
+    assert!(
+        review_over_new_connection(&server, &fresh_old)
+            .await
+            .is_empty()
+    );
     server.stop().await;
 }
 

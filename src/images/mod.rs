@@ -166,7 +166,8 @@ impl Verifier {
 
     /// Records `verdict` for `image` (resolved to `canonical`, `registry/repo@digest`) under
     /// `rule`, as a verification would: for benchmarks and tests of the cached path, which
-    /// need no registry.
+    /// need no registry. Not part of the API: only with the `test-seams` feature.
+    #[cfg(any(test, feature = "test-seams"))]
     pub fn remember(
         &self,
         rule: &Requirement,

@@ -916,7 +916,8 @@ def test_mtls_with_an_inline_client_ca() -> None:
     args = container(objs)["args"]
     allowed = [args[i + 1] for i, a in enumerate(args) if a == "--client-cn-allow"]
     assert allowed == ALL_ON["mtls"]["allowedSubjects"]
-    # The binary reads the client CA at start-up only: a new inline CA rolls the pods.
+    # A new inline CA rolls the pods (the binary also re-reads it, but only after the
+    # kubelet's volume sync).
     annotations = one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     other = pki.make_ca("another-client-ca").cert_pem.decode()
     rolled = render_objects({**ALL_ON, "mtls": {**ALL_ON["mtls"], "clientCA": other}})

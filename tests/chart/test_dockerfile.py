@@ -94,7 +94,7 @@ def test_image_ports_and_log_format_match_the_chart() -> None:
 
 @pytest.mark.parametrize("path,included", [
     ("Cargo.toml", True), ("Cargo.lock", True), ("src/main.rs", True), ("benches/x.rs", True),
-    ("tests/admission.rs", True),
+    ("tests/admission.rs", True), ("tools/portier-load/Cargo.toml", True),
     ("target/release/portier", False), (".git/HEAD", False), ("tests/chart/.venv/bin/python", False),
     ("charts/portier/values.yaml", False), ("deploy/portier.yaml", False),
 ])

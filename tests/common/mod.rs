@@ -88,6 +88,19 @@ impl TestPki {
         http2: bool,
         identity: Option<&(String, String)>,
     ) -> reqwest::ClientBuilder {
+        let config = self.client_config(http2, identity);
+        let builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .timeout(Duration::from_secs(20));
+        if http2 { builder } else { builder.http1_only() }
+    }
+
+    /// The TLS configuration behind `client`: trusts only this CA, presents `identity`.
+    pub fn client_config(
+        &self,
+        http2: bool,
+        identity: Option<&(String, String)>,
+    ) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
@@ -111,10 +124,7 @@ impl TestPki {
         } else {
             vec![b"http/1.1".to_vec()]
         };
-        let builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .timeout(Duration::from_secs(20));
-        if http2 { builder } else { builder.http1_only() }
+        config
     }
 }
 
@@ -132,6 +142,7 @@ pub struct TestServer {
     pub ops_base: String,
     _watcher: Option<Watcher>,
     _key_watch: Option<Watcher>,
+    _client_ca_watch: Option<Watcher>,
 }
 
 /// How to start a test server beyond its policies.
@@ -217,7 +228,13 @@ impl TestServer {
             Duration::from_secs(30),
         )
         .unwrap();
-        let tls_config = tls::server_config(resolver, client_auth.as_ref()).unwrap();
+        let server_tls = tls::ServerTls::new(resolver, client_auth).unwrap();
+        let client_ca_watch = tls::watch_client_ca(
+            Arc::clone(&server_tls),
+            Arc::clone(&metrics),
+            Duration::from_secs(30),
+        )
+        .unwrap();
         let serve_options = ServeOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
@@ -225,7 +242,7 @@ impl TestServer {
         };
         let server = Server::start(
             serve_options,
-            tls_config,
+            server_tls,
             Arc::clone(&store),
             Arc::clone(&metrics),
             portier::images::Verifier::new(Arc::clone(&metrics)),
@@ -246,6 +263,7 @@ impl TestServer {
             ops_base,
             _watcher: Some(watcher),
             _key_watch: Some(key_watch),
+            _client_ca_watch: client_ca_watch,
         }
     }
 

@@ -14,6 +14,9 @@
 //!   thread issues the due times; workers pick them up.
 //!
 //! Every run is bounded (`--duration` ≤ 10 min, optional `--requests`) and stops by itself.
+//!
+//! A workspace member of its own, so portier's package carries no HTTP client:
+//! `cargo build --release --bin portier && cargo run --release -p portier-load -- [ARGS]`.
 
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -130,8 +133,9 @@ struct Fixture {
     body: Bytes,
 }
 
+/// The repository's review fixtures (this package lives in `tools/portier-load/`).
 fn default_fixtures() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     [
         ("review-pod-2k.json", 6),
         ("review-deployment-8k.json", 2),
@@ -264,7 +268,7 @@ impl StartedServer {
         };
         if !bin.exists() {
             bail!(
-                "{} does not exist: build it (cargo build --release --bin portier) or pass --portier",
+                "{} does not exist: build portier in this tool's profile (cargo build --release --bin portier) or pass --portier",
                 bin.display()
             );
         }
@@ -363,7 +367,9 @@ fn tls_connector(ca_pem: &[u8], protocol: Protocol, resumption: bool) -> Result<
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert.context("bad CA certificate")?)?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(portier::tls::provider())
+    // ring, the provider portier serves with.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
