@@ -74,6 +74,8 @@ pub fn evaluate_with<'p, 'v>(
     pod: PodView<'v, '_>,
     images: &dyn ImageVerdicts,
 ) -> Verdict<'p, 'v> {
+    #[cfg(any(test, feature = "test-seams"))]
+    seams::EVALUATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut violations = Vec::new();
     let mut judged = 0;
     for (index, policy) in selecting(set, request) {
@@ -83,6 +85,25 @@ pub fn evaluate_with<'p, 'v>(
             .evaluate(pod, images, &mut Sink::new(policy, index, &mut violations));
     }
     Verdict { violations, judged }
+}
+
+/// Counters that tests read to prove how often the engine ran (not in the product's API).
+#[cfg(any(test, feature = "test-seams"))]
+pub mod seams {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub(crate) static EVALUATIONS: AtomicU64 = AtomicU64::new(0);
+    pub(crate) static DECODES: AtomicU64 = AtomicU64::new(0);
+
+    /// Evaluations of a set so far, in this process.
+    pub fn evaluations() -> u64 {
+        EVALUATIONS.load(Ordering::Relaxed)
+    }
+
+    /// AdmissionReviews decoded so far, in this process.
+    pub fn decodes() -> u64 {
+        DECODES.load(Ordering::Relaxed)
+    }
 }
 
 /// The policies (with their positions) whose selectors choose `request`, in set order.

@@ -127,6 +127,8 @@ impl<'a> Judgement<'a> {
 /// anything unusual (an error, escaped keys, fields in an order other than the API server's)
 /// takes the general path, which gives the same answer and explains every error.
 pub fn decode(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
+    #[cfg(any(test, feature = "test-seams"))]
+    engine::seams::DECODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
         return prepare(review, workload, endpoint);
     }
