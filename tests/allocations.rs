@@ -83,7 +83,7 @@ fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
         // The whole image pass of a review whose verdicts are cached: planning (the cache
         // lookups), then the one evaluation.
         let (misses, n) = alloc_count::count(|| {
-            let images = ReviewImages::new(&verifier);
+            let mut images = ReviewImages::new(&verifier);
             let misses = images.misses(&set, &request, pod);
             let verdict = engine::evaluate_with(&set, &request, pod, &images);
             assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);

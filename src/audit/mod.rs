@@ -584,7 +584,7 @@ impl<'s> NamespaceScan<'s> {
                 namespace: &self.namespace,
                 user: None,
             };
-            let images = ReviewImages::new(verifier)
+            let mut images = ReviewImages::new(verifier)
                 .before_mutation(true)
                 .running(&running);
             for miss in images.misses(self.set, &request, pod) {
