@@ -192,11 +192,46 @@ pub fn parse(image: &str) -> Result<ImageRef<'_>, RefError> {
 // (this runs for every container a signed-images policy judges).
 
 fn position(bytes: &[u8], byte: u8) -> Option<usize> {
-    bytes.iter().position(|&b| b == byte)
+    memchr::memchr(byte, bytes)
+}
+
+/// Character classes of the grammar, one table lookup per byte.
+const LOWER_ALNUM: u8 = 1; // [a-z0-9]
+const UPPER: u8 = 2; // [A-Z]
+const LOWER_HEX: u8 = 4; // [a-f0-9]
+const ALNUM: u8 = 8; // [A-Za-z0-9]
+const HEX: u8 = 16; // [[:xdigit:]]
+
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            class |= LOWER_ALNUM | ALNUM;
+        }
+        if c.is_ascii_uppercase() {
+            class |= UPPER | ALNUM;
+        }
+        if c.is_ascii_digit() || matches!(c, b'a'..=b'f') {
+            class |= LOWER_HEX | HEX;
+        }
+        if matches!(c, b'A'..=b'F') {
+            class |= HEX;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
+fn is(b: u8, class: u8) -> bool {
+    CLASS[usize::from(b)] & class != 0
 }
 
 fn has_upper(bytes: &[u8]) -> bool {
-    bytes.iter().any(u8::is_ascii_uppercase)
+    bytes.iter().any(|&b| is(b, UPPER))
 }
 
 /// `^[a-f0-9]{64}$`: an image id, which the library refuses as a name.
@@ -272,10 +307,12 @@ fn parse_parts(domain: &str, remainder: &str) -> Result<Parts, RefError> {
     // path (`a_b.c/x`), which only a first segment that is itself a path component allows.
     let domain_is_path = !is_domain_and_port(domain);
     let whole_is_path = domain_is_path && is_path_component(domain.as_bytes()) && name_ok;
+    // The digest nearly every pinned reference carries, checked in one pass.
+    let plain_sha256 = digest.is_some_and(is_lowercase_sha256);
     let syntax_ok = name_ok
         && (!domain_is_path || whole_is_path)
         && tag.is_none_or(is_tag)
-        && digest.is_none_or(is_digest_syntax);
+        && (plain_sha256 || digest.is_none_or(is_digest_syntax));
     if !syntax_ok {
         // As the library says it: a reference that only its capitals spoil.
         let (lower_domain, lower_remainder) = (domain.to_lowercase(), remainder.to_lowercase());
@@ -295,7 +332,9 @@ fn parse_parts(domain: &str, remainder: &str) -> Result<Parts, RefError> {
     if path_len > MAX_PATH_LEN {
         return Err(RefError::NameTooLong);
     }
-    if let Some(digest) = digest {
+    if let Some(digest) = digest
+        && !plain_sha256
+    {
         validate_digest(digest)?;
     }
     Ok(Parts {
@@ -304,6 +343,14 @@ fn parse_parts(domain: &str, remainder: &str) -> Result<Parts, RefError> {
         digest: digest.map(|d| remainder.len() - d.len()),
         domain_is_path,
     })
+}
+
+/// `sha256:` and 64 lowercase hex digits: what both the syntax and go-digest accept.
+fn is_lowercase_sha256(digest: &str) -> bool {
+    let bytes = digest.as_bytes();
+    bytes.len() == 71
+        && bytes.starts_with(b"sha256:")
+        && bytes[7..].iter().all(|&b| is(b, LOWER_HEX))
 }
 
 /// `remoteName`: path components separated by single `/`.
@@ -327,7 +374,7 @@ fn all_separated(bytes: &[u8], separator: u8, piece: impl Fn(&[u8]) -> bool) -> 
 
 /// `pathComponent`: `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`.
 fn is_path_component(bytes: &[u8]) -> bool {
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let alnum = |b: u8| is(b, LOWER_ALNUM);
     let mut i = 0;
     loop {
         let start = i;
@@ -369,7 +416,7 @@ fn is_domain_and_port(domain: &str) -> bool {
             return false;
         };
         let inner = &bytes[1..close];
-        if inner.is_empty() || !inner.iter().all(|b| b.is_ascii_hexdigit() || *b == b':') {
+        if inner.is_empty() || !inner.iter().all(|&b| is(b, HEX) || b == b':') {
             return false;
         }
         &bytes[close + 1..]
@@ -389,13 +436,9 @@ fn is_domain_and_port(domain: &str) -> bool {
 
 /// `domainNameComponent`: `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`.
 fn is_domain_component(bytes: &[u8]) -> bool {
-    match (bytes.first(), bytes.last()) {
+    match (bytes.first().copied(), bytes.last().copied()) {
         (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            is(first, ALNUM) && is(last, ALNUM) && bytes.iter().all(|&b| is(b, ALNUM) || b == b'-')
         }
         _ => false,
     }
@@ -403,7 +446,7 @@ fn is_domain_component(bytes: &[u8]) -> bool {
 
 /// `tag`: `[\w][\w.-]{0,127}` (ASCII word characters).
 fn is_tag(tag: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let word = |b: u8| is(b, ALNUM) || b == b'_';
     let bytes = tag.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 128
@@ -437,7 +480,8 @@ fn is_digest_syntax(digest: &str) -> bool {
 /// go-digest's `Digest.Validate` with the algorithms containerd registers: sha256, sha384
 /// and sha512, each as lowercase hex of the hash's length.
 fn validate_digest(digest: &str) -> Result<(), RefError> {
-    let (algorithm, encoded) = digest.split_once(':').ok_or(RefError::DigestFormat)?;
+    let colon = position(digest.as_bytes(), b':').ok_or(RefError::DigestFormat)?;
+    let (algorithm, encoded) = (&digest[..colon], &digest[colon + 1..]);
     let hex_len = match algorithm {
         "sha256" => 64,
         "sha384" => 96,
@@ -447,10 +491,7 @@ fn validate_digest(digest: &str) -> Result<(), RefError> {
     if encoded.len() != hex_len {
         return Err(RefError::DigestLength);
     }
-    if !encoded
-        .bytes()
-        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if !encoded.bytes().all(|b| is(b, LOWER_HEX)) {
         return Err(RefError::DigestFormat);
     }
     Ok(())
