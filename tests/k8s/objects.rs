@@ -1,4 +1,5 @@
-//! Typed objects from JSON, created in the namespace their metadata names.
+//! Typed objects from JSON, created in the namespace their metadata names, and the API server's
+//! refusals.
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::Client;
@@ -28,4 +29,12 @@ where
 
 pub fn uid<K: kube::Resource>(object: &K) -> String {
     object.meta().uid.clone().unwrap()
+}
+
+/// The API server's refusal: (HTTP code, message).
+pub fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        other => panic!("expected the API server to refuse, got {other:?}"),
+    }
 }
