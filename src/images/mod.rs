@@ -12,6 +12,7 @@
 //! negative TTL for a rejected one, and a few seconds for a registry error.
 
 pub mod cache;
+mod clients;
 pub mod cosign;
 pub mod registry;
 
@@ -27,6 +28,7 @@ use crate::image_ref;
 use crate::metrics::{CacheResult, Metrics};
 use crate::policy::signed_images::{ImageVerdict, ImageVerdicts, Rejection, Rule, Settings, Trust};
 use cache::TtlMap;
+use clients::Clients;
 use registry::{Backoff, Found, RegistryClient, RegistryError};
 
 /// How long a tag's digest is trusted before the registry is asked again.
@@ -60,7 +62,7 @@ pub struct Verifier {
     /// reference to rule out a hash collision.
     verdicts: TtlMap<(u64, u64), CachedVerdict>,
     flights: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<ImageVerdict>>>>>,
-    clients: Mutex<HashMap<u64, Arc<RegistryClient>>>,
+    clients: Clients<RegistryClient, Settings>,
     backoff: Mutex<HashMap<String, Backoff>>,
     metrics: Arc<Metrics>,
 }
@@ -112,7 +114,7 @@ impl Verifier {
             resolutions: TtlMap::new(CACHE_CAPACITY),
             verdicts: TtlMap::new(CACHE_CAPACITY),
             flights: Mutex::new(HashMap::new()),
-            clients: Mutex::new(HashMap::new()),
+            clients: Clients::new(),
             backoff: Mutex::new(HashMap::new()),
             metrics,
         })
@@ -270,16 +272,10 @@ impl Verifier {
     }
 
     fn client(&self, rule: &Rule) -> Result<Arc<RegistryClient>, String> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&rule.settings.access_id) {
-            return Ok(Arc::clone(client));
-        }
-        let client = Arc::new(RegistryClient::new(
-            &rule.settings,
-            Arc::clone(&self.metrics),
-        )?);
-        clients.insert(rule.settings.access_id, Arc::clone(&client));
-        Ok(client)
+        self.clients
+            .get_or_build(rule.settings.access_id, &rule.settings, || {
+                RegistryClient::new(&rule.settings, Arc::clone(&self.metrics))
+            })
     }
 
     /// Fails fast while `registry` is backing off after a 429.
