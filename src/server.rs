@@ -342,7 +342,7 @@ async fn answer(
                 }
                 None => ReviewImages::new(&state.images),
             };
-            admission::answer(judgement, &snapshot.set, &images)
+            admission::answer(&judgement, &snapshot.set, &images)
         }
     };
     // Counted once per review and policy: decisions come in policy order.

@@ -74,7 +74,7 @@ pub struct Decision {
 pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
     match decode(body, endpoint) {
         Decoded::Answered(answer) => answer,
-        Decoded::Judge(judgement) => answer(judgement, set, &Unverified),
+        Decoded::Judge(judgement) => answer(&judgement, set, &Unverified),
     }
 }
 
@@ -230,7 +230,7 @@ fn prepare<'a>(
 
 /// Judges a decoded review against `set`, reading image signature verdicts from `images`
 /// (what was verified for this review), and encodes the answer.
-pub fn answer(judgement: Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdicts) -> Answer {
+pub fn answer(judgement: &Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdicts) -> Answer {
     let Some(pod) = judgement.pod() else {
         return allow(&judgement.uid);
     };
