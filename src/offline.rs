@@ -298,11 +298,11 @@ fn evaluate<R>(
     let Some(pod) = workload.pod() else {
         return Ok(Some(None));
     };
-    let request = Request {
+    let request = Request::new(
         kind,
-        namespace: workload.namespace.as_deref().unwrap_or("default"),
-        user: None,
-    };
+        workload.namespace.as_deref().unwrap_or("default"),
+        None,
+    );
     let judged = |verdict: &engine::Verdict<'_, '_>, images: &dyn ImageVerdicts| {
         then(Evaluated {
             kind,

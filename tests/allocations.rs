@@ -57,11 +57,11 @@ fn evaluating_an_allowed_decoded_pod_does_not_allocate() {
         for w in fixtures::workloads() {
             let decoded = decode_workload(w.kind, &w.json).unwrap();
             let pod = decoded.pod().unwrap();
-            let request = Request {
-                kind: w.kind,
-                namespace: w.namespace,
-                user: Some("system:serviceaccount:ci:deployer"),
-            };
+            let request = Request::new(
+                w.kind,
+                w.namespace,
+                Some("system:serviceaccount:ci:deployer"),
+            );
             let (verdict, n) = alloc_count::count(|| engine::evaluate(&set, &request, pod));
             assert!(verdict.is_clean(), "{set_name}/{}", w.name);
             assert_eq!(n, 0, "{set_name}/{}: evaluate allocated {n} times", w.name);
@@ -75,11 +75,7 @@ fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
     for w in &workloads {
         let decoded = decode_workload(w.kind, &w.json).unwrap();
         let pod = decoded.pod().unwrap();
-        let request = Request {
-            kind: w.kind,
-            namespace: w.namespace,
-            user: None,
-        };
+        let request = Request::new(w.kind, w.namespace, None);
         // The whole image pass of a review whose verdicts are cached: planning (the cache
         // lookups), then the one evaluation.
         let (misses, n) = alloc_count::count(|| {
@@ -265,11 +261,7 @@ fn judging_a_compliant_pod_with_every_pss_control_allocates_nothing() {
     ] {
         let workload = decode_workload(kind, json).unwrap();
         let pod = workload.pod().unwrap();
-        let request = Request {
-            kind,
-            namespace: "shop",
-            user: None,
-        };
+        let request = Request::new(kind, "shop", None);
         for set in sets {
             let (verdict, n) = alloc_count::count(|| engine::evaluate(set, &request, pod));
             assert!(verdict.is_clean(), "{kind}: {:?}", verdict.violations);

@@ -160,11 +160,7 @@ impl<'s> NamespaceScan<'s> {
             let Some(pod) = workload.pod() else {
                 continue;
             };
-            let request = Request {
-                kind,
-                namespace: &self.namespace,
-                user: None,
-            };
+            let request = Request::new(kind, &self.namespace, None);
             let mut images = ReviewImages::new(verifier)
                 .before_mutation(true)
                 .running(&running);
@@ -310,11 +306,7 @@ impl<'s> NamespaceScan<'s> {
         let Some(pod) = workload.pod() else {
             return Ok(judged);
         };
-        let request = Request {
-            kind,
-            namespace: &self.namespace,
-            user: None,
-        };
+        let request = Request::new(kind, &self.namespace, None);
         let verdict = engine::evaluate_with(self.set, &request, pod, images);
         judged.rows = verdict
             .violations

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::{Annotations, PodSpec, Text, Workload, WorkloadKind};
+use crate::labels::RawLabels;
 
 /// Decodes a workload of a known kind from its JSON text.
 pub fn decode_workload(kind: WorkloadKind, json: &str) -> Result<Workload<'_>, serde_json::Error> {
@@ -83,6 +84,7 @@ fn decode_with<'de, D: Deserializer<'de>>(
     };
     let metadata = metadata.unwrap_or_default();
     Ok(Workload {
+        labels: RawLabels(metadata.labels),
         name: metadata.name,
         generate_name: metadata.generate_name,
         namespace: metadata.namespace,
@@ -139,6 +141,9 @@ struct ObjectMeta<'a> {
     namespace: Option<Text<'a>>,
     #[serde(borrow, default)]
     annotations: Option<Annotations<'a>>,
+    /// Kept as JSON text: read only when an `objectSelector` asks (see [`RawLabels`]).
+    #[serde(borrow, default)]
+    labels: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]

@@ -34,6 +34,8 @@ pub struct Workload<'a> {
     pub name: Option<Text<'a>>,
     pub generate_name: Option<Text<'a>>,
     pub namespace: Option<Text<'a>>,
+    /// The object's own labels (a controller's, not its pod template's), for `objectSelector`.
+    pub labels: crate::labels::RawLabels<'a>,
     /// The annotations of the pod: `metadata.annotations` of a Pod, the pod template's
     /// (`spec.template.metadata.annotations`) for controllers. Only the keys policies read.
     pub pod_annotations: Annotations<'a>,

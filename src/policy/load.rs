@@ -268,12 +268,7 @@ fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> 
     }
     validate_name(&doc.metadata.name).map_err(|m| ("metadata.name".to_owned(), m))?;
     let selector = Selector::compile(doc.spec.include.as_ref(), doc.spec.exclude.as_ref())
-        .map_err(|e| {
-            (
-                e.field.clone(),
-                format!("invalid glob {:?}: {}", e.pattern, e.reason),
-            )
-        })?;
+        .map_err(|e| (e.field().to_owned(), e.message()))?;
     let check =
         Check::compile(&doc.spec.check, doc.spec.params).map_err(|e| (e.field, e.message))?;
     if doc.spec.mutate && !check.can_mutate() {

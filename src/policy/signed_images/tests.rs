@@ -82,9 +82,13 @@ fn judge(set: &crate::policy::PolicySet, images: &[&str], table: &Table) -> Vec<
     let pod = workload.pod().unwrap();
     let mut out = Vec::new();
     for (index, policy) in set.policies().iter().enumerate() {
-        policy
-            .check
-            .evaluate(pod, table, &mut Sink::new(policy, index, &mut out));
+        let request = crate::engine::Request::new(crate::pod::WorkloadKind::Pod, "default", None);
+        policy.check.evaluate(
+            pod,
+            &request,
+            table,
+            &mut Sink::new(policy, index, &mut out),
+        );
     }
     out.iter()
         .map(|v| format!("{} {}", v.mode.as_str(), v.message("spec")))
