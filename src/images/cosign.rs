@@ -20,6 +20,9 @@ pub const MAX_SIGNATURES: usize = 64;
 /// A simple-signing payload is a few hundred bytes; optional annotations make it larger.
 pub const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
 
+/// What a keys rule looks for, in messages.
+pub const COSIGN_SIGNATURE: &str = "cosign signature";
+
 /// The tag cosign stores the signatures of `digest` under.
 pub fn signature_tag(digest: &str) -> Option<String> {
     let hex = digest.strip_prefix("sha256:")?;
@@ -126,7 +129,9 @@ pub fn judge(
         rejection,
     };
     if signatures.is_empty() {
-        return rejected(Rejection::NoSignature);
+        return rejected(Rejection::NoSignature {
+            looked_for: COSIGN_SIGNATURE,
+        });
     }
     // The most telling failure so far: a trusted signature for the wrong subject says more
     // than signatures nobody trusted.
@@ -279,7 +284,7 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
         assert!(matches!(
             judge(&[], &keys, GENUINE_DIGEST, "r/x"),
             ImageVerdict::Rejected {
-                rejection: Rejection::NoSignature,
+                rejection: Rejection::NoSignature { .. },
                 ..
             }
         ));

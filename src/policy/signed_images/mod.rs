@@ -43,6 +43,7 @@ use super::selector::{self, Globs};
 use super::{Finding, ParamError, Selector, Sink};
 use crate::image_ref::{self, ImageRef};
 use crate::images::credentials::read_docker_config;
+use crate::images::keyless::{Identity, Keyless, Matcher, TrustedRoot};
 use crate::images::keys::PublicKey;
 use crate::images::verdict::{
     DEFAULT_CACHE_TTL, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, OnRegistryError,
@@ -87,9 +88,73 @@ struct RuleDoc {
     keys: Vec<String>,
     #[serde(default)]
     key_files: Vec<PathBuf>,
-    /// Fulcio/Rekor identities: refused with a clear message until keyless verification exists.
+    /// Fulcio/Rekor identities, from a trusted root.
     #[serde(default)]
-    keyless: Option<Value>,
+    keyless: Option<KeylessDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KeylessDoc {
+    trusted_root: PathBuf,
+    identities: Vec<IdentityDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityDoc {
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default, rename = "issuerRegExp")]
+    issuer_regexp: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default, rename = "subjectRegExp")]
+    subject_regexp: Option<String>,
+}
+
+/// One of an exact value and a regular expression, as `field` (`issuer`, `subject`) names
+/// them.
+fn matcher(
+    at: &str,
+    field: &str,
+    exact: Option<String>,
+    regexp: Option<String>,
+) -> Result<Matcher, ParamError> {
+    match (exact, regexp) {
+        (Some(exact), None) => Ok(Matcher::Exact(exact)),
+        (None, Some(pattern)) => regex::Regex::new(&pattern)
+            .map(Matcher::Regex)
+            .map_err(|e| ParamError::new(format!("{at}.{field}RegExp"), e.to_string())),
+        _ => Err(ParamError::new(
+            at.to_owned(),
+            format!("give exactly one of {field} and {field}RegExp"),
+        )),
+    }
+}
+
+fn compile_keyless(at: &str, doc: KeylessDoc) -> Result<Keyless, ParamError> {
+    let trusted_root = TrustedRoot::from_file(&doc.trusted_root)
+        .map_err(|e| ParamError::new(format!("{at}.trustedRoot"), e.to_string()))?;
+    if doc.identities.is_empty() {
+        return Err(ParamError::new(
+            format!("{at}.identities"),
+            "needs at least one identity (issuer and subject or subjectRegExp)",
+        ));
+    }
+    let mut identities = Vec::with_capacity(doc.identities.len());
+    for (i, id) in doc.identities.into_iter().enumerate() {
+        let at = format!("{at}.identities[{i}]");
+        identities.push(Identity {
+            issuer: matcher(&at, "issuer", id.issuer, id.issuer_regexp)?,
+            subject: matcher(&at, "subject", id.subject, id.subject_regexp)?,
+        });
+    }
+    Ok(Keyless {
+        trusted_root,
+        trusted_root_path: doc.trusted_root,
+        identities,
+    })
 }
 
 /// What to do with an image that no rule judges.
@@ -203,47 +268,61 @@ impl Params {
                     "needs at least one glob (e.g. registry.example.com/team/*)",
                 ));
             }
-            if rule.keyless.is_some() {
-                return Err(ParamError::new(
-                    format!("{field}.keyless"),
-                    "keyless (Fulcio/Rekor) verification is not supported yet; give keys or keyFiles",
-                ));
-            }
             let images = selector::image_globs(&format!("{field}.images"), Some(&rule.images))
                 .map_err(|e| {
                     ParamError::new(e.field, format!("glob {:?}: {}", e.pattern, e.reason))
                 })?;
-            let mut keys = Vec::new();
-            for (i, pem) in rule.keys.iter().enumerate() {
-                let origin = format!("keys[{i}]");
-                keys.push(
-                    PublicKey::from_pem(pem, origin).map_err(|e| {
-                        ParamError::new(format!("{field}.keys[{i}]"), e.to_string())
-                    })?,
-                );
-            }
-            for (i, path) in rule.key_files.iter().enumerate() {
-                keys.push(PublicKey::from_file(path).map_err(|e| {
-                    ParamError::new(format!("{field}.keyFiles[{i}]"), e.to_string())
-                })?);
-            }
-            if keys.is_empty() {
-                return Err(ParamError::new(
-                    field,
-                    "needs keys (PEM) or keyFiles: the public keys whose signatures are trusted",
-                ));
-            }
+            let has_keys = !rule.keys.is_empty() || !rule.key_files.is_empty();
             let mut id = std::collections::hash_map::DefaultHasher::new();
             policy_revision.hash(&mut id);
             index.hash(&mut id);
-            for key in &keys {
-                key.fingerprint.hash(&mut id);
-            }
+            let trust = match (has_keys, rule.keyless) {
+                (true, Some(_)) => {
+                    return Err(ParamError::new(
+                        field,
+                        "give either keys/keyFiles or keyless, not both: a rule has one trust model (write two rules to require both)",
+                    ));
+                }
+                (false, Some(doc)) => {
+                    let keyless = compile_keyless(&format!("{field}.keyless"), doc)?;
+                    "keyless".hash(&mut id);
+                    keyless.trusted_root.fingerprint.hash(&mut id);
+                    for identity in &keyless.identities {
+                        identity.issuer.describe().hash(&mut id);
+                        identity.subject.describe().hash(&mut id);
+                    }
+                    Trust::Keyless(keyless)
+                }
+                (_, None) => {
+                    let mut keys = Vec::new();
+                    for (i, pem) in rule.keys.iter().enumerate() {
+                        let origin = format!("keys[{i}]");
+                        keys.push(PublicKey::from_pem(pem, origin).map_err(|e| {
+                            ParamError::new(format!("{field}.keys[{i}]"), e.to_string())
+                        })?);
+                    }
+                    for (i, path) in rule.key_files.iter().enumerate() {
+                        keys.push(PublicKey::from_file(path).map_err(|e| {
+                            ParamError::new(format!("{field}.keyFiles[{i}]"), e.to_string())
+                        })?);
+                    }
+                    if keys.is_empty() {
+                        return Err(ParamError::new(
+                            field,
+                            "needs a trust: keys (PEM) or keyFiles, or keyless (trustedRoot and identities)",
+                        ));
+                    }
+                    for key in &keys {
+                        key.fingerprint.hash(&mut id);
+                    }
+                    Trust::Keys(keys)
+                }
+            };
             rules.push(Arc::new(Rule {
                 index,
                 images,
                 requirement: Arc::new(Requirement {
-                    trust: Trust::Keys(keys),
+                    trust,
                     settings: Arc::clone(&settings),
                     cache_id: id.finish(),
                 }),
