@@ -551,12 +551,37 @@ pub fn chain_to(
     time: i64,
     eku: &'static [u8],
 ) -> Result<Vec<u8>, String> {
-    use rustls_pki_types::{CertificateDer, UnixTime};
     let Some((root, intermediates)) = chain.split_last() else {
         return Err("an empty chain".into());
     };
-    let root_der = CertificateDer::from(root.as_slice());
-    let anchor = webpki::anchor_from_trusted_cert(&root_der).map_err(|e| format!("root: {e}"))?;
+    chain_to_anchors(
+        leaf_der,
+        std::slice::from_ref(root),
+        intermediates,
+        time,
+        eku,
+    )
+}
+
+/// Verifies `leaf_der` chains through `intermediates` to one of `anchors` (trusted
+/// certificates, DER) at `time` with the extended key usage `eku`; returns the DER of the
+/// certificate that issued the leaf.
+pub fn chain_to_anchors(
+    leaf_der: &[u8],
+    anchors: &[Vec<u8>],
+    intermediates: &[Vec<u8>],
+    time: i64,
+    eku: &'static [u8],
+) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::{CertificateDer, UnixTime};
+    let anchor_ders: Vec<CertificateDer<'_>> = anchors
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let trust_anchors = anchor_ders
+        .iter()
+        .map(|der| webpki::anchor_from_trusted_cert(der).map_err(|e| format!("anchor: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let intermediates: Vec<CertificateDer<'_>> = intermediates
         .iter()
         .map(|c| CertificateDer::from(c.as_slice()))
@@ -566,11 +591,10 @@ pub fn chain_to(
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
         u64::try_from(time).map_err(|_| "a time before 1970".to_string())?,
     ));
-    let anchors = [anchor];
     let path = leaf
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
+            &trust_anchors,
             &intermediates,
             time,
             webpki::KeyUsage::required(eku),
@@ -578,10 +602,19 @@ pub fn chain_to(
             None,
         )
         .map_err(|e| format!("{e:?}"))?;
-    Ok(match path.intermediate_certificates().next() {
-        Some(issuer) => issuer.der().to_vec(),
-        None => root.clone(),
-    })
+    if let Some(issuer) = path.intermediate_certificates().next() {
+        return Ok(issuer.der().to_vec());
+    }
+    // Issued by the anchor itself: find its certificate by subject.
+    let anchor = path.anchor();
+    anchors
+        .iter()
+        .zip(&anchor_ders)
+        .find(|(_, der)| {
+            webpki::anchor_from_trusted_cert(der).is_ok_and(|a| a.subject == anchor.subject)
+        })
+        .map(|(der, _)| der.clone())
+        .ok_or_else(|| "the anchor is not among the trusted certificates".to_string())
 }
 
 /// The leaf certificate of a bundle (DER).

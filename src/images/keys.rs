@@ -162,6 +162,11 @@ impl PublicKey {
         })
     }
 
+    /// The size of an RSA key's modulus in bits; `None` for other key types.
+    pub fn rsa_bits(&self) -> Option<usize> {
+        (self.kind == KeyKind::Rsa).then(|| rsa_modulus_bits(&self.key))
+    }
+
     /// Whether `signature` signs `message` with exactly `algorithm`, which the caller picked
     /// for this key's [`KeyKind`] (Notation's `alg` header names one).
     pub fn verifies_with(

@@ -19,6 +19,7 @@ pub mod cosign;
 pub mod credentials;
 pub mod keyless;
 pub mod keys;
+pub mod notation;
 pub mod referrers;
 pub mod registry;
 pub mod tlog;
@@ -547,6 +548,42 @@ impl Verifier {
                     Ok(identity) => ImageVerdict::Verified {
                         digest: digest.to_owned(),
                         key: identity,
+                    },
+                    Err(rejection) => {
+                        rejected(broken.map_or(rejection.clone(), |b| telling(rejection, b)))
+                    }
+                }
+            }
+            Trust::Notation(trust) => {
+                let artifacts = match self
+                    .artifacts(client, registry, reference, digest, Wanted::Notation)
+                    .await
+                {
+                    Ok(a) => a,
+                    Err(e) => return unavailable(e),
+                };
+                let mut envelopes = Vec::with_capacity(artifacts.len());
+                let mut broken = None;
+                for artifact in artifacts {
+                    match artifact {
+                        Ok(a) => envelopes.push(notation::Envelope {
+                            referrer: a.digest,
+                            media_type: a.media_type,
+                            bytes: a.blob,
+                        }),
+                        Err(why) => {
+                            broken.get_or_insert(Rejection::Malformed(why));
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                match notation::judge(&envelopes, trust, digest, now) {
+                    Ok(signer) => ImageVerdict::Verified {
+                        digest: digest.to_owned(),
+                        key: signer,
                     },
                     Err(rejection) => {
                         rejected(broken.map_or(rejection.clone(), |b| telling(rejection, b)))

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::credentials::Credential;
 use super::keyless::Keyless;
 use super::keys::PublicKey;
+use super::notation::NotationTrust;
 
 /// What to do when a signature cannot be checked (registry down, timeout, rate limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -54,6 +55,8 @@ pub enum Trust {
     Keys(Vec<PublicKey>),
     /// Fulcio certificates of OIDC identities, logged in Rekor, from a trusted root.
     Keyless(Keyless),
+    /// Notation signatures whose chain leads to a trust store, by trusted identities.
+    Notation(NotationTrust),
 }
 
 /// What an image a rule judges must satisfy, and how its registry is reached: all the

@@ -45,6 +45,7 @@ use crate::image_ref::{self, ImageRef};
 use crate::images::credentials::read_docker_config;
 use crate::images::keyless::{Identity, Keyless, Matcher, TrustedRoot};
 use crate::images::keys::PublicKey;
+use crate::images::notation::{NotationTrust, TrustedIdentity};
 use crate::images::verdict::{
     DEFAULT_CACHE_TTL, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, OnRegistryError,
 };
@@ -91,6 +92,40 @@ struct RuleDoc {
     /// Fulcio/Rekor identities, from a trusted root.
     #[serde(default)]
     keyless: Option<KeylessDoc>,
+    /// Notation signatures: a trust store and trusted identities.
+    #[serde(default)]
+    notation: Option<NotationDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NotationDoc {
+    trust_store: Vec<PathBuf>,
+    trusted_identities: Vec<String>,
+}
+
+fn compile_notation(at: &str, doc: NotationDoc) -> Result<NotationTrust, ParamError> {
+    if doc.trust_store.is_empty() {
+        return Err(ParamError::new(
+            format!("{at}.trustStore"),
+            "needs at least one PEM file of trusted certificates",
+        ));
+    }
+    if doc.trusted_identities.is_empty() {
+        return Err(ParamError::new(
+            format!("{at}.trustedIdentities"),
+            "needs at least one identity (\"x509.subject: C=..., O=..., CN=...\" or \"*\")",
+        ));
+    }
+    let mut identities = Vec::with_capacity(doc.trusted_identities.len());
+    for (i, text) in doc.trusted_identities.iter().enumerate() {
+        identities.push(
+            TrustedIdentity::parse(text)
+                .map_err(|e| ParamError::new(format!("{at}.trustedIdentities[{i}]"), e))?,
+        );
+    }
+    NotationTrust::new(doc.trust_store, identities)
+        .map_err(|e| ParamError::new(format!("{at}.trustStore"), e))
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,14 +311,36 @@ impl Params {
             let mut id = std::collections::hash_map::DefaultHasher::new();
             policy_revision.hash(&mut id);
             index.hash(&mut id);
-            let trust = match (has_keys, rule.keyless) {
-                (true, Some(_)) => {
-                    return Err(ParamError::new(
-                        field,
-                        "give either keys/keyFiles or keyless, not both: a rule has one trust model (write two rules to require both)",
-                    ));
+            let models = usize::from(has_keys)
+                + usize::from(rule.keyless.is_some())
+                + usize::from(rule.notation.is_some());
+            if models > 1 {
+                return Err(ParamError::new(
+                    field,
+                    "give one trust model per rule: keys/keyFiles, keyless or notation, not several (write two rules to require both)",
+                ));
+            }
+            if let Some(doc) = rule.notation {
+                let trust = compile_notation(&format!("{field}.notation"), doc)?;
+                "notation".hash(&mut id);
+                trust.fingerprint.hash(&mut id);
+                for identity in &trust.identities {
+                    format!("{identity:?}").hash(&mut id);
                 }
-                (false, Some(doc)) => {
+                rules.push(Arc::new(Rule {
+                    index,
+                    images,
+                    requirement: Arc::new(Requirement {
+                        trust: Trust::Notation(trust),
+                        settings: Arc::clone(&settings),
+                        cache_id: id.finish(),
+                    }),
+                }));
+                continue;
+            }
+            let trust = match (has_keys, rule.keyless) {
+                // Keys together with keyless were refused above.
+                (_, Some(doc)) => {
                     let keyless = compile_keyless(&format!("{field}.keyless"), doc)?;
                     "keyless".hash(&mut id);
                     keyless.trusted_root.fingerprint.hash(&mut id);

@@ -23,7 +23,22 @@ fn params_name_the_field_they_refuse() {
     let e = compile(
         "rules: [{images: ['*'], keys: [x], keyless: {trustedRoot: /r.json, identities: []}}]",
     );
-    assert!(e.message.contains("not both"), "{}", e.message);
+    assert!(
+        e.message.contains("one trust model per rule"),
+        "{}",
+        e.message
+    );
+    let e = compile(
+        "rules: [{images: ['*'], notation: {trustStore: [/nonexistent/ca.pem], trustedIdentities: ['*']}}]",
+    );
+    assert_eq!(e.field, "spec.params.rules[0].notation.trustStore");
+    let e = compile(
+        "rules: [{images: ['*'], notation: {trustStore: [/ca.pem], trustedIdentities: ['CN=x']}}]",
+    );
+    assert_eq!(
+        e.field,
+        "spec.params.rules[0].notation.trustedIdentities[0]"
+    );
     let e = compile("rules: [{images: ['*'], keyFiles: [/nonexistent/cosign.pub]}]");
     assert!(e.message.contains("cannot read"), "{}", e.message);
     let e = compile("timeout: soon\nrules: [{images: ['*'], keys: [x]}]");
