@@ -404,7 +404,20 @@ impl Rule {
     }
 }
 
-const FIX_SIGN: &str = "sign the image's digest with a trusted key (cosign sign --key ...), or use an image signed by one";
+/// How to fix a rejection, by the trust the rule places.
+fn fix_sign(trust: &Trust) -> &'static str {
+    match trust {
+        Trust::Keys(_) => {
+            "sign the image's digest with a trusted key (cosign sign --key ...), or use an image signed by one"
+        }
+        Trust::Keyless(_) => {
+            "sign the image's digest keylessly as a trusted identity (cosign sign in the release job), or use an image signed so"
+        }
+        Trust::Notation(_) => {
+            "sign the image's digest with a certificate of the trust store (notation sign), or use an image signed so"
+        }
+    }
+}
 
 /// Reports every in-scope image a rule rejects or could not verify, every text that is not an
 /// image reference, a judged tag left unpinned under `requireDigest`, and with
@@ -578,7 +591,7 @@ fn report_verdict<'v>(
                     "image {reference}{at_digest}{runs} {rejection} (rule {})",
                     rule.index
                 ),
-                FIX_SIGN,
+                fix_sign(&rule.requirement.trust),
             ));
         }
         ImageVerdict::Unavailable { reason } => {
