@@ -665,3 +665,60 @@ async fn a_verified_legacy_signature_decides_without_asking_for_referrers() {
     );
     server.stop().await;
 }
+
+/// A rotated key Secret is read again without a restart: the mounted file changes (the
+/// kubelet swaps a `..data` link; here the file is replaced), the set is compiled again with
+/// the new key, and no verdict reached under the old key is reused.
+#[tokio::test]
+async fn a_rotated_key_file_is_read_again_without_a_restart() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let old = TestSigner::new();
+    let new = TestSigner::new();
+    let digest = registry.push_image("team/app", "v2", "rotated").await;
+    let repo = registry.repository("team/app");
+    attach(
+        &registry,
+        "team/app",
+        &digest,
+        BUNDLE_MEDIA_TYPE,
+        BUNDLE_MEDIA_TYPE,
+        &key_bundle(&new, &repo, &digest),
+    )
+    .await;
+    let secret = tempfile::tempdir().unwrap();
+    let key_file = secret.path().join("cosign.pub");
+    std::fs::write(&key_file, old.public_key_pem()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("signed.yaml"),
+        policy(
+            &host,
+            &format!("        keyFiles: [{}]\n", key_file.display()),
+        ),
+    )
+    .unwrap();
+    // A long backup poll: the change must be seen through file events.
+    let server = TestServer::start_in(dir, std::time::Duration::from_secs(60)).await;
+    let (allowed, why) = judge(&server, &host, "app", &digest).await;
+    assert!(
+        !allowed && why.contains("none verifies with a trusted key"),
+        "{why}"
+    );
+
+    let replacement = secret.path().join("cosign.pub.new");
+    std::fs::write(&replacement, new.public_key_pem()).unwrap();
+    std::fs::rename(&replacement, &key_file).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if judge(&server, &host, "app", &digest).await.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the rotated key was not read within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}

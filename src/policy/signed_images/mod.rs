@@ -216,6 +216,10 @@ pub struct Rule {
 /// The compiled params.
 #[derive(Debug)]
 pub struct Params {
+    /// The files these params read (key files, trusted roots, trust stores, the docker
+    /// config) with a hash of their content as read: a reload compiles again when one
+    /// changes (a rotated Secret), as when a policy file does.
+    pub files: Vec<(PathBuf, u64)>,
     /// Each rule shares the policy's [`Settings`].
     pub rules: Vec<Arc<Rule>>,
     /// `/mutate` pins verified tags to their digest.
@@ -237,8 +241,38 @@ fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Durati
     })
 }
 
+/// A hash of `path`'s content (0 when it cannot be read: that is a change too).
+pub fn file_hash(path: &std::path::Path) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.hash(&mut hasher),
+        Err(_) => return 0,
+    }
+    hasher.finish()
+}
+
 impl Params {
     pub fn compile(doc: ParamsDoc, policy_revision: u64) -> Result<Params, ParamError> {
+        // Hashed before they are parsed: a file replaced in between is seen as changed at the
+        // next reload, never the other way round.
+        let mut files: Vec<(PathBuf, u64)> = Vec::new();
+        let mut note = |path: &PathBuf| {
+            if !files.iter().any(|(p, _)| p == path) {
+                files.push((path.clone(), file_hash(path)));
+            }
+        };
+        if let Some(path) = &doc.docker_config {
+            note(path);
+        }
+        for rule in &doc.rules {
+            rule.key_files.iter().for_each(&mut note);
+            if let Some(keyless) = &rule.keyless {
+                note(&keyless.trusted_root);
+            }
+            if let Some(notation) = &rule.notation {
+                notation.trust_store.iter().for_each(&mut note);
+            }
+        }
         let cache_ttl = duration("cacheTTL", doc.cache_ttl.as_deref(), DEFAULT_CACHE_TTL)?;
         let negative_cache_ttl = duration(
             "negativeCacheTTL",
@@ -389,6 +423,7 @@ impl Params {
         // between); requiring a digest makes /validate hold the line when /mutate did not run.
         let mutate_digest = doc.mutate_digest.unwrap_or(true);
         Ok(Params {
+            files,
             rules,
             mutate_digest,
             require_digest: doc.require_digest.unwrap_or(mutate_digest),
