@@ -1,4 +1,7 @@
-//! `signed-images`: admit only images whose cosign signatures verify against trusted keys.
+//! `signed-images`: admit only images whose digest is signed the way a rule trusts: by its keys
+//! (cosign's legacy `.sig` signatures and cosign v3 Sigstore bundles), keylessly by its OIDC
+//! identities (Sigstore bundles against a trusted root), or with Notation by a certificate of
+//! its trust store. One trust model per rule.
 //!
 //! ```yaml
 //! spec:
@@ -7,7 +10,16 @@
 //!     rules:
 //!       - images: ["registry.example.com/team/*"]   # globs over the full image reference
 //!         keys: ["-----BEGIN PUBLIC KEY-----\n..."] # PEM, inline
-//!         keyFiles: [/etc/portier/keys/team.pub]    # or PEM files, read at load
+//!         keyFiles: [/etc/portier/keys/team.pub]    # or PEM files, read again on change
+//!       - images: ["ghcr.io/acme/*"]
+//!         keyless:
+//!           trustedRoot: /etc/portier/sigstore/trusted_root.json
+//!           identities: [{issuer: "https://token.actions.githubusercontent.com",
+//!                         subjectRegExp: "^https://github.com/acme/"}]
+//!       - images: ["acme.azurecr.io/*"]
+//!         notation:
+//!           trustStore: [/etc/portier/notation/ca.pem]
+//!           trustedIdentities: ["x509.subject: C=US, O=Acme, CN=release"]   # or "*"
 //!     mutateDigest: true        # /mutate pins verified tags to their digest (default)
 //!     requireDigest: true       # /validate denies a judged image without a digest (default:
 //!                               # mutateDigest), so a tag re-pushed after admission never runs
