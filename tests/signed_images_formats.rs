@@ -722,3 +722,97 @@ async fn a_rotated_key_file_is_read_again_without_a_restart() {
     }
     server.stop().await;
 }
+
+/// `portier check --verify-images` verifies every format through the same image pass as the
+/// webhook (and `portier audit`): one run, one keyless-signed, one Notation-signed and one
+/// unsigned image; only the unsigned one is reported.
+#[tokio::test]
+async fn check_verify_images_judges_every_format_as_admission_does() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let sigstore = Sigstore::new();
+    let ca = NotationCa::new("Acme Release CA");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    sigstore.write_trusted_root(&root);
+    let store = dir.path().join("acme-ca.pem");
+    std::fs::write(&store, &ca.root_pem).unwrap();
+    let keyless = keyless_image(
+        &registry,
+        &sigstore,
+        "keyless",
+        spec(LeafSpec::new(WORKFLOW, ISSUER)),
+    )
+    .await;
+    let (notation, manifest) = registry
+        .push_image_manifest("team/notation", "v1", "n")
+        .await;
+    let envelope = ca.envelope(&notation, manifest.len(), &EnvelopeSpec::default());
+    attach(
+        &registry,
+        "team/notation",
+        &notation,
+        NOTATION_ARTIFACT,
+        JWS,
+        &envelope,
+    )
+    .await;
+    let unsigned = registry
+        .push_image("team/notation-unsigned", "v1", "u")
+        .await;
+
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("signed.yaml"),
+        format!(
+            "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: signed}}\nspec:\n  check: signed-images\n  params:\n    insecureRegistries: [\"{host}\"]\n    rules:\n      - images: [\"{host}/team/keyless*\"]\n{}      - images: [\"{host}/team/notation*\"]\n{}",
+            keyless_trust(&root, &workflow_identity()),
+            notation_trust(&store, "*")
+        ),
+    )
+    .unwrap();
+    let pods: String = [
+        ("a", format!("{host}/team/keyless@{keyless}")),
+        ("b", format!("{host}/team/notation@{notation}")),
+        ("c", format!("{host}/team/notation-unsigned@{unsigned}")),
+    ]
+    .iter()
+    .map(|(name, image)| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n---\n")
+    })
+    .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portier"))
+            .args(["check", "--policies"])
+            .arg(policies.path())
+            .args(["--verify-images", "-o", "json", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(pods.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_str(&stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["name"], "c");
+    let message = rows[0]["message"].as_str().unwrap();
+    assert!(message.contains("has no Notation signature"), "{message}");
+}
