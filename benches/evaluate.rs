@@ -47,7 +47,7 @@ fn signed_images_cached(c: &mut Criterion<common::Clock>) {
             namespace: w.namespace,
             user: None,
         };
-        let images = ReviewImages::new(&verifier);
+        let mut images = ReviewImages::new(&verifier);
         assert!(
             images.misses(&set, &request, pod).is_empty(),
             "{}: cache misses",
@@ -58,7 +58,7 @@ fn signed_images_cached(c: &mut Criterion<common::Clock>) {
         group.bench_function(w.name, |b| {
             b.iter(|| {
                 // The image pass of a review: plan (cache lookups), then evaluate once.
-                let images = ReviewImages::new(&verifier);
+                let mut images = ReviewImages::new(&verifier);
                 black_box(images.misses(black_box(&set), &request, black_box(pod)));
                 black_box(engine::evaluate_with(
                     black_box(&set),

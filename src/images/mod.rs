@@ -1,4 +1,4 @@
-//! Image signature verification for `signed-images`: cached verdicts read without locks on the
+//! Image signature verification for `signed-images`: cached verdicts read without contended locks on the
 //! request path, registry work done once per image however many reviews ask at the same time.
 //!
 //! Callers (see `crate::image_pass`) ask [`Verifier::cached`] for what a review needs, verify
@@ -15,6 +15,7 @@
 
 pub mod bundle;
 pub mod cache;
+mod clients;
 pub mod cosign;
 pub mod credentials;
 pub mod keyless;
@@ -35,6 +36,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::image_ref;
 use crate::metrics::{CacheResult, Metrics};
 use cache::TtlMap;
+use clients::Clients;
 use referrers::{Artifact, Wanted};
 use registry::{Backoff, Found, RegistryClient, RegistryError};
 pub use verdict::{
@@ -77,7 +79,7 @@ pub struct Verifier {
     /// reference to rule out a hash collision.
     verdicts: TtlMap<(u64, u64), CachedVerdict>,
     flights: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<ImageVerdict>>>>>,
-    clients: Mutex<HashMap<u64, Arc<RegistryClient>>>,
+    clients: Clients<RegistryClient, Settings>,
     backoff: Mutex<HashMap<String, Backoff>>,
     /// One permit per verification running (see [`VERIFY_CONCURRENCY`]).
     running: Semaphore,
@@ -137,7 +139,7 @@ impl Verifier {
             resolutions: TtlMap::new(CACHE_CAPACITY),
             verdicts: TtlMap::new(CACHE_CAPACITY),
             flights: Mutex::new(HashMap::new()),
-            clients: Mutex::new(HashMap::new()),
+            clients: Clients::new(),
             backoff: Mutex::new(HashMap::new()),
             running: Semaphore::new(VERIFY_CONCURRENCY),
             metrics,
@@ -145,7 +147,7 @@ impl Verifier {
     }
 
     /// The cached verdict for `image` (canonical) under `rule`, counted as a cache hit or
-    /// miss: no lock, no allocation, no network. Ask once per review and image.
+    /// miss: a shard's read lock at most, no allocation, no network. Ask once per review and image.
     pub fn cached(&self, rule: &Requirement, image: &str) -> Option<Arc<ImageVerdict>> {
         let found = self.peek(rule, image);
         self.metrics.record_image_cache(if found.is_some() {
@@ -306,16 +308,10 @@ impl Verifier {
     }
 
     fn client(&self, rule: &Requirement) -> Result<Arc<RegistryClient>, String> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&rule.settings.access_id) {
-            return Ok(Arc::clone(client));
-        }
-        let client = Arc::new(RegistryClient::new(
-            &rule.settings,
-            Arc::clone(&self.metrics),
-        )?);
-        clients.insert(rule.settings.access_id, Arc::clone(&client));
-        Ok(client)
+        self.clients
+            .get_or_build(rule.settings.access_id, &rule.settings, || {
+                RegistryClient::new(&rule.settings, Arc::clone(&self.metrics))
+            })
     }
 
     /// Fails fast while `registry` is backing off after a 429.
