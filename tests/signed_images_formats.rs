@@ -816,3 +816,56 @@ async fn check_verify_images_judges_every_format_as_admission_does() {
     let message = rows[0]["message"].as_str().unwrap();
     assert!(message.contains("has no Notation signature"), "{message}");
 }
+
+/// A registry without the referrers API that rate-limits the referrers tag: that is a registry
+/// error (onRegistryError decides), not "no signature". (A stand-in server: the real registry
+/// cannot be made to answer 429.)
+#[tokio::test]
+async fn a_rate_limited_referrers_tag_is_a_registry_error_not_an_unsigned_image() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let router = axum::Router::new().fallback(
+        |request: axum::http::Request<axum::body::Body>| async move {
+            let path = request.uri().path().to_owned();
+            let (status, body) = if path == "/v2/" {
+                (200, "{}".to_owned())
+            } else if path.contains("/manifests/sha256-") {
+                (
+                    429,
+                    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_owned(),
+                )
+            } else {
+                (
+                    404,
+                    r#"{"errors":[{"code":"NOT_FOUND","message":"no"}]}"#.to_owned(),
+                )
+            };
+            axum::http::Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        },
+    );
+    let serve = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let sigstore = Sigstore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    sigstore.write_trusted_root(&root);
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy(&host, &keyless_trust(&root, &workflow_identity())),
+    )])
+    .await;
+    let digest = format!("sha256:{}", "5".repeat(64));
+    let (allowed, why) = judge(&server, &host, "app", &digest).await;
+    assert!(!allowed, "{why}");
+    assert!(
+        why.contains("could not be verified") && why.contains("429"),
+        "{why}"
+    );
+    server.stop().await;
+    serve.abort();
+}

@@ -285,6 +285,62 @@ impl RegistryClient {
             Found::Yes(index) => index,
             Found::NotFound => return Ok(Vec::new()),
         };
+        let selected = referrers::select(
+            index
+                .manifests
+                .iter()
+                .map(|e| (e.digest.as_str(), e.artifact_type.as_deref())),
+            wanted,
+        );
+        if !selected.is_empty() {
+            return Ok(selected);
+        }
+        // oci-client reads any registry error on the referrers tag (401, 429, 5xx) as "no
+        // referrers". An answer of "none" is a verdict (unsigned, cached), an error is not
+        // (onRegistryError): so "none" is confirmed by asking for the tag once more, with
+        // errors sorted as everywhere else.
+        self.confirm_no_referrers(repository, digest, wanted).await
+    }
+
+    /// The referrers tag schema's index for `digest`, asked directly: its entries `wanted`
+    /// reads, none when the tag does not exist, or the registry's error.
+    async fn confirm_no_referrers(
+        &self,
+        repository: &Reference,
+        digest: &str,
+        wanted: Wanted,
+    ) -> Result<Vec<Referrer>, RegistryError> {
+        let Some(tag) = referrers::fallback_tag(digest) else {
+            return Ok(Vec::new());
+        };
+        let at = sibling(repository, Ok(tag));
+        let auth = self.auth(repository);
+        let pulled = self
+            .timed(
+                RegistryOp::Referrers,
+                self.client
+                    .pull_manifest_raw(&at, &auth, &[OCI_IMAGE_INDEX_MEDIA_TYPE]),
+            )
+            .await;
+        let body = match found(&at, pulled)? {
+            Found::Yes((body, _)) => body,
+            Found::NotFound => return Ok(Vec::new()),
+        };
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Entry {
+            digest: String,
+            #[serde(default)]
+            artifact_type: Option<String>,
+        }
+        let index: Index = serde_json::from_slice(&body).unwrap_or(Index {
+            manifests: Vec::new(),
+        });
         Ok(referrers::select(
             index
                 .manifests
