@@ -656,6 +656,19 @@ pub fn verify(
 ) -> Result<String, KeylessError> {
     let signed = bundle.signed().map_err(KeylessError::Content)?;
     signed.names(digest).map_err(KeylessError::Content)?;
+    verify_signed(bundle, &signed, keyless, digest, artifact)
+}
+
+/// [`verify`] after the content check: the signature, the log entry, the certificate's
+/// chain, SCT and identity. Apart so that it can be pinned to genuine bundles whose content
+/// is not an image signature (attestations logged as `dsse` entries).
+pub(crate) fn verify_signed(
+    bundle: &Bundle,
+    signed: &Signed,
+    keyless: &Keyless,
+    digest: &str,
+    artifact: Option<&[u8]>,
+) -> Result<String, KeylessError> {
     if signed.needs_artifact() && artifact.is_none() {
         return Err(KeylessError::Content(BundleError::NoArtifact));
     }
@@ -671,7 +684,7 @@ pub fn verify(
     else {
         return Err(KeylessError::Signature);
     };
-    let content_sha256 = match &signed {
+    let content_sha256 = match signed {
         Signed::Message { .. } => digest_bytes(digest).ok_or_else(|| {
             KeylessError::Content(BundleError::MessageDigestMismatch(digest.to_owned()))
         })?,

@@ -11,6 +11,11 @@ const BLOB_BUNDLE: &str =
     include_str!("../testdata/sigstore-rust_bundles_cosign-v3-blob.sigstore.json");
 const BLOB: &[u8] = include_bytes!("../testdata/sigstore-rust_bundles_cosign-v3-blob.txt");
 const DSSE_BUNDLE: &str = include_str!("../testdata/sigstore-rust_bundles_dsse.sigstore.json");
+/// A real GitHub Actions keyless DSSE bundle (September 2025) logged in the public Rekor as a
+/// `dsse` 0.0.1 entry: what cosign v3 writes for an image, but for a conda package's
+/// attestation.
+const CONDA_BUNDLE: &str =
+    include_str!("../testdata/sigstore-rust_bundles_conda-attestation.sigstore.json");
 
 const SIGNER: &str = "w.vollprecht@gmail.com";
 const ISSUER: &str = "https://github.com/login/oauth";
@@ -174,4 +179,52 @@ fn der_rewriting_drops_only_the_sct_extension() {
     assert_eq!(again.extensions().len(), leaf.extensions().len() - 1);
     assert!(tbs_without_scts(&[0x30, 0x85, 0, 0, 0, 0, 0]).is_none());
     assert!(parse_scts(&[0, 5, 0]).is_none());
+}
+
+#[test]
+fn a_genuine_dsse_entry_of_the_public_rekor_verifies_from_a_github_actions_identity() {
+    let trust = Keyless {
+        trusted_root: TrustedRoot::from_json(PUBLIC_GOOD.as_bytes(), "public-good.json").unwrap(),
+        trusted_root_path: "public-good.json".into(),
+        identities: vec![Identity {
+            issuer: Matcher::Exact("https://token.actions.githubusercontent.com".into()),
+            subject: Matcher::Regex(
+                regex::Regex::new(
+                    r"^https://github\.com/prefix-dev/sigstore-example/\.github/workflows/.+@refs/heads/main$",
+                )
+                .unwrap(),
+            ),
+        }],
+    };
+    let bundle = bundle::parse(CONDA_BUNDLE.as_bytes()).unwrap();
+    let signed = bundle.signed().unwrap();
+    // The signature, the dsse entry (body, SET, proof, checkpoint), the chain, the SCT and
+    // the identity all verify...
+    let identity = verify_signed(&bundle, &signed, &trust, "sha256:unused", None).unwrap();
+    assert!(
+        identity.starts_with("https://github.com/prefix-dev/sigstore-example/"),
+        "{identity}"
+    );
+    // ...but it is an attestation of a conda package, not a signature of an image.
+    let err = verify(&bundle, &trust, &blob_digest(), None).unwrap_err();
+    assert!(
+        matches!(err, KeylessError::Content(BundleError::Predicate(_))),
+        "{err}"
+    );
+    // Its logged body is bound to its signature: another payload is another entry.
+    let mut doc: serde_json::Value = serde_json::from_str(CONDA_BUNDLE).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(doc["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let mut changed = payload.clone();
+    changed.push(b' ');
+    doc["dsseEnvelope"]["payload"] = base64::engine::general_purpose::STANDARD
+        .encode(changed)
+        .into();
+    let tampered = bundle::parse(doc.to_string().as_bytes()).unwrap();
+    let signed = tampered.signed().unwrap();
+    assert_eq!(
+        verify_signed(&tampered, &signed, &trust, "sha256:unused", None),
+        Err(KeylessError::Signature)
+    );
 }
