@@ -297,13 +297,16 @@ pub enum KeylessError {
     },
 }
 
-fn show_time(secs: i64) -> String {
+/// `secs` (Unix seconds) as RFC 3339; as a number outside years 1970 to 9999, which a forged
+/// time may be (formatting must not panic on it).
+pub fn show_time(secs: i64) -> String {
+    const YEAR_9999_END: i64 = 253_402_300_799;
     match u64::try_from(secs) {
-        Ok(s) => humantime::format_rfc3339_seconds(
+        Ok(s) if secs <= YEAR_9999_END => humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
         )
         .to_string(),
-        Err(_) => secs.to_string(),
+        _ => format!("{secs} (Unix time)"),
     }
 }
 

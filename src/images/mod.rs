@@ -23,6 +23,8 @@ pub mod keys;
 pub mod notation;
 pub mod referrers;
 pub mod registry;
+#[cfg(test)]
+mod robustness;
 pub mod tlog;
 pub mod verdict;
 

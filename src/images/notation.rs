@@ -25,7 +25,7 @@ use ring::signature as alg;
 use serde::Deserialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::keyless::{CODE_SIGNING_EKU, chain_to_anchors};
+use super::keyless::{CODE_SIGNING_EKU, chain_to_anchors, show_time};
 use super::keys::{KeyKind, PublicKey};
 use super::referrers::{COSE_ENVELOPE, JWS_ENVELOPE};
 use super::verdict::Rejection;
@@ -293,16 +293,6 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60)
-}
-
-fn show_time(secs: i64) -> String {
-    match u64::try_from(secs) {
-        Ok(s) => humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
-        )
-        .to_string(),
-        Err(_) => secs.to_string(),
-    }
 }
 
 /// The ring algorithm of a JWS `alg`, which must be the one the Notary Project specification

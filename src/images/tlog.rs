@@ -93,7 +93,7 @@ pub fn root_from_inclusion_proof(
     }
     // The levels below the point where the paths to `index` and to the last leaf part.
     let inner = (64 - (index ^ (size - 1)).leading_zeros()) as usize;
-    let border = (index >> inner).count_ones() as usize;
+    let border = index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
     if proof.len() != inner + border {
         return Err(format!(
             "{} hashes where a tree of {size} needs {}",
