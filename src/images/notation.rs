@@ -386,6 +386,14 @@ pub fn verify(
         .ok_or_else(|| NotationError::Envelope("x5c is empty".into()))?;
     let (_, leaf) = X509Certificate::from_der(leaf_der)
         .map_err(|e| NotationError::Envelope(format!("the signing certificate: {e}")))?;
+    // The specification's signing-certificate requirements: not a CA, digitalSignature usage.
+    let digital_signature =
+        matches!(leaf.key_usage(), Ok(Some(ku)) if ku.value.digital_signature());
+    if leaf.is_ca() || !digital_signature {
+        return Err(NotationError::Untrusted(
+            "the signing certificate must be a non-CA certificate with the digitalSignature key usage".into(),
+        ));
+    }
     let key = PublicKey::from_spki_der(leaf.public_key().raw, "the signing certificate".into())
         .map_err(|e| NotationError::Algorithm(e.to_string()))?;
     let algorithm = algorithm_for(header("alg").unwrap_or("(none)"), &key)?;
