@@ -254,6 +254,8 @@ async fn run() {
         panic!("keys")
     };
     let legacy_sig = [cosign::Signature {
+        certificate: None,
+        rekor_bundle: None,
         payload: registry::simple_signing_payload(repo, &digest),
         signature_b64: Some(signer.sign(&registry::simple_signing_payload(repo, &digest))),
     }];

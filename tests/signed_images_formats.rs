@@ -869,3 +869,49 @@ async fn a_rate_limited_referrers_tag_is_a_registry_error_not_an_unsigned_image(
     server.stop().await;
     serve.abort();
 }
+
+/// Keyless signatures made before cosign v3 sit in the legacy `.sig` tag with the certificate
+/// and the Rekor bundle as annotations: a keyless rule verifies them the same way.
+#[tokio::test]
+async fn legacy_keyless_signatures_of_cosign_before_v3_verify_too() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let sigstore = Sigstore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    sigstore.write_trusted_root(&root);
+    let good = registry.push_image("team/old", "v1", "old").await;
+    let layer = sigstore.legacy_keyless_layer(
+        &registry.repository("team/old"),
+        &good,
+        &LeafSpec::new(WORKFLOW, ISSUER),
+    );
+    registry
+        .push_annotated_signatures("team/old", &good, &[layer])
+        .await;
+    let intruder = registry
+        .push_image("team/oldintruder", "v1", "oldintruder")
+        .await;
+    let layer = sigstore.legacy_keyless_layer(
+        &registry.repository("team/oldintruder"),
+        &intruder,
+        &LeafSpec::new(
+            "https://github.com/evil/fork/.github/workflows/release.yml@refs/tags/v1",
+            ISSUER,
+        ),
+    );
+    registry
+        .push_annotated_signatures("team/oldintruder", &intruder, &[layer])
+        .await;
+    let server = TestServer::start(&[(
+        "signed.yaml",
+        &policy(&host, &keyless_trust(&root, &workflow_identity())),
+    )])
+    .await;
+    let (allowed, why) = judge(&server, &host, "old", &good).await;
+    assert!(allowed, "{why}");
+    let (allowed, why) = judge(&server, &host, "oldintruder", &intruder).await;
+    assert!(!allowed, "{why}");
+    assert!(why.contains("keyless cosign signature that does not verify: it was signed by https://github.com/evil/fork"), "{why}");
+    server.stop().await;
+}

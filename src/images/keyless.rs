@@ -711,6 +711,17 @@ pub(crate) fn verify_signed(
         }
     }
     let time = logged.map_err(KeylessError::Tlog)?;
+    verify_certificate(&leaf_der, &leaf, time, keyless)
+}
+
+/// The certificate's part of a keyless verification, at the log's authenticated `time`:
+/// validity, chain to a Fulcio CA, SCT, identity. Returns the identity.
+fn verify_certificate(
+    leaf_der: &[u8],
+    leaf: &X509Certificate<'_>,
+    time: i64,
+    keyless: &Keyless,
+) -> Result<String, KeylessError> {
     let not_before = leaf.validity().not_before.timestamp();
     let not_after = leaf.validity().not_after.timestamp();
     if time < not_before || time > not_after {
@@ -720,11 +731,11 @@ pub(crate) fn verify_signed(
             not_after: show_time(not_after),
         });
     }
-    let issuer_der = verify_chain(&leaf_der, &keyless.trusted_root, time)?;
+    let issuer_der = verify_chain(leaf_der, &keyless.trusted_root, time)?;
     let (_, issuer) =
         X509Certificate::from_der(&issuer_der).map_err(|e| KeylessError::Chain(e.to_string()))?;
-    verify_sct(&leaf, &issuer, &keyless.trusted_root.ctlogs)?;
-    let (subjects, issuer) = certificate_identity(&leaf);
+    verify_sct(leaf, &issuer, &keyless.trusted_root.ctlogs)?;
+    let (subjects, issuer) = certificate_identity(leaf);
     let issuer = issuer.unwrap_or_default();
     let matched = keyless
         .identities
@@ -754,6 +765,104 @@ pub(crate) fn verify_signed(
                 .join("; "),
         }),
     }
+}
+
+/// The Rekor bundle cosign < 3 keeps in a legacy signature layer's `dev.sigstore.cosign/bundle`
+/// annotation: the SET and what it signs.
+#[derive(Debug, Deserialize)]
+struct LegacyRekorBundle {
+    #[serde(rename = "SignedEntryTimestamp")]
+    signed_entry_timestamp: String,
+    #[serde(rename = "Payload")]
+    payload: LegacyRekorPayload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LegacyRekorPayload {
+    body: String,
+    integrated_time: i64,
+    log_index: i64,
+    #[serde(rename = "logID")]
+    log_id: String,
+}
+
+/// Verifies a keyless signature in cosign's legacy `.sig` format (cosign < 3 without
+/// bundles): the layer carries the certificate and the Rekor bundle (SET) as annotations; the
+/// simple-signing payload must name `digest` and `repository`. Returns the identity.
+pub fn verify_legacy(
+    signature: &super::cosign::Signature,
+    keyless: &Keyless,
+    digest: &str,
+    repository: &str,
+) -> Result<String, KeylessError> {
+    let certificate = signature
+        .certificate
+        .as_deref()
+        .ok_or(KeylessError::NoCertificate)?;
+    let leaf_der = x509_parser::pem::parse_x509_pem(certificate.as_bytes())
+        .map(|(_, pem)| pem.contents)
+        .map_err(|e| KeylessError::Certificate(e.to_string()))?;
+    let (_, leaf) = X509Certificate::from_der(&leaf_der)
+        .map_err(|e| KeylessError::Certificate(e.to_string()))?;
+    let key = PublicKey::from_spki_der(leaf.public_key().raw, "the certificate".into())
+        .map_err(|e| KeylessError::Certificate(e.to_string()))?;
+    let sig = signature
+        .signature_b64
+        .as_deref()
+        .and_then(|s| b64(&s.split_ascii_whitespace().collect::<String>()))
+        .ok_or(KeylessError::Signature)?;
+    if !key.verifies(&signature.payload, &sig) {
+        return Err(KeylessError::Signature);
+    }
+    super::cosign::payload_names(&signature.payload, digest, repository).map_err(|rejection| {
+        KeylessError::Content(BundleError::Statement(rejection.to_string()))
+    })?;
+    let rekor: LegacyRekorBundle = signature
+        .rekor_bundle
+        .as_deref()
+        .ok_or(TlogError::NoEntry)
+        .and_then(|text| serde_json::from_str(text).map_err(|_| TlogError::NoPromise))
+        .map_err(KeylessError::Tlog)?;
+    let log_id = (0..rekor.payload.log_id.len() / 2)
+        .map(|i| {
+            u8::from_str_radix(
+                rekor.payload.log_id.get(2 * i..2 * i + 2).unwrap_or("zz"),
+                16,
+            )
+        })
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| KeylessError::Tlog(TlogError::Base64("logID")))?;
+    let body = b64(&rekor.payload.body).ok_or(KeylessError::Tlog(TlogError::Base64("body")))?;
+    let kind: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| KeylessError::Tlog(TlogError::BodyMismatch("its body is not JSON".into())))?;
+    let entry = bundle::TlogEntry {
+        log_index: rekor.payload.log_index,
+        log_id: bundle::LogId {
+            key_id: base64::engine::general_purpose::STANDARD.encode(log_id),
+        },
+        kind_version: bundle::KindVersion {
+            kind: kind["kind"].as_str().unwrap_or_default().to_owned(),
+            version: kind["apiVersion"].as_str().unwrap_or_default().to_owned(),
+        },
+        integrated_time: Some(rekor.payload.integrated_time),
+        inclusion_promise: Some(bundle::InclusionPromise {
+            signed_entry_timestamp: rekor.signed_entry_timestamp,
+        }),
+        inclusion_proof: None,
+        canonicalized_body: rekor.payload.body,
+    };
+    let mut content_sha256 = [0u8; 32];
+    content_sha256
+        .copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &signature.payload).as_ref());
+    let expected = Expected {
+        signature: &sig,
+        verifier_der: &leaf_der,
+        content_sha256,
+    };
+    let time = tlog::verify_entry(&entry, &keyless.trusted_root.tlogs, &expected)
+        .map_err(KeylessError::Tlog)?;
+    verify_certificate(&leaf_der, &leaf, time, keyless)
 }
 
 /// Judges bundles under keyless trust: the first that verifies wins; else the first failure

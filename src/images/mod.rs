@@ -522,6 +522,34 @@ impl Verifier {
                 rejected(rejection)
             }
             Trust::Keyless(keyless) => {
+                // cosign < 3 stored keyless signatures in the legacy tag, with the
+                // certificate and the Rekor bundle as layer annotations.
+                let legacy = client.signatures(reference, digest).await;
+                self.note_registry_result(registry, &legacy);
+                let legacy = match legacy {
+                    Ok(Ok(signatures)) => {
+                        let mut first = None;
+                        for signature in &signatures {
+                            match keyless::verify_legacy(signature, keyless, digest, repository) {
+                                Ok(identity) => {
+                                    return ImageVerdict::Verified {
+                                        digest: digest.to_owned(),
+                                        key: identity,
+                                    };
+                                }
+                                Err(e) => {
+                                    first.get_or_insert(Rejection::Invalid {
+                                        format: "keyless cosign signature",
+                                        reason: e.to_string(),
+                                    });
+                                }
+                            }
+                        }
+                        first
+                    }
+                    Ok(Err(rejection)) => Some(rejection),
+                    Err(e) => return unavailable(e),
+                };
                 let artifacts = match self
                     .artifacts(client, registry, reference, digest, Wanted::Bundles)
                     .await
@@ -530,9 +558,9 @@ impl Verifier {
                     Err(e) => return unavailable(e),
                 };
                 if artifacts.is_empty() {
-                    return rejected(Rejection::NoSignature {
-                        looked_for: "Sigstore bundle (cosign v3 keyless signature)",
-                    });
+                    return rejected(legacy.unwrap_or(Rejection::NoSignature {
+                        looked_for: "Sigstore bundle or keyless cosign signature",
+                    }));
                 }
                 let (bundles, broken) = bundle_bytes(artifacts);
                 let artifact = match self
@@ -548,7 +576,8 @@ impl Verifier {
                         key: identity,
                     },
                     Err(rejection) => {
-                        rejected(broken.map_or(rejection.clone(), |b| telling(rejection, b)))
+                        let rejection = broken.map_or(rejection.clone(), |b| telling(rejection, b));
+                        rejected(legacy.map_or(rejection.clone(), |l| telling(rejection, l)))
                     }
                 }
             }

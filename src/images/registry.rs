@@ -228,6 +228,14 @@ impl RegistryClient {
             signatures.push(Signature {
                 payload,
                 signature_b64: layer.annotations.get(cosign::SIGNATURE_ANNOTATION).cloned(),
+                certificate: layer
+                    .annotations
+                    .get(cosign::CERTIFICATE_ANNOTATION)
+                    .cloned(),
+                rekor_bundle: layer
+                    .annotations
+                    .get(cosign::REKOR_BUNDLE_ANNOTATION)
+                    .cloned(),
             });
         }
         Ok(Ok(signatures))

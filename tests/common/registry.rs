@@ -41,6 +41,9 @@ pub struct Registry {
     dir: tempfile::TempDir,
 }
 
+/// A signature layer with any annotations: (payload, [(annotation, value)]).
+pub type AnnotatedLayer = (Vec<u8>, Vec<(String, String)>);
+
 /// One signature in a cosign signature artifact: the signed payload (a layer blob) and the
 /// base64 DER signature over it (the layer's annotation).
 #[derive(Clone, Debug)]
@@ -513,6 +516,35 @@ impl Registry {
             ));
         }
         let config = cosign_config(layers);
+        self.push_blob(repo, &config).await;
+        let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config, &[]), &descriptors);
+        self.push_manifest(repo, &signature_tag(image_digest), OCI_MANIFEST, &manifest)
+            .await
+    }
+
+    /// Pushes a legacy signature artifact whose layers carry any annotations (keyless
+    /// signatures add the certificate and the Rekor bundle): (payload, annotations) each.
+    pub async fn push_annotated_signatures(
+        &self,
+        repo: &str,
+        image_digest: &str,
+        layers: &[AnnotatedLayer],
+    ) -> String {
+        let mut descriptors = Vec::with_capacity(layers.len());
+        let mut plain = Vec::with_capacity(layers.len());
+        for (payload, annotations) in layers {
+            self.push_blob(repo, payload).await;
+            let pairs: Vec<(&str, &str)> = annotations
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            descriptors.push(descriptor(SIMPLE_SIGNING, payload, &pairs));
+            plain.push(SignatureLayer {
+                payload: payload.clone(),
+                signature_b64: String::new(),
+            });
+        }
+        let config = cosign_config(&plain);
         self.push_blob(repo, &config).await;
         let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config, &[]), &descriptors);
         self.push_manifest(repo, &signature_tag(image_digest), OCI_MANIFEST, &manifest)

@@ -580,6 +580,59 @@ impl Default for Sigstore {
     }
 }
 
+impl Sigstore {
+    /// A keyless signature in cosign's legacy layout (cosign < 3): the simple-signing payload
+    /// for `digest` in `repository`, signed with a Fulcio certificate's key, logged in Rekor
+    /// as a `hashedrekord`; returned as (payload, layer annotations: signature, certificate,
+    /// Rekor bundle).
+    pub fn legacy_keyless_layer(
+        &self,
+        repository: &str,
+        digest: &str,
+        leaf: &LeafSpec,
+    ) -> super::registry::AnnotatedLayer {
+        let key = EcKey::new();
+        let cert = self.fulcio.issue(&key, leaf, &self.ct);
+        let payload = super::registry::simple_signing_payload(repository, digest);
+        let signature = key.sign(&payload);
+        let cert_pem = pem("CERTIFICATE", &cert);
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": hex(&sha256(&payload))}},
+                "signature": {
+                    "content": STANDARD.encode(&signature),
+                    "publicKey": {"content": STANDARD.encode(cert_pem.as_bytes())}
+                }
+            }
+        });
+        let time = now();
+        let LoggedEntry(entry) = self.rekor.log("hashedrekord", &body, time);
+        let rekor_bundle = json!({
+            "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+            "Payload": {
+                "body": entry["canonicalizedBody"],
+                "integratedTime": time,
+                "logIndex": entry["logIndex"].as_str().unwrap().parse::<i64>().unwrap(),
+                "logID": hex(&self.rekor.key.id())
+            }
+        });
+        let annotations = vec![
+            (
+                "dev.cosignproject.cosign/signature".to_owned(),
+                STANDARD.encode(&signature),
+            ),
+            ("dev.sigstore.cosign/certificate".to_owned(), cert_pem),
+            (
+                "dev.sigstore.cosign/bundle".to_owned(),
+                rekor_bundle.to_string(),
+            ),
+        ];
+        (payload, annotations)
+    }
+}
+
 /// A cosign v3 `sign --key` bundle: DSSE over cosign's statement, signed by `signer`,
 /// verification material naming the key by hint (no certificate).
 pub fn key_bundle(signer: &TestSigner, repository: &str, digest: &str) -> Vec<u8> {
