@@ -557,6 +557,7 @@ async fn notation_signatures_verify_against_the_trust_store_and_each_failure_say
         &ca,
         "expired",
         EnvelopeSpec {
+            signing_time: Some("2020-12-01T00:00:00Z"),
             expiry: Some("2021-01-01T00:00:00Z".into()),
             ..EnvelopeSpec::default()
         },
@@ -632,7 +633,11 @@ async fn notation_signatures_verify_against_the_trust_store_and_each_failure_say
             &stranger,
             "signed by C=US, O=Acme, CN=intern, which matches no trusted identity",
         ),
-        ("oldchain", &old_chain, "does not lead to the trust store"),
+        (
+            "oldchain",
+            &old_chain,
+            "its certificate chain is not valid now",
+        ),
         ("unsigned", &unsigned, "has no Notation signature"),
     ];
     for (repo, digest, reason) in cases {

@@ -603,11 +603,26 @@ impl Verifier {
                         }
                     }
                 }
+                if envelopes.is_empty() {
+                    return rejected(broken.unwrap_or(Rejection::NoSignature {
+                        looked_for: "Notation signature",
+                    }));
+                }
+                // A signature names the manifest's digest, media type and size: the registry's
+                // own description is what it is checked against, as notation does.
+                let manifest = client.manifest_bytes(reference, digest).await;
+                self.note_registry_result(registry, &manifest);
+                let manifest = match manifest {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => return rejected(Rejection::ImageNotFound),
+                    Err(e) => return unavailable(e),
+                };
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as i64)
                     .unwrap_or(0);
-                match notation::judge(&envelopes, trust, digest, now) {
+                let manifest = notation::Manifest::of(digest, &manifest);
+                match notation::judge(&envelopes, trust, manifest, now) {
                     Ok(signer) => ImageVerdict::Verified {
                         digest: digest.to_owned(),
                         key: signer,

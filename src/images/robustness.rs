@@ -35,7 +35,7 @@ fn notation_trust() -> NotationTrust {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca.pem");
     std::fs::write(&path, SIGNER).unwrap();
-    NotationTrust::new(vec![path], vec![TrustedIdentity::Any]).unwrap()
+    NotationTrust::new(&[path], &[], vec![TrustedIdentity::Any]).unwrap()
 }
 
 /// Runs `bytes` through every verifier; none may panic.
@@ -48,7 +48,17 @@ fn everything(bytes: &[u8], keyless: &Keyless, notation_trust: &NotationTrust) {
     let _ = bundle::judge_keys(&fetched, std::slice::from_ref(&key), DIGEST, Some(ARTIFACT));
     let _ = super::keyless::judge(&fetched, keyless, DIGEST, Some(ARTIFACT));
     for media_type in [JWS_ENVELOPE, COSE_ENVELOPE] {
-        let _ = notation::verify(media_type, bytes, notation_trust, DIGEST, 1_800_000_000);
+        let _ = notation::verify(
+            media_type,
+            bytes,
+            notation_trust,
+            notation::Manifest {
+                digest: DIGEST,
+                media_type: None,
+                size: 0,
+            },
+            1_800_000_000,
+        );
     }
     let _ = TrustedRoot::from_json(bytes, "fuzz");
     let _ = PublicKey::from_spki_der(bytes, "fuzz".into());

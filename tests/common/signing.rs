@@ -683,6 +683,8 @@ pub struct EnvelopeSpec {
     pub expiry: Option<String>,
     pub extra_critical: Option<&'static str>,
     pub leaf_validity: Option<Validity>,
+    /// The signing time stated (RFC 3339); by default now, or the leaf's first day.
+    pub signing_time: Option<&'static str>,
 }
 
 impl Default for EnvelopeSpec {
@@ -697,6 +699,7 @@ impl Default for EnvelopeSpec {
             expiry: None,
             extra_critical: None,
             leaf_validity: None,
+            signing_time: None,
         }
     }
 }
@@ -738,7 +741,9 @@ impl NotationCa {
         params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
         params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
         let leaf = params.signed_by(&key.rcgen(), &self.root).unwrap();
-        let signing_time = if spec.leaf_validity.is_some() {
+        let signing_time = if let Some(time) = spec.signing_time {
+            time.to_owned()
+        } else if spec.leaf_validity.is_some() {
             format!("{:04}-{:02}-{:02}T12:00:00Z", from.0, from.1, from.2)
         } else {
             humantime::format_rfc3339_seconds(SystemTime::now()).to_string()

@@ -18,7 +18,8 @@
 //!                         subjectRegExp: "^https://github.com/acme/"}]
 //!       - images: ["acme.azurecr.io/*"]
 //!         notation:
-//!           trustStore: [/etc/portier/notation/ca.pem]
+//!           trustStore: [/etc/portier/notation/ca.pem]   # type ca: notary.x509
+//!           signingAuthorityStore: []                    # notary.x509.signingAuthority
 //!           trustedIdentities: ["x509.subject: C=US, O=Acme, CN=release"]   # or "*"
 //!     mutateDigest: true        # /mutate pins verified tags to their digest (default)
 //!     requireDigest: true       # /validate denies a judged image without a digest (default:
@@ -112,15 +113,20 @@ struct RuleDoc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NotationDoc {
+    /// Trust store of type `ca`, for `notary.x509` signatures.
+    #[serde(default)]
     trust_store: Vec<PathBuf>,
+    /// Trust store of type `signingAuthority`, for `notary.x509.signingAuthority` ones.
+    #[serde(default)]
+    signing_authority_store: Vec<PathBuf>,
     trusted_identities: Vec<String>,
 }
 
 fn compile_notation(at: &str, doc: NotationDoc) -> Result<NotationTrust, ParamError> {
-    if doc.trust_store.is_empty() {
+    if doc.trust_store.is_empty() && doc.signing_authority_store.is_empty() {
         return Err(ParamError::new(
             format!("{at}.trustStore"),
-            "needs at least one PEM file of trusted certificates",
+            "needs at least one PEM file of trusted certificates (or signingAuthorityStore)",
         ));
     }
     if doc.trusted_identities.is_empty() {
@@ -136,7 +142,7 @@ fn compile_notation(at: &str, doc: NotationDoc) -> Result<NotationTrust, ParamEr
                 .map_err(|e| ParamError::new(format!("{at}.trustedIdentities[{i}]"), e))?,
         );
     }
-    NotationTrust::new(doc.trust_store, identities)
+    NotationTrust::new(&doc.trust_store, &doc.signing_authority_store, identities)
         .map_err(|e| ParamError::new(format!("{at}.trustStore"), e))
 }
 
@@ -283,6 +289,7 @@ impl Params {
             }
             if let Some(notation) = &rule.notation {
                 notation.trust_store.iter().for_each(&mut note);
+                notation.signing_authority_store.iter().for_each(&mut note);
             }
         }
         let cache_ttl = duration("cacheTTL", doc.cache_ttl.as_deref(), DEFAULT_CACHE_TTL)?;

@@ -39,6 +39,13 @@ fn params_name_the_field_they_refuse() {
         e.field,
         "spec.params.rules[0].notation.trustedIdentities[0]"
     );
+    let e = compile("rules: [{images: ['*'], notation: {trustedIdentities: ['*']}}]");
+    assert_eq!(e.field, "spec.params.rules[0].notation.trustStore");
+    assert!(e.message.contains("signingAuthorityStore"), "{}", e.message);
+    let e = compile(
+        "rules: [{images: ['*'], notation: {signingAuthorityStore: [/nonexistent/sa.pem], trustedIdentities: ['*']}}]",
+    );
+    assert!(e.message.contains("/nonexistent/sa.pem"), "{}", e.message);
     let e = compile("rules: [{images: ['*'], keyFiles: [/nonexistent/cosign.pub]}]");
     assert!(e.message.contains("cannot read"), "{}", e.message);
     let e = compile("timeout: soon\nrules: [{images: ['*'], keys: [x]}]");
