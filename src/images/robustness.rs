@@ -104,3 +104,24 @@ proptest! {
         let _ = tlog::root_from_inclusion_proof(index % 1000, size % 1000, [0; 32], &hashes);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any text after `x509.subject:` is read or refused with a reason, and what is read
+    /// reads the same when written back with every value escaped.
+    #[test]
+    fn any_distinguished_name_is_read_or_refused_without_panicking(dn in "[ -~\\\\,;+=#éß]{0,40}") {
+        if let Ok(TrustedIdentity::Subject(pairs)) = TrustedIdentity::parse(&format!("x509.subject:{dn}")) {
+            let escaped: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| {
+                    let value: String = v.bytes().map(|b| format!("\\{b:02X}")).collect();
+                    format!("{k}={value}")
+                })
+                .collect();
+            let again = TrustedIdentity::parse(&format!("x509.subject: {}", escaped.join(", ")));
+            prop_assert_eq!(again, Ok(TrustedIdentity::Subject(pairs)));
+        }
+    }
+}
