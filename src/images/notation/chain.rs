@@ -22,7 +22,7 @@ fn name(cert: &X509Certificate<'_>) -> String {
     cert.subject().to_string()
 }
 
-fn signed_by(cert: &X509Certificate<'_>, by: &X509Certificate<'_>) -> Result<(), String> {
+fn not_sha1(cert: &X509Certificate<'_>) -> Result<(), String> {
     let algorithm = cert.signature_algorithm.algorithm.to_id_string();
     if SHA1_SIGNATURES.contains(&algorithm.as_str()) {
         return Err(format!(
@@ -30,6 +30,11 @@ fn signed_by(cert: &X509Certificate<'_>, by: &X509Certificate<'_>) -> Result<(),
             name(cert)
         ));
     }
+    Ok(())
+}
+
+fn signed_by(cert: &X509Certificate<'_>, by: &X509Certificate<'_>) -> Result<(), String> {
+    not_sha1(cert)?;
     if cert.issuer().as_raw() != by.subject().as_raw() {
         return Err(format!(
             "certificate {:?} is not issued by the next one in x5c ({:?})",
@@ -163,7 +168,7 @@ pub fn verify(x5c: &[Vec<u8>], trust_store: &[Vec<u8>]) -> Result<(), ChainError
                     name(leaf)
                 )));
             }
-            signed_by(leaf, leaf).map_err(ChainError::Invalid)?;
+            not_sha1(leaf).map_err(ChainError::Invalid)?;
         }
         Some((root, _)) => {
             if !self_signed(root) {
@@ -182,7 +187,7 @@ pub fn verify(x5c: &[Vec<u8>], trust_store: &[Vec<u8>]) -> Result<(), ChainError
                 signed_by(&pair[0], &pair[1]).map_err(ChainError::Invalid)?;
                 ca_requirements(&pair[1], i as u32).map_err(ChainError::Invalid)?;
             }
-            signed_by(root, root).map_err(ChainError::Invalid)?;
+            not_sha1(root).map_err(ChainError::Invalid)?;
         }
     }
     if x5c.iter().any(|der| trust_store.contains(der)) {
