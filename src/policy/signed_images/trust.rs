@@ -41,6 +41,34 @@ pub(super) fn compile_notation(at: &str, doc: NotationDoc) -> Result<NotationTru
                 .map_err(|e| ParamError::new(format!("{at}.trustedIdentities[{i}]"), e))?,
         );
     }
+    // notation's trust policy validation: "*" stands alone, and no two identities overlap
+    // (one whose attributes are a subset of another's would make the other pointless).
+    if identities.len() > 1
+        && let Some(i) = identities.iter().position(|i| *i == TrustedIdentity::Any)
+    {
+        return Err(ParamError::new(
+            format!("{at}.trustedIdentities[{i}]"),
+            "\"*\" trusts every signer of the store: it cannot be given with other identities",
+        ));
+    }
+    for (i, narrow) in identities.iter().enumerate() {
+        let TrustedIdentity::Subject(narrow_attributes) = narrow else {
+            continue;
+        };
+        let wider = identities.iter().enumerate().find(|(j, wide)| {
+            *j != i
+                && matches!(wide, TrustedIdentity::Subject(attributes)
+                    if attributes.iter().all(|a| narrow_attributes.contains(a)))
+        });
+        if let Some((j, _)) = wider {
+            return Err(ParamError::new(
+                format!("{at}.trustedIdentities[{i}]"),
+                format!(
+                    "overlaps trustedIdentities[{j}], which matches every certificate this one does (notation refuses overlapping identities)"
+                ),
+            ));
+        }
+    }
     NotationTrust::new(&doc.trust_store, &doc.signing_authority_store, identities)
         .map_err(|e| ParamError::new(format!("{at}.trustStore"), e))
 }
