@@ -1,4 +1,4 @@
-//! Notation (Notary Project) signatures: JWS envelopes attached to the image as OCI referrers
+//! Notation (Notary Project) signatures: JWS or COSE envelopes attached to the image as OCI referrers
 //! of artifact type `application/vnd.cncf.notary.signature`, verified against a trust store
 //! and trusted identities as the Notary Project specifications (signature specification, JWS
 //! envelope, trust store and trust policy) and notation-go's verifier (strict level) say, in
@@ -22,15 +22,17 @@
 //!    time the signer states lies inside the signing certificate's validity; under
 //!    `notary.x509.signingAuthority` every certificate is valid at the authentic signing time.
 //!
-//! Revocation (OCSP, CRL) is not checked: that needs the network beyond the registry.
-//! COSE envelopes are refused with a clear reason rather than half-verified. Pure: no network.
+//! JWS envelopes are read by `notation/jws.rs`, COSE ones (COSE_Sign1, with `coset`) by
+//! `notation/cose.rs`; both are judged by the same steps. Revocation (OCSP, CRL) is not
+//! checked: that needs the network beyond the registry. Pure: no network.
 
 mod chain;
+mod cose;
 mod identity;
+mod jws;
 
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use ring::signature as alg;
 use serde::Deserialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -118,10 +120,6 @@ pub enum NotationError {
     #[error("the envelope is not a Notation JWS envelope: {0}")]
     Envelope(String),
     #[error(
-        "it is a COSE envelope, which portier does not verify (sign with notation sign --signature-format jws)"
-    )]
-    Cose,
-    #[error(
         "it marks header {0:?} critical, which this verifier does not understand (the Notary Project specification requires refusing it)"
     )]
     UnknownCritical(String),
@@ -166,21 +164,6 @@ pub enum NotationError {
 }
 
 #[derive(Debug, Deserialize)]
-struct Jws {
-    payload: String,
-    protected: String,
-    #[serde(default)]
-    header: UnprotectedHeader,
-    signature: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct UnprotectedHeader {
-    #[serde(default)]
-    x5c: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Payload {
     target_artifact: Target,
@@ -221,12 +204,6 @@ impl<'a> Manifest<'a> {
             size: bytes.len() as u64,
         }
     }
-}
-
-fn b64url(field: &str, text: &str) -> Result<Vec<u8>, NotationError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .map_err(|_| NotationError::Envelope(format!("{field} is not base64url")))
 }
 
 /// Seconds since the epoch of an RFC 3339 time with any offset (`2024-06-18T17:08:35+08:00`).
@@ -295,33 +272,43 @@ fn algorithm_for(
     Ok(algorithm)
 }
 
-/// The protected header's critical-header rules, for `scheme`: which may and must be there.
-fn check_critical(
-    protected: &serde_json::Map<String, serde_json::Value>,
-    scheme: &str,
-) -> Result<(), NotationError> {
-    let crit: Vec<&str> = match protected.get("crit") {
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| NotationError::Critical("crit holds a non-string".into()))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(NotationError::Critical("crit is not a list".into())),
-        None => Vec::new(),
-    };
-    if let Some(absent) = crit.iter().find(|c| !protected.contains_key(**c)) {
+/// What a Notation envelope (JWS or COSE) says and signs, read by `jws.rs` or `cose.rs`.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    /// `io.cncf.notary.signingScheme`.
+    pub scheme: Option<String>,
+    /// The protected headers present (text names; COSE integer labels as `label N`).
+    pub present: Vec<String>,
+    pub crit: Vec<String>,
+    /// `io.cncf.notary.verificationPlugin`.
+    pub plugin: Option<String>,
+    pub content_type: Option<String>,
+    /// The algorithm by its JWS name (`PS256`, `ES256`, ...).
+    pub alg: Option<String>,
+    pub signing_time: Option<i64>,
+    pub authentic_signing_time: Option<i64>,
+    pub expiry: Option<i64>,
+    /// The certificate chain (DER), the signing certificate first.
+    pub x5c: Vec<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// What the signature covers.
+    pub signed_bytes: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// The critical-header rules, for `scheme`: which headers may and must be there.
+fn check_critical(signed: &Signed, scheme: &str) -> Result<(), NotationError> {
+    let crit: Vec<&str> = signed.crit.iter().map(String::as_str).collect();
+    let present = |name: &str| signed.present.iter().any(|p| p == name);
+    if let Some(absent) = crit.iter().find(|c| !present(c)) {
         return Err(NotationError::Critical(format!(
             "{absent} is listed but not present"
         )));
     }
     if crit.contains(&VERIFICATION_PLUGIN) || crit.contains(&VERIFICATION_PLUGIN_MIN_VERSION) {
-        let plugin = protected
-            .get(VERIFICATION_PLUGIN)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("");
-        return Err(NotationError::Plugin(plugin.to_owned()));
+        return Err(NotationError::Plugin(
+            signed.plugin.clone().unwrap_or_default(),
+        ));
     }
     if let Some(unknown) = crit.iter().find(|c| !UNDERSTOOD.contains(c)) {
         return Err(NotationError::UnknownCritical((*unknown).to_owned()));
@@ -332,18 +319,18 @@ fn check_critical(
     } else {
         (SIGNING_TIME, AUTHENTIC_SIGNING_TIME)
     };
-    if protected.contains_key(forbidden) {
+    if present(forbidden) {
         return Err(NotationError::Critical(format!(
             "{forbidden} must not be present under {scheme}"
         )));
     }
-    if !protected.contains_key(required_time) {
+    if !present(required_time) {
         return Err(NotationError::Critical(format!(
             "{required_time} is required under {scheme}"
         )));
     }
     let mut must = vec![SIGNING_SCHEME];
-    if protected.contains_key(EXPIRY) {
+    if present(EXPIRY) {
         must.push(EXPIRY);
     }
     if scheme == SIGNING_AUTHORITY {
@@ -357,21 +344,6 @@ fn check_critical(
     Ok(())
 }
 
-/// A time header as Unix seconds.
-fn time_header(
-    protected: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<i64>, NotationError> {
-    match protected.get(name) {
-        None => Ok(None),
-        Some(value) => value
-            .as_str()
-            .and_then(parse_rfc3339)
-            .map(Some)
-            .ok_or_else(|| NotationError::Envelope(format!("{name} is not an RFC 3339 time"))),
-    }
-}
-
 /// Verifies one envelope for `manifest` under `trust` at `now` (Unix seconds); returns the
 /// signer's subject.
 pub fn verify(
@@ -381,23 +353,25 @@ pub fn verify(
     manifest: Manifest<'_>,
     now: i64,
 ) -> Result<String, NotationError> {
-    if media_type == COSE_ENVELOPE {
-        return Err(NotationError::Cose);
-    }
-    if media_type != JWS_ENVELOPE {
-        return Err(NotationError::Envelope(format!(
-            "media type {media_type:?}"
-        )));
-    }
+    let signed = match media_type {
+        JWS_ENVELOPE => jws::parse(envelope)?,
+        COSE_ENVELOPE => cose::parse(envelope)?,
+        other => {
+            return Err(NotationError::Envelope(format!("media type {other:?}")));
+        }
+    };
+    verify_signed(&signed, trust, manifest, now)
+}
+
+/// [`verify`] of an envelope read.
+fn verify_signed(
+    signed: &Signed,
+    trust: &NotationTrust,
+    manifest: Manifest<'_>,
+    now: i64,
+) -> Result<String, NotationError> {
     // 1. Integrity.
-    let jws: Jws =
-        serde_json::from_slice(envelope).map_err(|e| NotationError::Envelope(e.to_string()))?;
-    let protected_bytes = b64url("protected", &jws.protected)?;
-    let protected: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&protected_bytes)
-            .map_err(|e| NotationError::Envelope(format!("protected header: {e}")))?;
-    let header = |name: &str| protected.get(name).and_then(serde_json::Value::as_str);
-    let scheme = match header(SIGNING_SCHEME) {
+    let scheme = match signed.scheme.as_deref() {
         Some(scheme @ (X509 | SIGNING_AUTHORITY)) => scheme,
         other => {
             return Err(NotationError::Envelope(format!(
@@ -407,16 +381,18 @@ pub fn verify(
     };
     // Critical headers before anything else: a verifier that does not understand one must
     // stop there.
-    check_critical(&protected, scheme)?;
-    if header("cty") != Some(PAYLOAD_CONTENT_TYPE) {
+    check_critical(signed, scheme)?;
+    if signed.content_type.as_deref() != Some(PAYLOAD_CONTENT_TYPE) {
         return Err(NotationError::Envelope(format!(
             "content type {:?}, not {PAYLOAD_CONTENT_TYPE}",
-            header("cty")
+            signed.content_type
         )));
     }
-    let signing_time = time_header(&protected, SIGNING_TIME)?;
-    let authentic_signing_time = time_header(&protected, AUTHENTIC_SIGNING_TIME)?;
-    let expiry = time_header(&protected, EXPIRY)?;
+    let (signing_time, authentic_signing_time, expiry) = (
+        signed.signing_time,
+        signed.authentic_signing_time,
+        signed.expiry,
+    );
     let stated_time = signing_time.or(authentic_signing_time).unwrap_or_default();
     if let Some(expiry) = expiry
         && expiry <= stated_time
@@ -425,29 +401,19 @@ pub fn verify(
             "{EXPIRY} is not after its signing time"
         )));
     }
-    let certificates = jws
-        .header
-        .x5c
-        .iter()
-        .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| {
-            NotationError::Envelope("x5c holds a certificate that is not base64".into())
-        })?;
+    let certificates = &signed.x5c;
     let leaf_der = certificates
         .first()
-        .ok_or_else(|| NotationError::Envelope("x5c is empty".into()))?;
+        .ok_or_else(|| NotationError::Envelope("the certificate chain is empty".into()))?;
     let (_, leaf) = X509Certificate::from_der(leaf_der)
         .map_err(|e| NotationError::Envelope(format!("the signing certificate: {e}")))?;
     let key = PublicKey::from_spki_der(leaf.public_key().raw, "the signing certificate".into())
         .map_err(|e| NotationError::Algorithm(e.to_string()))?;
-    let algorithm = algorithm_for(header("alg").unwrap_or("(none)"), &key)?;
-    let signing_input = format!("{}.{}", jws.protected, jws.payload);
-    let signature = b64url("signature", &jws.signature)?;
-    if !key.verifies_with(algorithm, signing_input.as_bytes(), &signature) {
+    let algorithm = algorithm_for(signed.alg.as_deref().unwrap_or("(none)"), &key)?;
+    if !key.verifies_with(algorithm, &signed.signed_bytes, &signed.signature) {
         return Err(NotationError::Signature);
     }
-    let payload: Payload = serde_json::from_slice(&b64url("payload", &jws.payload)?)
+    let payload: Payload = serde_json::from_slice(&signed.payload)
         .map_err(|e| NotationError::Envelope(format!("payload: {e}")))?;
     let target = payload.target_artifact;
     if target.digest != manifest.digest {
@@ -473,7 +439,7 @@ pub fn verify(
             "signingAuthorityStore (type signingAuthority)",
         )
     };
-    chain::verify(&certificates, store).map_err(|e| match e {
+    chain::verify(certificates, store).map_err(|e| match e {
         ChainError::Invalid(why) => NotationError::Chain(why),
         ChainError::Untrusted => NotationError::Untrusted(store_name),
     })?;
@@ -502,10 +468,10 @@ pub fn verify(
                     not_after: show_time(not_after),
                 });
             }
-            chain::valid_at(&certificates, now).map_err(NotationError::NotValidNow)?;
+            chain::valid_at(certificates, now).map_err(NotationError::NotValidNow)?;
         }
         (None, Some(authentic)) => {
-            chain::valid_at(&certificates, authentic)
+            chain::valid_at(certificates, authentic)
                 .map_err(|why| NotationError::NotValidAtSigning(show_time(authentic), why))?;
         }
         // check_critical requires the scheme's time.

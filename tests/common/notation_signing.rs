@@ -10,12 +10,13 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::signing::{EcKey, Validity};
 
 pub const NOTATION_ARTIFACT: &str = "application/vnd.cncf.notary.signature";
 pub const JWS: &str = "application/jose+json";
+pub const COSE: &str = "application/cose";
 
 /// A Notation CA: a root and a code-signing leaf.
 pub struct NotationCa {
@@ -35,6 +36,15 @@ pub struct EnvelopeSpec {
     pub signing_time: Option<&'static str>,
     /// Signed under notary.x509.signingAuthority (the signing time is then authentic).
     pub signing_authority: bool,
+    /// A COSE envelope (`notation sign --signature-format cose`) rather than JWS.
+    pub cose: bool,
+}
+
+impl EnvelopeSpec {
+    /// The media type of the envelope's layer.
+    pub fn media_type(&self) -> &'static str {
+        if self.cose { COSE } else { JWS }
+    }
 }
 
 impl Default for EnvelopeSpec {
@@ -51,6 +61,7 @@ impl Default for EnvelopeSpec {
             leaf_validity: None,
             signing_time: None,
             signing_authority: false,
+            cose: false,
         }
     }
 }
@@ -127,6 +138,9 @@ impl NotationCa {
             "digest": spec.digest_signed.as_deref().unwrap_or(digest),
             "size": size
         }});
+        if spec.cose {
+            return cose(&protected, &payload, &[leaf.der(), &self.root_der], &key);
+        }
         let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&protected).unwrap());
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
         let signature = key.sign_fixed(format!("{protected}.{payload}").as_bytes());
@@ -141,4 +155,43 @@ impl NotationCa {
         }))
         .unwrap()
     }
+}
+
+/// The COSE_Sign1 form of the JWS headers `protected` (ES256): the Notary Project's headers as
+/// text labels, its times as CBOR epoch dates (tag 1), `x5chain` (label 33) unprotected.
+fn cose(protected: &Value, payload: &Value, x5c: &[&[u8]], key: &EcKey) -> Vec<u8> {
+    use coset::cbor::value::Value as Cbor;
+    use coset::{
+        CoseSign1Builder, HeaderBuilder, RegisteredLabelWithPrivate, TaggedCborSerializable, iana,
+    };
+    let mut header = HeaderBuilder::new()
+        .algorithm(iana::Algorithm::ES256)
+        .content_type(protected["cty"].as_str().unwrap().to_owned());
+    for name in protected["crit"].as_array().unwrap() {
+        let name = name.as_str().unwrap().to_owned();
+        header = header.add_critical_label(RegisteredLabelWithPrivate::Text(name));
+    }
+    for (name, value) in protected.as_object().unwrap() {
+        if ["alg", "cty", "crit"].contains(&name.as_str()) {
+            continue;
+        }
+        let text = value.as_str().unwrap();
+        let value = if name.ends_with("Time") || name.ends_with("expiry") {
+            let at = humantime::parse_rfc3339(text).unwrap();
+            let seconds = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            Cbor::Tag(1, Box::new(Cbor::Integer(seconds.into())))
+        } else {
+            Cbor::Text(text.to_owned())
+        };
+        header = header.text_value(name.clone(), value);
+    }
+    let chain = Cbor::Array(x5c.iter().map(|der| Cbor::Bytes(der.to_vec())).collect());
+    CoseSign1Builder::new()
+        .protected(header.build())
+        .unprotected(HeaderBuilder::new().value(33, chain).build())
+        .payload(serde_json::to_vec(payload).unwrap())
+        .create_signature(b"", |data| key.sign_fixed(data))
+        .build()
+        .to_tagged_vec()
+        .unwrap()
 }

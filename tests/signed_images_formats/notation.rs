@@ -1,4 +1,4 @@
-//! Notation: JWS envelopes from the harness's CA, verified against a trust store of type ca
+//! Notation: JWS and COSE envelopes from the harness's CA, verified against a trust store of type ca
 //! or signingAuthority; each failure its own denial.
 
 use super::*;
@@ -16,7 +16,7 @@ async fn signed(registry: &Registry, ca: &NotationCa, repo: &str, spec: Envelope
             &digest,
             manifest.len(),
             NOTATION_ARTIFACT,
-            JWS,
+            spec.media_type(),
             &envelope,
         )
         .await;
@@ -43,6 +43,27 @@ async fn notation_signatures_verify_against_the_trust_store_and_each_failure_say
         "future",
         EnvelopeSpec {
             expiry: Some("2099-01-01T00:00:00Z".into()),
+            ..EnvelopeSpec::default()
+        },
+    )
+    .await;
+    let cose = signed(
+        &registry,
+        &ca,
+        "cose",
+        EnvelopeSpec {
+            cose: true,
+            ..EnvelopeSpec::default()
+        },
+    )
+    .await;
+    let cose_other = signed(
+        &registry,
+        &ca,
+        "coseother",
+        EnvelopeSpec {
+            cose: true,
+            digest_signed: Some(format!("sha256:{}", "7".repeat(64))),
             ..EnvelopeSpec::default()
         },
     )
@@ -121,8 +142,13 @@ async fn notation_signatures_verify_against_the_trust_store_and_each_failure_say
         judge(&server, &host, "future", &expiring).await,
         (true, String::new())
     );
+    assert_eq!(
+        judge(&server, &host, "cose", &cose).await,
+        (true, String::new())
+    );
     let cases = [
         ("other", &other, "signs sha256:7777"),
+        ("coseother", &cose_other, "signs sha256:7777"),
         ("untrusted", &untrusted, "does not lead to the trust store"),
         (
             "expired",

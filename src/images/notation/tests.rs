@@ -5,6 +5,7 @@
 //! timestamp countersignature); and a COSE envelope.
 
 use super::*;
+use base64::Engine as _;
 
 const ENVELOPE: &[u8] = include_bytes!("../testdata/notation-go_jws_signature.sig");
 const SIGNER_PEM: &str = include_str!("../testdata/notation-go_jws_signature_signer.pem");
@@ -50,7 +51,7 @@ fn pem_of(der: &[u8]) -> String {
 
 fn with_protected(edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
     let mut jws: serde_json::Value = serde_json::from_slice(ENVELOPE).unwrap();
-    let protected = b64url("protected", jws["protected"].as_str().unwrap()).unwrap();
+    let protected = super::jws::b64url("protected", jws["protected"].as_str().unwrap()).unwrap();
     let mut header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&protected).unwrap();
     edit(&mut header);
@@ -181,16 +182,67 @@ fn the_genuine_envelope_is_denied_for_another_manifest_root_store_or_identity() 
             .contains("signed by C=US, ST=WA, L=Seattle, O=Notary, CN=alpine"),
         "{err}"
     );
+}
+
+/// A genuine COSE envelope (notation-go testdata) over the same manifest: read with coset,
+/// judged by the same steps as a JWS one.
+#[test]
+fn a_genuine_cose_envelope_verifies_and_is_bound_like_a_jws_one() {
+    let signed = super::cose::parse(COSE).unwrap();
+    assert_eq!(signed.alg.as_deref(), Some("PS256"));
+    assert_eq!(signed.scheme.as_deref(), Some("notary.x509"));
+    assert_eq!(signed.signing_time, Some(1_678_769_122));
+    let signer = pem_of(&signed.x5c[0]);
     assert_eq!(
         verify(
             COSE_ENVELOPE,
             COSE,
-            &trust(SIGNER_PEM, "*"),
+            &trust(&signer, SUBJECT),
+            manifest(),
+            NOW
+        )
+        .as_deref(),
+        Ok("C=US, ST=WA, L=Seattle, O=Notary, CN=alpine")
+    );
+    let mut elsewhere = manifest();
+    let other = format!("sha256:{}", "0".repeat(64));
+    elsewhere.digest = &other;
+    assert_eq!(
+        verify(COSE_ENVELOPE, COSE, &trust(&signer, "*"), elsewhere, NOW),
+        Err(NotationError::Digest(DIGEST.into()))
+    );
+    assert_eq!(
+        verify(
+            COSE_ENVELOPE,
+            COSE,
+            &authority_trust(&signer),
             manifest(),
             NOW
         ),
-        Err(NotationError::Cose)
+        Err(NotationError::Untrusted("trustStore (type ca)"))
     );
+    // One byte of the payload changed: the Sig_structure no longer verifies.
+    let at = COSE
+        .windows(6)
+        .position(|w| w == b"sha256")
+        .expect("the payload is in the envelope");
+    let mut tampered = COSE.to_vec();
+    tampered[at + 7] ^= 1;
+    assert_eq!(
+        verify(
+            COSE_ENVELOPE,
+            &tampered,
+            &trust(&signer, "*"),
+            manifest(),
+            NOW
+        ),
+        Err(NotationError::Signature)
+    );
+    // A JWS read as COSE, or COSE as JWS, is refused as an envelope.
+    for (media_type, bytes) in [(COSE_ENVELOPE, ENVELOPE), (JWS_ENVELOPE, COSE)] {
+        let err = verify(media_type, bytes, &trust(&signer, "*"), manifest(), NOW).unwrap_err();
+        assert!(matches!(err, NotationError::Envelope(_)), "{err}");
+    }
 }
 
 /// A genuine envelope whose self-signed certificate was valid for ten minutes: it carries a

@@ -295,3 +295,133 @@ fn the_chain_must_be_complete_and_meet_the_certificate_requirements() {
         "not issued by",
     );
 }
+
+/// A COSE_Sign1 envelope as notation writes one: ES256 over the Sig_structure, Notary Project
+/// headers as text labels with epoch-date times, `x5chain` unprotected.
+fn cose_envelope(
+    signer: &KeyPair,
+    x5c: &[&[u8]],
+    headers: &[(&str, coset::cbor::value::Value)],
+    crit: &[&str],
+    manifest: Manifest<'_>,
+) -> Vec<u8> {
+    use coset::cbor::value::Value;
+    use coset::{
+        CoseSign1Builder, HeaderBuilder, RegisteredLabelWithPrivate, TaggedCborSerializable,
+    };
+    let mut protected = HeaderBuilder::new()
+        .algorithm(coset::iana::Algorithm::ES256)
+        .content_type(PAYLOAD_CONTENT_TYPE.into());
+    for name in crit {
+        protected = protected.add_critical_label(RegisteredLabelWithPrivate::Text((*name).into()));
+    }
+    for (name, value) in headers {
+        protected = protected.text_value((*name).into(), value.clone());
+    }
+    let chain = Value::Array(x5c.iter().map(|der| Value::Bytes(der.to_vec())).collect());
+    let unprotected = HeaderBuilder::new().value(33, chain).build();
+    let payload = serde_json::to_vec(&serde_json::json!({"targetArtifact": {
+        "mediaType": manifest.media_type.unwrap_or_default(),
+        "digest": manifest.digest,
+        "size": manifest.size,
+    }}))
+    .unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let key = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &signer.serialize_der(),
+        &rng,
+    )
+    .unwrap();
+    CoseSign1Builder::new()
+        .protected(protected.build())
+        .unprotected(unprotected)
+        .payload(payload)
+        .create_signature(b"", |data| key.sign(&rng, data).unwrap().as_ref().to_vec())
+        .build()
+        .to_tagged_vec()
+        .unwrap()
+}
+
+fn epoch(seconds: i64) -> coset::cbor::value::Value {
+    coset::cbor::value::Value::Tag(
+        1,
+        Box::new(coset::cbor::value::Value::Integer(seconds.into())),
+    )
+}
+
+#[test]
+fn cose_envelopes_follow_the_same_rules() {
+    use coset::cbor::value::Value;
+    let (root_pem, root_der, issuer) = root();
+    let signer = leaf(&issuer, |_| {});
+    let (_, manifest) = image();
+    let chain: [&[u8]; 2] = [&signer.der, &root_der];
+    let x509 = |extra: &[(&str, Value)], crit: &[&str]| {
+        let mut headers = vec![
+            (SIGNING_SCHEME, Value::Text(X509.into())),
+            (SIGNING_TIME, epoch(now() - 60)),
+        ];
+        headers.extend(extra.iter().cloned());
+        cose_envelope(&signer.key, &chain, &headers, crit, manifest)
+    };
+    let trust = trust(&root_pem, "x509.subject: C=US, ST=WA, O=Acme, CN=release");
+    let good = x509(&[], &[SIGNING_SCHEME]);
+    assert_eq!(
+        verify(COSE_ENVELOPE, &good, &trust, manifest, now()).as_deref(),
+        Ok("C=US, ST=WA, O=Acme, CN=release")
+    );
+    let unknown = x509(
+        &[("io.example.policy", Value::Text("strict".into()))],
+        &[SIGNING_SCHEME, "io.example.policy"],
+    );
+    assert_eq!(
+        verify(COSE_ENVELOPE, &unknown, &trust, manifest, now()),
+        Err(NotationError::UnknownCritical("io.example.policy".into()))
+    );
+    let expired = x509(&[(EXPIRY, epoch(now() - 30))], &[SIGNING_SCHEME, EXPIRY]);
+    assert!(matches!(
+        verify(COSE_ENVELOPE, &expired, &trust, manifest, now()),
+        Err(NotationError::Expired(_))
+    ));
+    // Times are CBOR epoch dates (tag 1), not bare numbers.
+    let bare = cose_envelope(
+        &signer.key,
+        &chain,
+        &[
+            (SIGNING_SCHEME, Value::Text(X509.into())),
+            (SIGNING_TIME, Value::Integer(now().into())),
+        ],
+        &[SIGNING_SCHEME],
+        manifest,
+    );
+    let err = verify(COSE_ENVELOPE, &bare, &trust, manifest, now()).unwrap_err();
+    assert!(matches!(err, NotationError::Envelope(_)), "{err}");
+    // The signingAuthority scheme, against its own store.
+    let authority = cose_envelope(
+        &signer.key,
+        &chain,
+        &[
+            (SIGNING_SCHEME, Value::Text(SIGNING_AUTHORITY.into())),
+            (AUTHENTIC_SIGNING_TIME, epoch(now() - 60)),
+        ],
+        &[SIGNING_SCHEME, AUTHENTIC_SIGNING_TIME],
+        manifest,
+    );
+    assert!(
+        verify(
+            COSE_ENVELOPE,
+            &authority,
+            &authority_trust(&root_pem),
+            manifest,
+            now()
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        verify(COSE_ENVELOPE, &authority, &trust, manifest, now()),
+        Err(NotationError::Untrusted(
+            "signingAuthorityStore (type signingAuthority)"
+        ))
+    );
+}
