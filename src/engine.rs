@@ -179,6 +179,15 @@ pub fn evaluate_with<'p, 'v>(
     }
 }
 
+/// Whether a policy that may judge `request` needs its namespace's labels (a
+/// `namespaceSelector`, or a check that reads them): only then are they looked up.
+pub fn needs_namespace_labels(set: &PolicySet, request: &Request<'_>) -> bool {
+    let unknown = request.with_namespace_labels(NamespaceLabels::NOT_GIVEN);
+    set.policies()
+        .iter()
+        .any(|p| p.reads_namespace_labels() && p.selector.decide(&unknown) != Decision::NotJudged)
+}
+
 /// Counters that tests read to prove how often the engine ran (not in the product's API).
 #[cfg(any(test, feature = "test-seams"))]
 pub mod seams {

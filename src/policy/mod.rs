@@ -173,6 +173,11 @@ impl Check {
         })
     }
 
+    /// Whether the check reads the namespace's labels itself.
+    pub fn reads_namespace_labels(&self) -> bool {
+        false
+    }
+
     /// Whether this check (with these params) can fill in compliant defaults.
     pub fn can_mutate(&self) -> bool {
         match self {
@@ -292,4 +297,12 @@ pub struct Policy {
     pub selector: Selector,
     /// Whether `/mutate` fills in this check's compliant defaults.
     pub mutate: bool,
+}
+
+impl Policy {
+    /// Whether judging a request needs its namespace's labels: a `namespaceSelector`, or a
+    /// check that reads them.
+    pub fn reads_namespace_labels(&self) -> bool {
+        self.selector.reads_namespace_labels() || self.check.reads_namespace_labels()
+    }
 }
