@@ -77,7 +77,7 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
     match decode(body, endpoint) {
         Decoded::Answered(answer) => answer,
         Decoded::Judge(judgement) => answer(
-            judgement,
+            &judgement,
             set,
             &Unverified,
             NamespaceLabels::Unknown("no source of namespace labels"),
@@ -258,7 +258,7 @@ fn prepare<'a>(
 /// (what was verified for this review) and the namespace's labels from `namespace`, and
 /// encodes the answer.
 pub fn answer(
-    judgement: Judgement<'_>,
+    judgement: &Judgement<'_>,
     set: &PolicySet,
     images: &dyn ImageVerdicts,
     namespace: NamespaceLabels<'_>,

@@ -350,7 +350,7 @@ fn the_one_pass_decoder_answers_exactly_as_the_general_path() {
             let general = match decode_general(body, endpoint) {
                 Decoded::Answered(answer) => answer,
                 Decoded::Judge(judgement) => answer(
-                    judgement,
+                    &judgement,
                     &set,
                     &Unverified,
                     crate::namespaces::NamespaceLabels::NOT_GIVEN,
