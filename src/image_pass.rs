@@ -81,12 +81,13 @@ impl<'a> ReviewImages<'a> {
 
     /// What `set`'s `signed-images` policies will ask about `pod` that the cache does not
     /// hold, each pair once; what it does hold is kept for the evaluation of the same `pod`.
-    /// Allocates nothing when everything is cached.
+    /// Allocates nothing when everything is cached. The pod is borrowed for as long as these
+    /// verdicts live, so no other text can take the addresses the hits are keyed by.
     pub fn misses(
         &mut self,
         set: &PolicySet,
         request: &Request<'_>,
-        pod: PodView<'_, '_>,
+        pod: PodView<'a, '_>,
     ) -> Vec<Miss> {
         let mut misses: Vec<Miss> = Vec::new();
         let mut found: SmallVec<[Hit; 8]> = SmallVec::new();
@@ -123,7 +124,7 @@ impl<'a> ReviewImages<'a> {
         mut self,
         set: &PolicySet,
         request: &Request<'_>,
-        pod: PodView<'_, '_>,
+        pod: PodView<'a, '_>,
         deadline: Option<tokio::time::Instant>,
     ) -> ReviewImages<'a> {
         let misses = self.misses(set, request, pod);

@@ -9,9 +9,10 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 
 use super::{EXIT_USAGE, EXIT_VIOLATION, ReportKind};
-use portier::audit::output::{Format, Printer, Progress, ReportTally};
+use portier::audit::drive::{DriveError, Driven, ScanEvent, drive};
+use portier::audit::output::{Format, Printer, Progress};
 use portier::audit::report::ReportWriter;
-use portier::audit::{self, AuditError, ScanOptions, Scanner, Scope, Summary};
+use portier::audit::{self, AuditError, ScanOptions, Scanner, Scope};
 use portier::images::Verifier;
 use portier::metrics::Metrics;
 use portier::policy::PolicySet;
@@ -100,7 +101,7 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
         page_size: args.page_size,
         images: (!args.no_verify_images).then(|| Verifier::new(Arc::new(Metrics::new()))),
     };
-    let mut scanner = match Scanner::start(client.clone(), set, &options).await {
+    let scanner = match Scanner::start(client.clone(), set, &options).await {
         Ok(scanner) => scanner,
         Err(AuditError::Unreachable(failure)) => {
             anyhow::bail!("{} (API server {server})", audit::unusable(&failure))
@@ -119,52 +120,51 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
     let mut printer = Printer::new(format, std::io::BufWriter::new(std::io::stdout().lock()));
     let stderr = std::io::stderr();
     let mut progress = Progress::new(stderr.lock(), stderr.is_terminal());
-    let mut summary = Summary::new(set, total);
-    summary.image_signatures = scanner.image_signatures();
-    let mut listed_any = false;
-    let mut reports = ReportTally::default();
-    loop {
-        let done = scanner.done();
-        progress.update(
+    let driven = drive(scanner, set, writer.as_ref(), |event| match event {
+        ScanEvent::Next {
             done,
             total,
-            summary.workloads,
-            scanner.namespaces().get(done).map(String::as_str),
-        );
-        let ns = match scanner.next_namespace().await {
-            Ok(Some(ns)) => ns,
-            Ok(None) => break,
-            Err(AuditError::Unreachable(failure)) => {
-                progress.clear();
-                anyhow::bail!("{} (API server {server})", audit::unusable(&failure));
+            workloads,
+            namespace,
+        } => {
+            progress.update(done, total, workloads, namespace);
+            Ok(())
+        }
+        ScanEvent::Stopped(e) => {
+            progress.note(&format!("portier: {e}; printing what was judged before"));
+            Ok(())
+        }
+        ScanEvent::Scanned { ns, report } => {
+            for note in &ns.notes {
+                progress.note(&format!("portier: namespace {}: {note}", ns.namespace));
             }
-            Err(e) => {
-                progress.note(&format!("portier: {e}; printing what was judged before"));
-                summary.stop(e.to_string());
-                break;
+            for p in &ns.problems {
+                progress.note(&format!(
+                    "portier: namespace {}: {}: {}",
+                    p.namespace, p.resource, p.message
+                ));
             }
-        };
-        listed_any |= ns.lists_ok > 0;
-        for note in &ns.notes {
-            progress.note(&format!("portier: namespace {}: {note}", ns.namespace));
+            if let Some(note) = report {
+                progress.note(&note);
+            }
+            // The rows may go to the same terminal as the progress line.
+            progress.clear();
+            printer.namespace(ns)
         }
-        for p in &ns.problems {
-            progress.note(&format!(
-                "portier: namespace {}: {}: {}",
-                p.namespace, p.resource, p.message
-            ));
-        }
-        if let Some(writer) = &writer
-            && let Some(note) = reports.write(writer, &ns).await
-        {
-            progress.note(&note);
-        }
-        // The rows may go to the same terminal as the progress line.
-        progress.clear();
-        printer.namespace(&ns)?;
-        summary.add(&ns);
-    }
+    })
+    .await;
     progress.clear();
+    let Driven {
+        summary,
+        reports,
+        listed_any,
+    } = match driven {
+        Ok(driven) => driven,
+        Err(DriveError::Audit(AuditError::Unreachable(failure))) => {
+            anyhow::bail!("{} (API server {server})", audit::unusable(&failure));
+        }
+        Err(e) => return Err(e.into()),
+    };
     printer.finish(&summary)?;
     if writer.is_some() {
         eprintln!("{}", reports.line());

@@ -222,6 +222,25 @@ impl PolicySet {
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
+
+    /// The files outside the policy directory that the set's policies read (keys, trusted
+    /// roots, trust stores, docker configs), each with the hash of its content when read.
+    pub fn external_files(&self) -> Vec<(std::path::PathBuf, u64)> {
+        let mut out = Vec::new();
+        for policy in &self.policies {
+            if let Check::SignedImages(params) = &policy.check {
+                out.extend(params.files.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Whether a file of [`PolicySet::external_files`] no longer holds what was read.
+    pub fn external_files_changed(&self) -> bool {
+        self.external_files()
+            .iter()
+            .any(|(path, hash)| crate::policy::signed_images::file_hash(path) != *hash)
+    }
 }
 
 fn parse_file(origin: &str, text: &str) -> Result<Vec<Policy>, LoadError> {

@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod metrics;
+pub mod referrers_api;
 pub mod registry;
+pub mod signing;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};
