@@ -39,6 +39,7 @@ pub mod seccomp_baseline;
 pub mod seccomp_restricted;
 pub mod selinux;
 pub mod sysctls;
+pub mod upstream;
 pub mod volume_types;
 
 #[cfg(test)]
