@@ -16,6 +16,8 @@ pub use crate::policy::{Annotation, Violation};
 pub struct Request<'r> {
     pub kind: WorkloadKind,
     pub namespace: &'r str,
+    /// The object's name as the request gives it (empty or `None` when it is generated).
+    pub name: Option<&'r str>,
     /// The requesting user; `None` outside admission (offline check, audit).
     pub user: Option<&'r str>,
     /// The labels of the object under review (and of the one an UPDATE replaces), for
@@ -60,12 +62,18 @@ impl<'r> Request<'r> {
         Request {
             kind,
             namespace,
+            name: None,
             user,
             object_labels: ObjectLabels::NONE,
             namespace_labels: NamespaceLabels::NOT_GIVEN,
             operation: None,
             old_object: None,
         }
+    }
+
+    pub fn with_name(mut self, name: Option<&'r str>) -> Self {
+        self.name = name;
+        self
     }
 
     pub fn with_object_labels(mut self, object: &'r dyn Labels) -> Self {

@@ -29,6 +29,8 @@ pub mod host_path_volumes;
 pub mod host_ports;
 pub mod host_probes;
 pub mod host_process;
+pub mod labels;
+pub mod namespace;
 pub mod privilege_escalation;
 pub mod privileged;
 pub mod proc_mount;
