@@ -4,6 +4,8 @@
 //!
 //! - `pod-security.kubernetes.io/{enforce,warn,audit}` name a level, `…-version` a version; an
 //!   absent label keeps the configured default (privileged:latest unless `params.defaults`).
+//! - An enforce level labelled (validly) stricter than warn, with no warn level label, warns
+//!   at the enforce level too (and its version, unless a warn version is labelled).
 //! - An invalid level is `restricted` for enforce (fail closed) and `privileged` for warn and
 //!   audit (fail open); an invalid version is `latest`. Each invalid label is an error that PSA
 //!   reports (the `error` audit annotation on pods, a refusal on a Namespace write).
@@ -233,6 +235,20 @@ pub fn policy_to_evaluate(
             });
         }
     }
+    // Upstream defaults warn to the enforce level when enforce is explicitly (and validly) set
+    // stricter and no warn level is labelled: a warn version label keeps its own version.
+    let enforce_labelled = labels
+        .label(ENFORCE)
+        .is_some_and(|l| PsaLevel::parse(&l).is_some());
+    if enforce_labelled
+        && labels.label(WARN).is_none()
+        && policy.enforce.level.strictness() > policy.warn.level.strictness()
+    {
+        policy.warn.level = policy.enforce.level;
+        if labels.label(WARN_VERSION).is_none() {
+            policy.warn.version = policy.enforce.version;
+        }
+    }
     (policy, errors)
 }
 
@@ -349,6 +365,28 @@ mod tests {
             aggregate(&e),
             "metadata.labels[pod-security.kubernetes.io/warn-version]: Invalid value: \"1.25\": must be \"latest\" or \"v1.x\""
         );
+    }
+
+    #[test]
+    fn a_stricter_enforce_label_warns_too_unless_warn_is_labelled() {
+        let (p, _) = policy_to_evaluate(
+            &labels(&[(ENFORCE, "restricted"), (ENFORCE_VERSION, "v1.30")]),
+            PsaPolicy::default(),
+        );
+        assert_eq!(p.warn.to_string(), "restricted:v1.30");
+        let (p, _) = policy_to_evaluate(
+            &labels(&[(ENFORCE, "baseline"), (WARN_VERSION, "v1.20")]),
+            PsaPolicy::default(),
+        );
+        assert_eq!(p.warn.to_string(), "baseline:v1.20");
+        let (p, _) = policy_to_evaluate(
+            &labels(&[(ENFORCE, "restricted"), (WARN, "privileged")]),
+            PsaPolicy::default(),
+        );
+        assert_eq!(p.warn.to_string(), "privileged:latest");
+        // An invalid enforce label (restricted by failure) does not warn.
+        let (p, _) = policy_to_evaluate(&labels(&[(ENFORCE, "x")]), PsaPolicy::default());
+        assert_eq!(p.warn.to_string(), "privileged:latest");
     }
 
     #[test]

@@ -239,11 +239,29 @@ fn workload_templates_get_warn_and_audit_never_enforce() {
         r.get("auditAnnotations").is_none(),
         "no enforce-policy on templates: {r}"
     );
-    // Enforce alone: nothing to say about a template.
+    // Enforce alone warns at its level (helpers.go defaults warn to a stricter enforce).
+    let r = judge(
+        &set(""),
+        &review(
+            "Deployment",
+            "apps",
+            deployment.clone(),
+            "CREATE",
+            None,
+            "alice",
+        ),
+        Some(&labels[..1]),
+    );
+    assert_eq!(r["warnings"].as_array().unwrap().len(), 1);
+    // Warn and audit privileged: nothing to say about a template.
+    let quiet = [
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-security.kubernetes.io/warn", "privileged"),
+    ];
     let r = judge(
         &set(""),
         &review("Deployment", "apps", deployment, "CREATE", None, "alice"),
-        Some(&labels[..1]),
+        Some(&quiet),
     );
     assert_eq!(r, json!({"uid": "u1", "allowed": true}));
 }
