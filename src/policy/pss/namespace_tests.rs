@@ -336,7 +336,11 @@ fn the_shipped_preset_loads_and_judges_by_the_labels() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/psa-compatible.yaml");
     let set = PolicySet::from_yaml(path, &std::fs::read_to_string(path).unwrap()).unwrap();
     let body = review("Pod", "", nginx(), "CREATE", None, "alice");
-    let r = judge(&set, &body, Some(&[("pod-security.kubernetes.io/enforce", "restricted")]));
+    let r = judge(
+        &set,
+        &body,
+        Some(&[("pod-security.kubernetes.io/enforce", "restricted")]),
+    );
     assert_eq!(r["allowed"], false);
     let r = judge(&set, &body, Some(&[]));
     assert_eq!(r["allowed"], true);
