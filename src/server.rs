@@ -30,9 +30,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::Decoded;
 use crate::admission::{self, Answer};
+use crate::engine;
 use crate::image_pass::ReviewImages;
 use crate::images::Verifier;
 use crate::metrics::Metrics;
+use crate::namespaces::{NamespaceCache, NamespaceLabels};
 use crate::outcome::{Endpoint, Outcome};
 use crate::reload::PolicyStore;
 use crate::tls::ServerTls;
@@ -82,6 +84,8 @@ impl Default for ServeOptions {
 
 struct AppState {
     store: Arc<PolicyStore>,
+    /// Namespace labels for policies that need them.
+    namespaces: Arc<NamespaceCache>,
     metrics: Arc<Metrics>,
     /// Image signature verdicts (cache, registry access) for `signed-images`.
     images: Arc<Verifier>,
@@ -112,6 +116,22 @@ impl Server {
         metrics: Arc<Metrics>,
         images: Arc<Verifier>,
     ) -> std::io::Result<Server> {
+        let namespaces = NamespaceCache::without_api(
+            "this server was started without access to the Kubernetes API".into(),
+            Arc::clone(&metrics),
+        );
+        Server::start_with(options, tls, store, metrics, images, namespaces).await
+    }
+
+    /// [`Server::start`], reading namespace labels from `namespaces`.
+    pub async fn start_with(
+        options: ServeOptions,
+        tls: Arc<ServerTls>,
+        store: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+        images: Arc<Verifier>,
+        namespaces: Arc<NamespaceCache>,
+    ) -> std::io::Result<Server> {
         let webhook_listener = TcpListener::bind(options.addr).await?;
         let local_addr = webhook_listener.local_addr()?;
         let ops_listener = match options.metrics_addr {
@@ -124,6 +144,7 @@ impl Server {
         };
         let state = Arc::new(AppState {
             store,
+            namespaces,
             images,
             metrics,
             body_limit: options.body_limit,
@@ -331,25 +352,42 @@ async fn answer(
     let answer = match admission::decode(&body, endpoint) {
         Decoded::Answered(answer) => answer,
         Decoded::Judge(judgement) => {
-            // The images the cache does not know are verified first, at most until shortly
-            // before the deadline (leaving time to answer); the review is judged once.
+            // What the review needs and the caches lack is fetched first, at most until
+            // shortly before the deadline (leaving time to answer): the namespace's labels
+            // when a policy needs them, then the images' signatures. It is judged once.
+            let fetch_until = deadline - state.request_timeout / 10;
+            let request = judgement.request();
+            let lookup = match engine::needs_namespace_labels(&snapshot.set, &request) {
+                true => Some(
+                    state
+                        .namespaces
+                        .lookup(request.namespace, fetch_until)
+                        .await,
+                ),
+                false => None,
+            };
+            let labels = match &lookup {
+                Some(lookup) => {
+                    let labels = lookup.labels();
+                    state.metrics.record_namespace_labels(labels.source());
+                    labels
+                }
+                None => NamespaceLabels::Unknown("no policy asked for them"),
+            };
             let images = match judgement.pod() {
                 Some(pod) => {
-                    let verify_until = deadline - state.request_timeout / 10;
                     ReviewImages::new(&state.images)
-                        .verify(&snapshot.set, &judgement.request(), pod, Some(verify_until))
+                        .verify(
+                            &snapshot.set,
+                            &judgement.request_in(labels),
+                            pod,
+                            Some(fetch_until),
+                        )
                         .await
                 }
                 None => ReviewImages::new(&state.images),
             };
-            admission::answer(
-                &judgement,
-                &snapshot.set,
-                &images,
-                crate::namespaces::NamespaceLabels::Unknown(
-                    "portier serve has no source of namespace labels yet",
-                ),
-            )
+            admission::answer(&judgement, &snapshot.set, &images, labels)
         }
     };
     // Counted once per review and policy: decisions come in policy order.

@@ -123,6 +123,7 @@ impl<'a> Judgement<'a> {
             .or(self.workload.namespace.as_deref())
             .unwrap_or("");
         let request = Request::new(self.kind, namespace, self.user.as_deref())
+            .with_name(self.name.as_deref())
             .with_object_labels(&self.workload.labels)
             .with_operation(self.operation.as_deref(), self.old_object.map(|o| o.get()));
         match &self.old_labels {
@@ -275,7 +276,10 @@ pub fn answer(
     } else {
         Vec::new()
     };
-    if verdict.is_clean() && pinning.is_empty() {
+    if verdict.is_clean()
+        && pinning.is_empty()
+        && (verdict.annotations.is_empty() || endpoint == Endpoint::Mutate)
+    {
         return allow(&judgement.uid);
     }
     if endpoint == Endpoint::Mutate {
