@@ -36,6 +36,7 @@ use crate::images::Verifier;
 use crate::metrics::Metrics;
 use crate::namespaces::{NamespaceCache, NamespaceLabels};
 use crate::outcome::{Endpoint, Outcome};
+use crate::policy::pss::namespace_write::POD_CHECK_TIMEOUT;
 use crate::reload::PolicyStore;
 use crate::tls::ServerTls;
 
@@ -389,6 +390,9 @@ async fn answer(
             };
             admission::answer(&judgement, &snapshot.set, &images, labels)
         }
+        Decoded::Namespace(review) => {
+            namespace_write(state, &review, &snapshot.set, deadline).await
+        }
     };
     // Counted once per review and policy: decisions come in policy order.
     let mut last = None;
@@ -406,6 +410,29 @@ async fn answer(
         }
     }
     Ok(answer)
+}
+
+/// A Namespace write. Its pods are listed only when a policy asks (an `enforce` level set or
+/// tightened), within upstream's budget: at most 1 s, and at most half of what remains.
+async fn namespace_write(
+    state: &AppState,
+    review: &admission::NamespaceReview<'_>,
+    set: &crate::policy::PolicySet,
+    deadline: tokio::time::Instant,
+) -> Answer {
+    let judged = review.judge(set);
+    if !judged.is_empty() {
+        state
+            .metrics
+            .record_namespace_labels(review.labels().source());
+    }
+    let now = tokio::time::Instant::now();
+    let budget = now + POD_CHECK_TIMEOUT.min(deadline.saturating_duration_since(now) / 2);
+    let pods = match admission::NamespaceReview::needs_pods(&judged) {
+        true => state.namespaces.list_pods(review.name(), budget).await,
+        false => Ok(Vec::new()),
+    };
+    review.answer(&judged, &pods, || tokio::time::Instant::now() >= budget)
 }
 
 /// One structured line per violation decided: who asked for what, which policy, what it

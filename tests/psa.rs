@@ -252,3 +252,139 @@ async fn portier_answers_as_the_api_servers_own_pod_security_admission() {
         }
     }
 }
+
+/// A merge patch of `ns`'s labels, and what the API server answered (its warnings).
+async fn relabel(client: &Client, ns: &str, labels: &[(&str, &str)]) -> Answer {
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (format!("pod-security.kubernetes.io/{k}"), json!(v)))
+        .collect();
+    let patch = json!({"metadata": {"labels": labels}});
+    let request = http::Request::patch(format!("/api/v1/namespaces/{ns}"))
+        .header("content-type", "application/merge-patch+json")
+        .body(kube::client::Body::from(
+            serde_json::to_vec(&patch).unwrap(),
+        ))
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let code = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    Answer {
+        code,
+        message: body["message"].as_str().unwrap_or_default().to_owned(),
+        warnings,
+    }
+}
+
+/// Existing pods that violate baseline and restricted in several ways: two replicas of one
+/// controller (one warning, "and 1 other pod"), a pod on the host network, a plain pod that
+/// only restricted refuses, and one that passes restricted.
+fn existing_pods() -> Vec<Value> {
+    let container = |extra: Value| {
+        let mut c = json!({"name": "c", "image": "registry.example.com/app:1"});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+    let owner = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+        "uid": "5b0d5e0a-0000-4000-8000-000000000001", "controller": true}]);
+    let restricted = json!({"securityContext": {"allowPrivilegeEscalation": false,
+        "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}}});
+    vec![
+        json!({"metadata": {"name": "web-2", "ownerReferences": owner},
+               "spec": {"containers": [container(json!({"securityContext": {"privileged": true}}))]}}),
+        json!({"metadata": {"name": "web-1", "ownerReferences": owner},
+               "spec": {"containers": [container(json!({"securityContext": {"privileged": true}}))]}}),
+        json!({"metadata": {"name": "solo"},
+               "spec": {"hostNetwork": true, "containers": [container(json!({}))]}}),
+        json!({"metadata": {"name": "plain"}, "spec": {"containers": [container(json!({}))]}}),
+        json!({"metadata": {"name": "fine"}, "spec": {"containers": [container(restricted)]}}),
+    ]
+}
+
+/// PSA's `ValidateNamespace` on a relabelled namespace with existing pods: the API server's
+/// own PSA on one namespace, portier on a twin PSA leaves alone, the same pods in both, the
+/// same label changes; the warnings must be the same (the twin's one extra is PSA saying it
+/// ignores the exempt twin's labels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tightened_enforce_label_warns_about_existing_pods_as_the_api_servers_own_psa() {
+    let cluster = k8s::cluster();
+    let policies = [("psa.yaml".to_owned(), PRESET.to_owned())];
+    let kubeconfig = cluster.kubeconfig.to_str().unwrap().to_owned();
+    let mut portier =
+        Portier::start_with("psa-relabel", &policies, &["--kubeconfig", &kubeconfig]).await;
+    let client = portier.client.clone();
+    let real = format!("real-relabel-{}", portier.ns);
+    let ours = PSA_EXEMPT_NAMESPACES[ROWS.len()].to_owned();
+    labelled(&client, &real, BTreeMap::new()).await;
+    labelled(
+        &client,
+        &ours,
+        [(test_label(&portier.ns), "true".to_owned())].into(),
+    )
+    .await;
+    for ns in [&real, &ours] {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+        for pod in existing_pods() {
+            pods.create(
+                &PostParams::default(),
+                &serde_json::from_value(pod).unwrap(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let psa_exempt_warning = |labels: &str| {
+        format!(
+            "299 - \"namespace \\\"{ours}\\\" is exempt from Pod Security, and the policy ({labels}) will be ignored\""
+        )
+    };
+    // Set, tighten, change version only, relax (nothing to say), tighten again.
+    let steps: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("enforce", "baseline"), ("enforce-version", "v1.32")],
+            "enforce=baseline:v1.32",
+        ),
+        (&[("enforce", "restricted")], "enforce=restricted:v1.32"),
+        (&[("enforce-version", "v1.25")], "enforce=restricted:v1.25"),
+        (&[("enforce", "baseline")], ""),
+        (
+            &[("enforce", "restricted"), ("warn", "baseline")],
+            "enforce=restricted:v1.25, warn=baseline:latest",
+        ),
+    ];
+    let mut with_pods = 0;
+    for (labels, exempt_policy) in steps {
+        let psa = relabel(&client, &real, labels).await;
+        let mut got = relabel(&client, &ours, labels).await;
+        got.warnings
+            .retain(|w| *w != psa_exempt_warning(exempt_policy));
+        let expected = Answer {
+            warnings: psa
+                .warnings
+                .iter()
+                .map(|w| w.replace(&format!("\\\"{real}\\\""), &format!("\\\"{ours}\\\"")))
+                .collect(),
+            ..psa
+        };
+        assert_eq!(got, expected, "labels {labels:?}");
+        with_pods += usize::from(expected.warnings.len() > 1);
+    }
+    assert!(with_pods >= 3, "the steps that tighten enforce list pods");
+    portier.stop();
+    portier.unregister().await;
+    for ns in [&real, &ours] {
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(ns, &Default::default())
+            .await;
+    }
+}

@@ -44,6 +44,23 @@ struct StatusOut<'a> {
     message: &'a str,
     reason: &'static str,
     code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<DetailsOut<'a>>,
+}
+
+/// `metav1.StatusDetails` of an `Invalid` refusal (upstream's `apierrors.NewInvalid`).
+#[derive(Serialize)]
+struct DetailsOut<'a> {
+    name: &'a str,
+    kind: &'static str,
+    causes: Vec<CauseOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct CauseOut<'a> {
+    reason: &'static str,
+    message: &'a str,
+    field: &'a str,
 }
 
 fn as_map<S: Serializer>(pairs: &[(Cow<'_, str>, String)], s: S) -> Result<S::Ok, S::Error> {
@@ -115,6 +132,7 @@ pub(super) fn fail_closed(uid: &str, endpoint: Endpoint, why: &str) -> Answer {
                 message: &message,
                 reason: "BadRequest",
                 code: 400,
+                details: None,
             }),
             warnings: Vec::new(),
             audit_annotations: Vec::new(),
@@ -181,6 +199,7 @@ pub fn status_body(code: u16, reason: &'static str, message: &str) -> Vec<u8> {
             message,
             reason,
             code,
+            details: None,
         },
     };
     serde_json::to_vec(&body).unwrap_or_default()
@@ -257,6 +276,7 @@ pub(super) fn encode_verdict(
         message: &deny_message,
         reason: "Forbidden",
         code: 403,
+        details: None,
     });
     let body = write_review(ResponseOut {
         uid: &subject.uid,
@@ -276,6 +296,71 @@ pub(super) fn encode_verdict(
             Outcome::Allowed
         },
         subject: Some(subject),
+        decisions,
+        mutated: Vec::new(),
+    }
+}
+
+/// A Namespace write refused for invalid Pod Security labels: upstream's `invalidResponse`.
+pub(super) struct NamespaceRefusal {
+    /// `Namespace "x" is invalid: ...`.
+    pub message: String,
+    pub name: String,
+    /// Each invalid label's field and error body.
+    pub causes: Vec<(String, String)>,
+}
+
+/// The answer to a Namespace write.
+pub(super) fn namespace_answer(
+    subject: Subject,
+    refusal: Option<NamespaceRefusal>,
+    warnings: Vec<String>,
+    annotations: Vec<(String, String)>,
+    decisions: Vec<Decision>,
+) -> Answer {
+    let status = refusal.as_ref().map(|r| StatusOut {
+        status: "Failure",
+        message: &r.message,
+        reason: "Invalid",
+        code: 422,
+        details: Some(DetailsOut {
+            name: &r.name,
+            kind: "Namespace",
+            causes: r
+                .causes
+                .iter()
+                .map(|(field, message)| CauseOut {
+                    reason: "FieldValueInvalid",
+                    message,
+                    field,
+                })
+                .collect(),
+        }),
+    });
+    let denied = refusal.is_some();
+    // Refused requests carry no warnings (as the pod path: upstream says nothing more).
+    let warnings = if denied { Vec::new() } else { warnings };
+    let body = write_review(ResponseOut {
+        uid: &subject.uid,
+        allowed: !denied,
+        status,
+        warnings,
+        audit_annotations: annotations
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), v))
+            .collect(),
+        patch_type: None,
+        patch: None,
+    });
+    Answer {
+        http_status: 200,
+        body,
+        outcome: if denied {
+            Outcome::Denied
+        } else {
+            Outcome::Allowed
+        },
+        subject: (!decisions.is_empty()).then_some(subject),
         decisions,
         mutated: Vec::new(),
     }

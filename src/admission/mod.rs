@@ -7,6 +7,7 @@
 
 mod decode;
 mod encode;
+mod namespace;
 mod wire;
 
 use serde_json::value::RawValue;
@@ -20,6 +21,7 @@ use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 use decode::{Target, decode_one_pass, read_uid, target};
 use encode::{allow, encode_verdict, fail_closed, patched};
 pub use encode::{bad_request, status_body};
+pub use namespace::{Judged as NamespaceJudged, NamespaceReview};
 use wire::ReviewIn;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -82,6 +84,10 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
             &Unverified,
             NamespaceLabels::Unknown("no source of namespace labels"),
         ),
+        Decoded::Namespace(review) => {
+            let judged = review.judge(set);
+            review.answer(&judged, &Err("no access to the API".into()), || false)
+        }
     }
 }
 
@@ -94,6 +100,8 @@ pub enum Decoded<'a> {
     /// the answer needs no policy.
     Answered(Answer),
     Judge(Judgement<'a>),
+    /// A Namespace CREATE or UPDATE on `/validate` (rare: boxed, decoded whole).
+    Namespace(Box<NamespaceReview<'a>>),
 }
 
 /// A workload to judge, decoded once from the review's body (which it borrows).
@@ -214,6 +222,26 @@ fn prepare<'a>(
     let Some(request) = review.request else {
         return Decoded::Answered(bad_request("the AdmissionReview has no request"));
     };
+    if endpoint == Endpoint::Validate
+        && let (Some(gvk), Some(uid), Some(operation)) =
+            (&request.kind, &request.uid, &request.operation)
+        && !uid.is_empty()
+        && namespace::is_namespace_write(
+            gvk.group.as_deref().unwrap_or(""),
+            gvk.kind.as_deref().unwrap_or(""),
+            operation,
+            request.sub_resource.as_deref().unwrap_or(""),
+        )
+    {
+        return namespace::decode(
+            Text(uid.0.clone()),
+            Text(operation.0.clone()),
+            request.name,
+            request.user_info.and_then(|u| u.username),
+            request.object,
+            request.old_object,
+        );
+    }
     let (kind, object) = match (target(&request, decoded.is_some()), request.uid.as_deref()) {
         (_, None | Some("")) => return Decoded::Answered(bad_request("request.uid is missing")),
         (Target::NotJudged, Some(uid)) => return Decoded::Answered(allow(uid)),

@@ -64,9 +64,9 @@ type Read = OnceCell<Result<Arc<Namespace>, String>>;
 /// The cache, or the reason there is none.
 pub struct NamespaceCache {
     current: ArcSwap<Namespaces>,
-    client: Option<kube::Client>,
+    pub(super) client: Option<kube::Client>,
     /// Why the API cannot be used, when it cannot (said in every message that needs labels).
-    no_api: Option<String>,
+    pub(super) no_api: Option<String>,
     metrics: Arc<Metrics>,
     /// Serialises writers (watch events, reads on a miss); requests never take it.
     writing: Mutex<()>,

@@ -7,6 +7,7 @@
 //! the labels come from, which [`LabelSource`] says (and metrics count).
 
 mod cache;
+mod pods;
 
 pub use cache::{Lookup, NamespaceCache, Namespaces, labels_of};
 

@@ -64,7 +64,7 @@ def _rules(objs: list[dict[str, Any]]) -> dict[tuple[tuple[str, ...], tuple[str,
 
 READ_RULES = {
     (("",), ("pods", "replicationcontrollers")): ["get", "list", "watch"],
-    (("",), ("namespaces",)): ["list"],
+    (("",), ("namespaces",)): ["get", "list", "watch"],
     (("apps",), ("deployments", "statefulsets", "daemonsets", "replicasets")): ["get", "list", "watch"],
     (("batch",), ("jobs", "cronjobs")): ["get", "list", "watch"],
 }
@@ -72,8 +72,9 @@ REPORT_RULE = {(("wgpolicyk8s.io",), ("policyreports",)): ["create", "patch"]}
 
 
 def test_rbac_is_exactly_what_the_audit_uses(default_objs: list[dict[str, Any]]) -> None:
-    """get/list/watch on the judged kinds, list on namespaces (-A), and create/patch on
-    policyreports (server-side apply) only when reports are on."""
+    """get/list/watch on the judged kinds and on namespaces (audit -A lists them, serve's
+    namespace cache watches them), and create/patch on policyreports (server-side apply)
+    only when reports are on."""
     assert _rules(default_objs) == READ_RULES
     for values in ({"audit": {"interval": "10m", "policyReports": True}},
                    {"rbac": {"policyReports": True}}):

@@ -75,6 +75,8 @@ def test_webhook_rules_cover_pods_and_pod_controllers(default_objs: list[dict[st
     for cfg in webhook_configs(default_objs):
         covered: dict[str, set[str]] = {}
         for rule in cfg["webhooks"][0]["rules"]:
+            if rule["resources"] == ["namespaces"]:
+                continue
             assert rule["scope"] == "Namespaced" and rule["apiVersions"] == ["v1"]
             assert "DELETE" not in rule["operations"] and "*" not in rule["operations"]
             for group in rule["apiGroups"]:
@@ -269,3 +271,21 @@ def test_mtls_notes_name_the_kubeconfig_user() -> None:
                                         "service": {"port": 8443}}, namespace="sec"))
     assert '"portier.sec.svc:8443"' in other_port
     assert "Mutual TLS" not in chartlib.notes(render())
+
+
+def test_namespace_writes_go_to_validate_only_and_never_for_the_protected_namespaces(
+        default_objs: list[dict[str, Any]]) -> None:
+    """pod-security with level: namespace judges Namespace CREATE and UPDATE as Pod Security
+    admission does; a Namespace's namespaceSelector reads its own labels, so kube-system and
+    the release namespace (kubernetes.io/metadata.name NotIn) are never sent."""
+    validating = one(default_objs, "ValidatingWebhookConfiguration")["webhooks"][0]
+    namespace_rules = [r for r in validating["rules"] if "namespaces" in r["resources"]]
+    assert namespace_rules == [{"apiGroups": [""], "apiVersions": ["v1"],
+                                "operations": ["CREATE", "UPDATE"],
+                                "resources": ["namespaces"], "scope": "Cluster"}]
+    excluded = [e for e in validating["namespaceSelector"]["matchExpressions"]
+                if e["key"] == "kubernetes.io/metadata.name"]
+    assert excluded and excluded[0]["operator"] == "NotIn"
+    assert {"kube-system", chartlib.NAMESPACE} <= set(excluded[0]["values"])
+    mutating = one(default_objs, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert not [r for r in mutating["rules"] if "namespaces" in r["resources"]]

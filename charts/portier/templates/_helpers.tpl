@@ -340,7 +340,15 @@ judging them could only leave them stuck in Terminating.
 {{- end }}
 {{- end }}
 
-{{/* The object kinds portier judges: pods and every pod controller. */}}
+{{/*
+The object kinds portier judges: pods and every pod controller; and Namespace
+writes, which pod-security with level: namespace judges as Pod Security
+admission does (invalid PSA labels refused, a tightened enforce level warned
+about with the existing pods that violate it). The namespaceSelector applies
+to a Namespace's own labels, so kube-system and the release namespace are
+never routed here; without a level: namespace policy every Namespace write is
+allowed as it is.
+*/}}
 {{- define "portier.validatingRules" -}}
 - apiGroups: [""]
   apiVersions: ["v1"]
@@ -357,6 +365,11 @@ judging them could only leave them stuck in Terminating.
   operations: ["CREATE", "UPDATE"]
   resources: ["jobs", "cronjobs"]
   scope: Namespaced
+- apiGroups: [""]
+  apiVersions: ["v1"]
+  operations: ["CREATE", "UPDATE"]
+  resources: ["namespaces"]
+  scope: Cluster
 {{- end }}
 
 {{/*

@@ -164,19 +164,26 @@ pub struct LabelError {
     pub value: String,
 }
 
-impl fmt::Display for LabelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl LabelError {
+    /// The field path, as upstream's `field.Error.Field`.
+    pub fn field(&self) -> String {
+        format!("metadata.labels[{}]", self.key)
+    }
+
+    /// Upstream's `field.Error.ErrorBody()`: the error without its field.
+    pub fn body(&self) -> String {
         let why = if self.key.ends_with("-version") {
             "must be \"latest\" or \"v1.x\""
         } else {
             "must be one of privileged, baseline, restricted"
         };
-        write!(
-            f,
-            "metadata.labels[{}]: Invalid value: {}: {why}",
-            self.key,
-            go_quote(&self.value)
-        )
+        format!("Invalid value: {}: {why}", go_quote(&self.value))
+    }
+}
+
+impl fmt::Display for LabelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field(), self.body())
     }
 }
 

@@ -31,6 +31,7 @@ pub mod host_probes;
 pub mod host_process;
 pub mod labels;
 pub mod namespace;
+pub mod namespace_write;
 pub mod privilege_escalation;
 pub mod privileged;
 pub mod proc_mount;
