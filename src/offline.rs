@@ -19,6 +19,7 @@ use crate::engine::{self, Request};
 use crate::image_pass::ReviewImages;
 use crate::images::Verifier;
 use crate::mutation;
+use crate::namespaces::{KnownNamespaces, LabelSource, NamespaceLabelsFlagError};
 use crate::pod::{self, VolumeType, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 use crate::row::Row;
@@ -38,6 +39,8 @@ pub enum OfflineError {
         document: usize,
         message: String,
     },
+    #[error(transparent)]
+    NamespaceLabels(#[from] NamespaceLabelsFlagError),
 }
 
 /// The result of checking some inputs.
@@ -52,6 +55,8 @@ pub struct Report {
     pub mutated: Vec<serde_json::Value>,
     /// With mutation on: how many objects a patch changed.
     pub patched: usize,
+    /// One per object whose namespace's labels a policy needed and nothing gave.
+    pub notes: Vec<String>,
 }
 
 /// What `check` does besides judging.
@@ -86,15 +91,18 @@ impl Report {
 }
 
 /// Reads every input (a file, a directory of `*.yaml`/`*.yml`/`*.json` files, or `-` for
-/// `stdin`) and judges what it holds.
+/// `stdin`) and judges what it holds. Namespace labels come from the Namespace objects of
+/// every input, then from `namespace_labels` (`--namespace-labels NS=k=v,...`, which replace
+/// what the input says of a namespace).
 pub fn check_paths(
     paths: &[PathBuf],
     set: &PolicySet,
     stdin: &mut dyn std::io::Read,
     mutate: Mutate,
     images: Images<'_>,
+    namespace_labels: &[String],
 ) -> Result<Report, OfflineError> {
-    let mut report = Report::default();
+    let mut texts = Vec::new();
     for path in paths {
         if path == Path::new("-") {
             let mut text = String::new();
@@ -104,7 +112,7 @@ pub fn check_paths(
                     path: path.clone(),
                     source,
                 })?;
-            check_text("<stdin>", &text, set, mutate, images, &mut report)?;
+            texts.push(("<stdin>".to_owned(), parse("<stdin>", &text)?));
             continue;
         }
         for file in expand(path)? {
@@ -112,17 +120,68 @@ pub fn check_paths(
                 path: file.clone(),
                 source,
             })?;
-            check_text(
-                &file.display().to_string(),
-                &text,
-                set,
-                mutate,
-                images,
-                &mut report,
-            )?;
+            let origin = file.display().to_string();
+            texts.push((origin.clone(), parse(&origin, &text)?));
         }
     }
+    let mut namespaces = KnownNamespaces::new(NOT_GIVEN);
+    for (origin, documents) in &texts {
+        collect_namespaces(origin, documents, &mut namespaces)?;
+    }
+    for flag in namespace_labels {
+        namespaces.insert_flag(flag)?;
+    }
+    let mut report = Report::default();
+    for (origin, documents) in &texts {
+        check_documents(
+            origin,
+            documents,
+            set,
+            mutate,
+            images,
+            &namespaces,
+            &mut report,
+        )?;
+    }
     Ok(report)
+}
+
+/// Why `check` does not know a namespace's labels.
+const NOT_GIVEN: &str = "no Namespace object in the input and no --namespace-labels for it";
+
+fn parse(origin: &str, text: &str) -> Result<Vec<serde_json::Value>, OfflineError> {
+    serde_saphyr::from_multiple(text).map_err(|e| OfflineError::Parse {
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Adds the Namespace objects among `documents` (and in their `List`s).
+fn collect_namespaces(
+    origin: &str,
+    documents: &[serde_json::Value],
+    namespaces: &mut KnownNamespaces,
+) -> Result<(), OfflineError> {
+    for (i, document) in documents.iter().enumerate() {
+        let fail = |message: String| OfflineError::Object {
+            origin: origin.to_owned(),
+            document: i + 1,
+            message,
+        };
+        let mut objects = Vec::new();
+        flatten(document, &mut objects).map_err(fail)?;
+        for object in objects {
+            if object.get("kind").and_then(|k| k.as_str()) != Some("Namespace")
+                || object.get("apiVersion").and_then(|k| k.as_str()) != Some("v1")
+            {
+                continue;
+            }
+            let namespace = serde_json::from_value(object.clone())
+                .map_err(|e| fail(format!("not a valid Namespace: {e}")))?;
+            namespaces.insert(namespace, LabelSource::Input);
+        }
+    }
+    Ok(())
 }
 
 fn expand(path: &Path) -> Result<Vec<PathBuf>, OfflineError> {
@@ -148,7 +207,8 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, OfflineError> {
     Ok(files)
 }
 
-/// Judges every object in one YAML/JSON text (several documents, `List`s allowed).
+/// Judges every object in one YAML/JSON text (several documents, `List`s allowed), with the
+/// namespace labels of its own Namespace objects.
 pub fn check_text(
     origin: &str,
     text: &str,
@@ -157,11 +217,21 @@ pub fn check_text(
     images: Images<'_>,
     report: &mut Report,
 ) -> Result<(), OfflineError> {
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| OfflineError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+    let documents = parse(origin, text)?;
+    let mut namespaces = KnownNamespaces::new(NOT_GIVEN);
+    collect_namespaces(origin, &documents, &mut namespaces)?;
+    check_documents(origin, &documents, set, mutate, images, &namespaces, report)
+}
+
+fn check_documents(
+    origin: &str,
+    documents: &[serde_json::Value],
+    set: &PolicySet,
+    mutate: Mutate,
+    images: Images<'_>,
+    namespaces: &KnownNamespaces,
+    report: &mut Report,
+) -> Result<(), OfflineError> {
     for (i, document) in documents.iter().enumerate() {
         let fail = |message: String| OfflineError::Object {
             origin: origin.to_owned(),
@@ -172,10 +242,18 @@ pub fn check_text(
         flatten(document, &mut objects).map_err(fail)?;
         for object in objects {
             if mutate == Mutate::No {
-                judge(object, set, images, Pass::BeforeMutation, report).map_err(fail)?;
+                judge(
+                    object,
+                    set,
+                    images,
+                    namespaces,
+                    Pass::BeforeMutation,
+                    report,
+                )
+                .map_err(fail)?;
                 continue;
             }
-            let patched = mutated(object, set, images).map_err(fail)?;
+            let patched = mutated(object, set, images, namespaces).map_err(fail)?;
             let object = match patched {
                 Some(p) => {
                     report.patched += 1;
@@ -183,7 +261,7 @@ pub fn check_text(
                 }
                 None => object.clone(),
             };
-            judge(&object, set, images, Pass::Mutated, report).map_err(fail)?;
+            judge(&object, set, images, namespaces, Pass::Mutated, report).map_err(fail)?;
             report.mutated.push(object);
         }
     }
@@ -222,33 +300,41 @@ fn mutated(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    namespaces: &KnownNamespaces,
 ) -> Result<Option<serde_json::Value>, String> {
-    let judged = evaluate(object, set, images, Pass::BeforeMutation, |judged| {
-        let Evaluated {
-            kind,
-            defaulted,
-            json,
-            request,
-            verdict,
-            images: verdicts,
-            ..
-        } = judged;
-        // Offline, no image is verified, so there is no digest to pin; verified, tags are
-        // pinned as /mutate pins them.
-        let pinning = match images {
-            Images::Offline => Vec::new(),
-            Images::Verify { .. } => mutation::pinning_policies(set, request),
-        };
-        let mutation = mutation::mutate(set, verdict, kind, json, &pinning, verdicts)
-            .map_err(|e| e.to_string())?;
-        let Some(mutation) = mutation else {
-            return Ok(None);
-        };
-        let mut patched = defaulted.clone();
-        json_patch::patch(&mut patched, &mutation.patch)
-            .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
-        Ok(Some(patched))
-    })?;
+    let judged = evaluate(
+        object,
+        set,
+        images,
+        namespaces,
+        Pass::BeforeMutation,
+        |judged| {
+            let Evaluated {
+                kind,
+                defaulted,
+                json,
+                request,
+                verdict,
+                images: verdicts,
+                ..
+            } = judged;
+            // Offline, no image is verified, so there is no digest to pin; verified, tags are
+            // pinned as /mutate pins them.
+            let pinning = match images {
+                Images::Offline => Vec::new(),
+                Images::Verify { .. } => mutation::pinning_policies(set, request),
+            };
+            let mutation = mutation::mutate(set, verdict, kind, json, &pinning, verdicts)
+                .map_err(|e| e.to_string())?;
+            let Some(mutation) = mutation else {
+                return Ok(None);
+            };
+            let mut patched = defaulted.clone();
+            json_patch::patch(&mut patched, &mutation.patch)
+                .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
+            Ok(Some(patched))
+        },
+    )?;
     Ok(judged.flatten().flatten())
 }
 
@@ -280,6 +366,7 @@ fn evaluate<R>(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    namespaces: &KnownNamespaces,
     pass: Pass,
     then: impl FnOnce(Evaluated<'_, '_, '_>) -> Result<R, String>,
 ) -> Result<Option<Option<R>>, String> {
@@ -298,11 +385,11 @@ fn evaluate<R>(
     let Some(pod) = workload.pod() else {
         return Ok(Some(None));
     };
-    let request = Request::new(
-        kind,
-        workload.namespace.as_deref().unwrap_or("default"),
-        None,
-    );
+    let namespace = workload.namespace.as_deref().unwrap_or("default");
+    let request = Request::new(kind, namespace, None)
+        .with_name(workload.name.as_deref())
+        .with_object_labels(&workload.labels)
+        .with_namespace_labels(namespaces.find(namespace).labels());
     let judged = |verdict: &engine::Verdict<'_, '_>, images: &dyn ImageVerdicts| {
         then(Evaluated {
             kind,
@@ -344,13 +431,16 @@ fn judge(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    namespaces: &KnownNamespaces,
     pass: Pass,
     report: &mut Report,
 ) -> Result<(), String> {
-    let rows = evaluate(object, set, images, pass, |judged| {
+    let mut note = None;
+    let rows = evaluate(object, set, images, namespaces, pass, |judged| {
         let Evaluated {
             kind,
             workload,
+            request,
             verdict,
             ..
         } = judged;
@@ -360,12 +450,20 @@ fn judge(
             .as_deref()
             .or(workload.generate_name.as_deref())
             .unwrap_or("");
+        if let crate::namespaces::NamespaceLabels::Unknown(why) = request.namespace_labels
+            && engine::needs_namespace_labels(set, request)
+        {
+            note = Some(format!(
+                "{kind} {namespace}/{name}: the labels of namespace {namespace:?} are not known ({why}), so policies that read them could not decide; give them with a Namespace object in the input or --namespace-labels {namespace}=key=value,..."
+            ));
+        }
         Ok(verdict
             .violations
             .iter()
             .map(|v| Row::from_violation(kind, namespace, name, v))
             .collect::<Vec<_>>())
     })?;
+    report.notes.extend(note);
     match rows {
         None => report.skipped += 1,
         Some(rows) => {

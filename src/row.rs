@@ -41,7 +41,12 @@ impl Row {
             mode: violation.mode.as_str().to_owned(),
             container: f.container.map(|(_, name)| name.to_owned()),
             path: f.path.render(kind.pod_spec_path()),
-            message: format!("{} — {}", f.problem, f.fix),
+            // Pod Security admission's own words have no fix of ours.
+            message: if f.fix.is_empty() {
+                f.problem.to_string()
+            } else {
+                format!("{} — {}", f.problem, f.fix)
+            },
         }
     }
 }

@@ -470,3 +470,121 @@ fn bench_prints_one_tab_separated_line_per_file_and_counts_allocations() {
         "{summary}"
     );
 }
+
+#[test]
+fn check_reads_namespace_labels_from_namespace_objects_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("psa.yaml"),
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: psa}\nspec:\n  check: pod-security\n  params: {level: namespace}\n",
+    )
+    .unwrap();
+    let pod = |ns: &str, name: &str, privileged: bool| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  containers: [{{name: c, image: nginx, securityContext: {{privileged: {privileged}}}}}]\n"
+        )
+    };
+    // The pods come before their Namespace, in another file: every input is read first.
+    let pods = [
+        pod("shop", "plain", false),
+        pod("dev", "plain", false),
+        pod("dev", "root", true),
+        pod("elsewhere", "plain", false),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("a-pods.yaml"), pods).unwrap();
+    std::fs::write(
+        dir.path().join("b-namespace.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata:\n    name: shop\n    labels: {pod-security.kubernetes.io/enforce: restricted}\n",
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--policies",
+            policies.to_str().unwrap(),
+            "-f",
+            dir.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(flags);
+        let out = portier(&args, None);
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+        let denied: Vec<String> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["mode"] == "enforce")
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r["namespace"].as_str().unwrap(),
+                    r["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        (out, denied)
+    };
+    let (out, denied) = run(&[
+        "--namespace-labels",
+        "dev=pod-security.kubernetes.io/enforce=baseline,team=a",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // shop is restricted (its Namespace object), dev baseline (the flag), elsewhere unknown:
+    // the pod there fails closed, and a note says why.
+    assert_eq!(
+        denied,
+        ["shop/plain", "dev/root", "elsewhere/plain"],
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(
+            "pods \\\"plain\\\" is forbidden: violates PodSecurity \\\"restricted:latest\\\""
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    let notes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("portier: note:"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", stderr(&out));
+    assert!(
+        notes[0]
+            .contains("Pod elsewhere/plain: the labels of namespace \"elsewhere\" are not known"),
+        "{}",
+        notes[0]
+    );
+    assert!(
+        notes[0].contains("--namespace-labels elsewhere=key=value"),
+        "{}",
+        notes[0]
+    );
+    // A flag replaces what the input says of a namespace; NS= is a namespace with no labels.
+    let (out, denied) = run(&[
+        "--namespace-labels",
+        "shop=",
+        "--namespace-labels",
+        "dev=",
+        "--namespace-labels",
+        "elsewhere=",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(denied.is_empty());
+    assert!(!stderr(&out).contains("note:"), "{}", stderr(&out));
+    // A flag that cannot be read is a usage error.
+    for bad in ["shop", "=a=b", "shop=tier"] {
+        let (out, _) = run(&["--namespace-labels", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&out).contains("--namespace-labels"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -32,6 +32,12 @@ pub struct CheckArgs {
     /// admission does (off by default: without it those policies report nothing).
     #[arg(long)]
     pub verify_images: bool,
+    /// The labels of a namespace, NS=key=value,key=value (NS= for none); repeatable. They
+    /// replace what a Namespace object in the input says of NS. Policies that read namespace
+    /// labels (namespaceSelector, pod-security level: namespace) need them, from here or from
+    /// Namespace objects in the input.
+    #[arg(long = "namespace-labels", value_name = "NS=k=v,...")]
+    pub namespace_labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -47,6 +53,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         output,
         mutate,
         verify_images,
+        namespace_labels,
     } = args;
     let (policies, files) = (policies.as_path(), files.as_slice());
     let set = PolicySet::from_dir(policies)?;
@@ -75,7 +82,17 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             signed_images.join(", ")
         );
     }
-    let report = offline::check_paths(files, &set, &mut std::io::stdin().lock(), mode, images)?;
+    let report = offline::check_paths(
+        files,
+        &set,
+        &mut std::io::stdin().lock(),
+        mode,
+        images,
+        &namespace_labels,
+    )?;
+    for note in &report.notes {
+        eprintln!("portier: note: {note}");
+    }
     let rendered = match output {
         Output::Table => offline::render_table(&report),
         Output::Json => format!("{}\n", serde_json::to_string_pretty(&report.rows)?),

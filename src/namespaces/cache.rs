@@ -26,7 +26,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
-use super::{LabelSource, NamespaceLabels};
+use super::{Found, LabelSource, NamespaceLabels};
 use crate::labels::{Labels, NoLabels};
 use crate::metrics::Metrics;
 
@@ -86,27 +86,26 @@ pub enum Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// The labels to judge with, and where they came from.
-    pub fn labels(&self) -> NamespaceLabels<'_> {
+    /// What was found: the namespace's object and labels (see [`Found`]).
+    pub fn found(&self) -> Found<'_> {
         match self {
             Lookup::Cached(snapshot, name) => match snapshot.get(name) {
-                Some(namespace) => NamespaceLabels::Known(labels_of(namespace), LabelSource::Cache),
-                None => NamespaceLabels::Unknown("the namespace left the cache"),
+                Some(namespace) => Found::Known(namespace, LabelSource::Cache),
+                None => Found::Unknown("the namespace left the cache"),
             },
-            Lookup::Read(namespace) => {
-                NamespaceLabels::Known(labels_of(namespace), LabelSource::Api)
-            }
-            Lookup::Unknown(why) => NamespaceLabels::Unknown(why),
+            Lookup::Read(namespace) => Found::Known(namespace, LabelSource::Api),
+            Lookup::Unknown(why) => Found::Unknown(why),
         }
+    }
+
+    /// The labels to judge with, and where they came from.
+    pub fn labels(&self) -> NamespaceLabels<'_> {
+        self.found().labels()
     }
 
     /// The Namespace object, when one was found.
     pub fn namespace(&self) -> Option<&Namespace> {
-        match self {
-            Lookup::Cached(snapshot, name) => snapshot.get(name).map(|n| &**n),
-            Lookup::Read(namespace) => Some(namespace),
-            Lookup::Unknown(_) => None,
-        }
+        self.found().object().map(|n| &**n)
     }
 }
 

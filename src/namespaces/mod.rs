@@ -1,15 +1,52 @@
-//! What policies know of a request's namespace: its labels, and where they came from.
+//! What policies know of a request's namespace: its labels, its Namespace object, and where
+//! they came from.
 //!
-//! The engine reads namespace labels through [`NamespaceLabels`], whoever found them: `serve`
-//! from its watch-fed cache (or one read from the API for a namespace the cache does not hold
-//! yet), a Namespace review from its own object, `check` from its input, `audit` from the
-//! namespaces it lists. So the three entry points share one evaluation and differ only in where
-//! the labels come from, which [`LabelSource`] says (and metrics count).
+//! **The one seam** is [`Found`]: a namespace looked up by name, whoever found it. `serve` gets
+//! it from its watch-fed cache (`NamespaceCache::lookup(name, deadline).await.found()`, a
+//! namespace the cache does not hold yet read once from the API); `check` and `audit` from
+//! [`KnownNamespaces::find`] (Namespace objects in `check`'s input and its
+//! `--namespace-labels`, the namespaces `audit` lists). [`Found::labels`] is what the engine
+//! reads ([`NamespaceLabels`]: label selectors, Pod Security labels); [`Found::object`] is the
+//! whole `Arc<Namespace>`, for what needs more than labels (a ValidatingAdmissionPolicy's
+//! `namespaceObject`). A Namespace review is its own labels (`LabelSource::Object`). So the
+//! entry points share one evaluation and differ only in where the namespace comes from, which
+//! [`LabelSource`] says (and metrics count).
 
 mod cache;
+mod known;
 mod pods;
 
 pub use cache::{Lookup, NamespaceCache, Namespaces, labels_of};
+pub use known::{KnownNamespaces, NamespaceLabelsFlagError};
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+
+/// A namespace looked up by name: its object and labels, or why they are not known.
+#[derive(Debug, Clone, Copy)]
+pub enum Found<'a> {
+    Known(&'a Arc<Namespace>, LabelSource),
+    Unknown(&'a str),
+}
+
+impl<'a> Found<'a> {
+    /// Its labels, for the engine.
+    pub fn labels(&self) -> NamespaceLabels<'a> {
+        match *self {
+            Found::Known(namespace, source) => NamespaceLabels::Known(labels_of(namespace), source),
+            Found::Unknown(why) => NamespaceLabels::Unknown(why),
+        }
+    }
+
+    /// The whole Namespace, as the API server has it (managed fields dropped).
+    pub fn object(&self) -> Option<&'a Arc<Namespace>> {
+        match *self {
+            Found::Known(namespace, _) => Some(namespace),
+            Found::Unknown(_) => None,
+        }
+    }
+}
 
 use crate::labels::Labels;
 
