@@ -93,7 +93,6 @@ impl KnownNamespaces {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::Labels;
 
     #[test]
     fn flags_give_every_label_of_a_namespace_and_bad_ones_are_refused() {
