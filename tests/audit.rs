@@ -15,12 +15,12 @@ mod k8s;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::workloads::{PRIVILEGED, object_meta, pod};
+use common::workloads::{Flaws, PRIVILEGED, object_meta, pod};
 use k8s::audit_env::{
     BIN, Call, Env, code, json_out, pair, rows, shop_rows, statuses, stderr, stdout,
 };
 use k8s::objects::create;
-use k8s::rbac::{NAMESPACES_ROLE, grant, grant_partially};
+use k8s::rbac::{CHART_ROLE, NAMESPACES_ROLE, grant, grant_partially};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -431,4 +431,72 @@ async fn total_failures_exit_2_with_a_clear_message() {
         "{}",
         stderr(&out)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespace labels
+
+/// `pod-security` with `level: namespace` judges each pod at the level of its namespace's
+/// labels, read from the namespaces the audit lists (`-A`) or reads (`-n`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_labels_come_from_the_namespaces_listed_or_read() {
+    let env = Env::empty(
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: psa}\nspec:\n  check: pod-security\n  params: {level: namespace}\n",
+    )
+    .await;
+    let (shop, team) = (env.shop.as_str(), env.team.as_str());
+    let plain = Flaws {
+        privileged: false,
+        root: false,
+        host_network: false,
+    };
+    for ns in [shop, team] {
+        create(&env.admin, pod(object_meta("plain", ns, &[]), plain)).await;
+        create(&env.admin, pod(object_meta("root", ns, &[]), PRIVILEGED)).await;
+        grant(&env.admin, &env.user, Some(ns), CHART_ROLE).await;
+    }
+    // Labelled after the pods exist (the API server's own PSA only warns then).
+    for (ns, level) in [(shop, "restricted"), (team, "baseline")] {
+        let patch = serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(env.admin.clone())
+            .patch(
+                ns,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    }
+    let judged = |doc: &Value| {
+        let mut found: Vec<String> = doc["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["namespace"] == shop || r["namespace"] == team)
+            .map(|r| {
+                let message = r["message"].as_str().unwrap();
+                let level = message.split('"').nth(3).unwrap_or(message);
+                format!(
+                    "{}/{}: {level}",
+                    r["namespace"].as_str().unwrap(),
+                    r["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let mut expected = vec![
+        format!("{shop}/plain: restricted:latest"),
+        format!("{shop}/root: restricted:latest"),
+        format!("{team}/root: baseline:latest"),
+    ];
+    expected.sort();
+    let out = env.audit(&["-n", shop, "-n", team, "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(judged(&json_out(&out)), expected, "{}", stdout(&out));
+    grant(&env.admin, &env.user, None, NAMESPACES_ROLE).await;
+    let out = env.audit(&["-A", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(judged(&json_out(&out)), expected, "{}", stdout(&out));
 }

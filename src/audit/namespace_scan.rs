@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use k8s_openapi::api::core::v1::Namespace;
 use serde_json::value::RawValue;
 
 use super::{
@@ -15,6 +16,7 @@ use super::{
 use crate::engine::{self, Request};
 use crate::image_pass::ReviewImages;
 use crate::images::{Miss, Verified, Verifier, deadline_for};
+use crate::namespaces::{Found, LabelSource};
 use crate::pod::{self, WorkloadKind};
 use crate::policy::signed_images;
 use crate::policy::{PolicySet, Unverified};
@@ -25,6 +27,10 @@ pub(super) struct NamespaceScan<'s> {
     set: &'s PolicySet,
     images: Option<Arc<Verifier>>,
     pub(super) namespace: String,
+    /// The Namespace as the audit listed or read it (for label selectors and Pod Security
+    /// labels), or why it is not known.
+    namespace_object: Option<(Arc<Namespace>, LabelSource)>,
+    unknown_why: String,
     /// uid of every listed controller → index of its top-most listed controller in `tops`.
     owners: HashMap<String, usize>,
     /// Top-most controllers, with or without violations (their pod counts grow as pods come).
@@ -58,11 +64,24 @@ pub(super) struct Mark {
 }
 
 impl<'s> NamespaceScan<'s> {
-    pub(super) fn new(set: &'s PolicySet, images: Option<Arc<Verifier>>, namespace: &str) -> Self {
+    pub(super) fn new(
+        set: &'s PolicySet,
+        images: Option<Arc<Verifier>>,
+        namespace: &str,
+        found: Found<'_>,
+    ) -> Self {
         NamespaceScan {
             set,
             images,
             namespace: namespace.to_owned(),
+            namespace_object: match found {
+                Found::Known(object, source) => Some((Arc::clone(object), source)),
+                Found::Unknown(_) => None,
+            },
+            unknown_why: match found {
+                Found::Known(..) => String::new(),
+                Found::Unknown(why) => why.to_owned(),
+            },
             owners: HashMap::new(),
             tops: Vec::new(),
             pods: Vec::new(),
@@ -160,7 +179,7 @@ impl<'s> NamespaceScan<'s> {
             let Some(pod) = workload.pod() else {
                 continue;
             };
-            let request = Request::new(kind, &self.namespace, None);
+            let request = self.request(kind, head.name(), &workload);
             let mut images = ReviewImages::new(verifier)
                 .before_mutation(true)
                 .running(&running);
@@ -306,7 +325,7 @@ impl<'s> NamespaceScan<'s> {
         let Some(pod) = workload.pod() else {
             return Ok(judged);
         };
-        let request = Request::new(kind, &self.namespace, None);
+        let request = self.request(kind, name, &workload);
         let verdict = engine::evaluate_with(self.set, &request, pod, images);
         judged.rows = verdict
             .violations
@@ -315,6 +334,23 @@ impl<'s> NamespaceScan<'s> {
             .collect();
         judged.passed = u32::try_from(verdict.passed()).unwrap_or(u32::MAX);
         Ok(judged)
+    }
+
+    /// What the policies read of a listed object, as admission gives it.
+    fn request<'r>(
+        &'r self,
+        kind: WorkloadKind,
+        name: &'r str,
+        workload: &'r pod::Workload<'_>,
+    ) -> Request<'r> {
+        let found = match &self.namespace_object {
+            Some((object, source)) => Found::Known(object, *source),
+            None => Found::Unknown(&self.unknown_why),
+        };
+        Request::new(kind, &self.namespace, None)
+            .with_name(Some(name))
+            .with_object_labels(&workload.labels)
+            .with_namespace_labels(found.labels())
     }
 
     pub(super) fn finish(self) -> NamespaceResult {

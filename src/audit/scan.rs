@@ -4,14 +4,20 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Namespace;
+
 use super::namespace_scan::NamespaceScan;
 use super::{
     ApiFailure, AuditError, CONTROLLER_ORDER, ImageSignatures, Lister, NamespaceResult,
     ScanOptions, Scope, api, is_namespace_name,
 };
 use crate::images::Verifier;
+use crate::namespaces::{KnownNamespaces, LabelSource};
 use crate::pod::WorkloadKind;
 use crate::policy::PolicySet;
+
+/// Why the audit does not know a namespace's labels.
+const UNREAD: &str = "the audit could not read the namespace from the API";
 
 /// A scan in progress: call [`Scanner::next_namespace`] until it returns `None`.
 pub struct Scanner<'s> {
@@ -21,6 +27,9 @@ pub struct Scanner<'s> {
     images: Option<Arc<Verifier>>,
     image_signatures: Option<ImageSignatures>,
     namespaces: Vec<String>,
+    /// The Namespace objects listed (or read, for named namespaces, when a policy reads
+    /// namespace labels).
+    known: KnownNamespaces,
     next: usize,
     lists_ok: u64,
     stopped: bool,
@@ -47,6 +56,7 @@ impl<'s> Scanner<'s> {
             images,
             image_signatures,
             namespaces: Vec::new(),
+            known: KnownNamespaces::new(UNREAD),
             next: 0,
             lists_ok: 0,
             stopped: false,
@@ -58,14 +68,34 @@ impl<'s> Scanner<'s> {
                     return Err(AuditError::BadNamespace(bad.clone()));
                 }
                 let mut seen = std::collections::HashSet::new();
-                names
+                let names: Vec<String> = names
                     .iter()
                     .filter(|n| seen.insert(n.as_str()))
                     .cloned()
-                    .collect()
+                    .collect();
+                if set.policies().iter().any(|p| p.reads_namespace_labels()) {
+                    scanner.read_namespaces(&names).await;
+                }
+                names
             }
         };
         Ok(scanner)
+    }
+
+    /// Reads the named namespaces (their labels), each once; one that cannot be read stays
+    /// unknown, and the policies that need its labels say so in their rows.
+    async fn read_namespaces(&mut self, names: &[String]) {
+        let api: kube::Api<Namespace> = kube::Api::all(self.lister.client().clone());
+        for name in names {
+            match api.get(name).await {
+                Ok(namespace) => self.known.insert(namespace, LabelSource::Listed),
+                Err(e) => tracing::warn!(
+                    namespace = %name,
+                    error = %api::error_chain(&e),
+                    "cannot read the namespace: policies that read its labels cannot decide"
+                ),
+            }
+        }
     }
 
     /// The namespaces this scan covers, in order.
@@ -128,6 +158,10 @@ impl<'s> Scanner<'s> {
                     .map_err(|e| AuditError::Namespaces(ApiFailure::Decode(e.to_string())))?;
                 if !head.name().is_empty() {
                     names.push(head.name().to_owned());
+                    // Its labels, for label selectors and Pod Security labels.
+                    if let Ok(namespace) = serde_json::from_str::<Namespace>(item.get()) {
+                        self.known.insert(namespace, LabelSource::Listed);
+                    }
                 }
             }
             match list.next_token() {
@@ -145,7 +179,8 @@ impl<'s> Scanner<'s> {
             return Ok(None);
         }
         let namespace = self.namespaces[self.next].clone();
-        let mut scan = NamespaceScan::new(self.set, self.images.clone(), &namespace);
+        let found = self.known.find(&namespace);
+        let mut scan = NamespaceScan::new(self.set, self.images.clone(), &namespace, found);
         let outcome = self.scan_namespace(&mut scan).await;
         self.lists_ok += u64::from(scan.lists_ok);
         if let Err(failure) = outcome {
