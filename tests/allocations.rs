@@ -296,3 +296,98 @@ fn judging_a_compliant_pod_with_every_pss_control_allocates_nothing() {
         }
     }
 }
+
+/// Polls a future that must be ready at once (a namespace the cache holds is never waited for).
+fn ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+    {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("a cached namespace was waited for"),
+    }
+}
+
+/// serve's request path for a policy that needs namespace labels: the cache read (one atomic
+/// load and a hash lookup) and `level: namespace` judging a compliant workload at the labels'
+/// levels, with a `namespaceSelector` policy beside it. A pod template allocates nothing. A
+/// Pod gets upstream's `enforce-policy: restricted:v1.30` audit annotation on every
+/// admission, allowed or not: its text is borrowed from a table, and the list holding it is
+/// the one allocation.
+#[test]
+fn a_warm_namespace_cache_and_level_namespace_allocate_nothing_on_a_compliant_workload() {
+    use portier::namespaces::NamespaceCache;
+    use std::sync::Arc;
+    let cache = NamespaceCache::without_api(
+        "no API server in this test".into(),
+        Arc::new(portier::metrics::Metrics::new()),
+    );
+    let labels: std::collections::BTreeMap<String, String> = [
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-security.kubernetes.io/warn", "restricted"),
+        ("pod-security.kubernetes.io/audit", "restricted"),
+        ("pod-security.kubernetes.io/enforce-version", "v1.30"),
+        ("team", "shop"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut namespace = k8s_openapi::api::core::v1::Namespace::default();
+    namespace.metadata.name = Some("shop".into());
+    namespace.metadata.labels = Some(labels);
+    cache.remember(namespace);
+    let set = PolicySet::from_yaml(
+        "ns.yaml",
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: psa}\nspec:\n  check: pod-security\n  params: {level: namespace}\n---\n\
+         apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: shop-privileged}\nspec:\n  check: privileged\n  match: {namespaceSelector: {matchLabels: {team: shop}}}\n",
+    )
+    .unwrap();
+    let review: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/review-deployment-8k.json")).unwrap();
+    let deployment = review["request"]["object"].to_string();
+    let compliant =
+        std::fs::read_to_string(format!("{PSS_FIXTURES}/pods/restricted-compliant.yaml")).unwrap();
+    let compliant: serde_json::Value = serde_saphyr::from_str(&compliant).unwrap();
+    let pod_json = compliant.to_string();
+    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Warm: arc-swap keeps per-thread state on its first load.
+    drop(ready(cache.lookup("shop", far)));
+    for (kind, json, budget) in [
+        (WorkloadKind::Deployment, deployment.as_str(), 0),
+        (WorkloadKind::Pod, pod_json.as_str(), 1),
+    ] {
+        let workload = decode_workload(kind, json).unwrap();
+        let pod = workload.pod().unwrap();
+        let request = Request::new(kind, "shop", None).with_operation(Some("CREATE"), None);
+        // Warm: the table of level texts is made on first use.
+        drop(engine::evaluate(
+            &set,
+            &request.with_namespace_labels(ready(cache.lookup("shop", far)).labels()),
+            pod,
+        ));
+        let ((clean, judged, annotations), n) = alloc_count::count(|| {
+            let lookup = ready(cache.lookup("shop", far));
+            let request = request.with_namespace_labels(lookup.labels());
+            let verdict = engine::evaluate(&set, &request, pod);
+            let out = (
+                verdict.is_clean(),
+                verdict.judged,
+                verdict.annotations.len(),
+            );
+            out
+        });
+        assert!(clean, "{kind}");
+        assert_eq!(
+            judged, 2,
+            "{kind}: both policies judged it (the selector matched)"
+        );
+        assert_eq!(
+            annotations,
+            usize::from(kind == WorkloadKind::Pod),
+            "{kind}"
+        );
+        assert!(n <= budget, "{kind}: {n} allocations, budget {budget}");
+    }
+}

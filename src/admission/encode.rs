@@ -268,7 +268,7 @@ pub(super) fn encode_verdict(
             &mut audit_annotations,
             a.key,
             &a.policy.name,
-            a.value.clone(),
+            a.value.to_string(),
         );
     }
     let status = denied.then(|| StatusOut {

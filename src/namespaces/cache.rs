@@ -202,8 +202,9 @@ impl NamespaceCache {
         result
     }
 
-    /// Adds or replaces one namespace.
-    fn remember(&self, namespace: Namespace) -> Arc<Namespace> {
+    /// Adds or replaces one namespace (what the watch does on each event; benches and tests
+    /// fill a cache without an API server so).
+    pub fn remember(&self, namespace: Namespace) -> Arc<Namespace> {
         let namespace = Arc::new(slim(namespace));
         let Some(name) = namespace.metadata.name.clone() else {
             return namespace;

@@ -170,7 +170,8 @@ pub struct Annotation<'p> {
     pub policy: &'p Policy,
     pub policy_index: usize,
     pub key: &'static str,
-    pub value: String,
+    /// Borrowed when the text is one of a fixed set (`restricted:latest`): no allocation.
+    pub value: Cow<'static, str>,
 }
 
 /// A finding together with the policy that reported it.
@@ -260,13 +261,13 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
     }
 
     /// Adds an audit annotation `<policy>.<key>: value` that is not a violation.
-    pub fn annotate(&mut self, key: &'static str, value: String) {
+    pub fn annotate(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
         if let Some(out) = self.annotations.as_deref_mut() {
             out.push(Annotation {
                 policy: self.policy,
                 policy_index: self.index,
                 key,
-                value,
+                value: value.into(),
             });
         }
     }

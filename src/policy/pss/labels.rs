@@ -129,6 +129,38 @@ impl LevelVersion {
         level: PsaLevel::Privileged,
         version: PsaVersion::LATEST,
     };
+
+    /// `restricted:latest`, borrowed from a table made once for every level at `latest` and
+    /// at each version up to the newest known (what a Pod's `enforce-policy` annotation
+    /// says on every admission), owned beyond it.
+    pub fn text(self) -> std::borrow::Cow<'static, str> {
+        static TABLE: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            let mut table = Vec::new();
+            for level in [
+                PsaLevel::Privileged,
+                PsaLevel::Baseline,
+                PsaLevel::Restricted,
+            ] {
+                table.push(format!("{}:latest", level.as_str()));
+                for minor in 0..=LATEST_MINOR {
+                    table.push(format!("{}:v1.{minor}", level.as_str()));
+                }
+            }
+            table
+        });
+        let per_level = LATEST_MINOR as usize + 2;
+        let slot = match self.version.minor {
+            None => Some(0),
+            Some(minor) if minor <= u64::from(LATEST_MINOR) => Some(minor as usize + 1),
+            Some(_) => None,
+        };
+        match slot {
+            Some(slot) => std::borrow::Cow::Borrowed(
+                &TABLE[self.level.strictness() as usize * per_level + slot],
+            ),
+            None => std::borrow::Cow::Owned(self.to_string()),
+        }
+    }
 }
 
 /// What a namespace's labels ask for, per mode.
@@ -394,6 +426,18 @@ mod tests {
         // An invalid enforce label (restricted by failure) does not warn.
         let (p, _) = policy_to_evaluate(&labels(&[(ENFORCE, "x")]), PsaPolicy::default());
         assert_eq!(p.warn.to_string(), "privileged:latest");
+    }
+
+    #[test]
+    fn the_text_of_a_level_and_version_is_its_display() {
+        for level in ["privileged", "baseline", "restricted"] {
+            for version in ["latest", "v1.0", "v1.25", "v1.37", "v1.38", "v1.99999"] {
+                let l = labels(&[(ENFORCE, level), (ENFORCE_VERSION, version)]);
+                let lv = policy_to_evaluate(&l, PsaPolicy::default()).0.enforce;
+                assert_eq!(lv.text(), lv.to_string());
+                assert_eq!(lv.text(), format!("{level}:{version}"));
+            }
+        }
     }
 
     #[test]

@@ -137,10 +137,10 @@ impl NamespacePolicy {
     ) {
         let is_pod = request.kind == WorkloadKind::Pod;
         if self.exempt_namespace(request.namespace) {
-            return sink.annotate("exempt", "namespace".into());
+            return sink.annotate("exempt", "namespace");
         }
         if self.exempt_user(request.user) {
-            return sink.annotate("exempt", "user".into());
+            return sink.annotate("exempt", "user");
         }
         let labels = match request.namespace_labels {
             NamespaceLabels::Known(labels, _) => labels,
@@ -149,7 +149,7 @@ impl NamespacePolicy {
         let (policy, errors) = policy_to_evaluate(labels, self.defaults);
         if errors.is_empty() {
             if is_pod && policy.fully_privileged() {
-                return sink.annotate("enforce-policy", LevelVersion::PRIVILEGED.to_string());
+                return sink.annotate("enforce-policy", LevelVersion::PRIVILEGED.text());
             }
             let quiet = |lv: LevelVersion| lv.level == PsaLevel::Privileged;
             if !is_pod && quiet(policy.warn) && quiet(policy.audit) {
@@ -163,7 +163,7 @@ impl NamespacePolicy {
             return;
         }
         if self.exempt_runtime_class(pod) {
-            return sink.annotate("exempt", "runtimeClass".into());
+            return sink.annotate("exempt", "runtimeClass");
         }
         if !errors.is_empty() {
             sink.annotate(
@@ -190,7 +190,7 @@ impl NamespacePolicy {
         };
         let mut denied = false;
         if is_pod {
-            sink.annotate("enforce-policy", policy.enforce.to_string());
+            sink.annotate("enforce-policy", policy.enforce.text());
             if let Some((detail, _)) = judge(policy.enforce) {
                 let resource = match request.name.filter(|n| !n.is_empty()) {
                     Some(name) => format!("pods {name:?}"),
