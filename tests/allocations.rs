@@ -371,12 +371,11 @@ fn a_warm_namespace_cache_and_level_namespace_allocate_nothing_on_a_compliant_wo
             let lookup = ready(cache.lookup("shop", far));
             let request = request.with_namespace_labels(lookup.labels());
             let verdict = engine::evaluate(&set, &request, pod);
-            let out = (
+            (
                 verdict.is_clean(),
                 verdict.judged,
                 verdict.annotations.len(),
-            );
-            out
+            )
         });
         assert!(clean, "{kind}");
         assert_eq!(
