@@ -388,3 +388,67 @@ async fn a_tightened_enforce_label_warns_about_existing_pods_as_the_api_servers_
             .await;
     }
 }
+
+/// The issue's end-to-end case for label selectors: `serve` reads a namespace's labels from
+/// its watch-fed cache, so labelling a namespace changes the verdict on its next pod within a
+/// second, and unlabelling it changes it back, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabelling_a_namespace_changes_the_verdict_within_a_second() {
+    const PROD_ONLY: &str = "apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: prod-unprivileged}
+spec:
+  check: privileged
+  match: {namespaceSelector: {matchLabels: {tier: prod}}}
+";
+    let cluster = k8s::cluster();
+    let policies = [("prod.yaml".to_owned(), PROD_ONLY.to_owned())];
+    let kubeconfig = cluster.kubeconfig.to_str().unwrap().to_owned();
+    let mut portier =
+        Portier::start_with("relabel", &policies, &["--kubeconfig", &kubeconfig]).await;
+    let client = portier.client.clone();
+    let privileged = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": "registry.example.com/app:1",
+            "securityContext": {"privileged": true}}]}});
+    let ns = portier.ns.clone();
+    assert_eq!(dry_run(&client, &privileged, &ns).await.code, 201);
+    let namespaces = Api::<Namespace>::all(client.clone());
+    for (tier, code) in [(json!("prod"), 403), (Value::Null, 201)] {
+        let patch = json!({"metadata": {"labels": {"tier": tier}}});
+        namespaces
+            .patch(
+                &ns,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+        let labelled = std::time::Instant::now();
+        let answer = loop {
+            let answer = dry_run(&client, &privileged, &ns).await;
+            if answer.code == code || labelled.elapsed() > std::time::Duration::from_secs(5) {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let took = labelled.elapsed();
+        assert_eq!(answer.code, code, "tier {tier}: {answer:?}");
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "tier {tier}: the verdict followed the label after {took:?}"
+        );
+        if code == 403 {
+            assert!(
+                answer.message.contains("prod-unprivileged/privileged"),
+                "{answer:?}"
+            );
+        }
+    }
+    let metrics = portier.metrics();
+    assert!(
+        metrics.contains("portier_namespace_labels_total{source=\"cache\"}"),
+        "{metrics}"
+    );
+    portier.stop();
+    portier.unregister().await;
+}
