@@ -15,6 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cel::admission::synthetic_create;
+use crate::cel::{Admission, Json};
 use crate::engine::{self, Request};
 use crate::image_pass::ReviewImages;
 use crate::images::Verifier;
@@ -43,9 +45,9 @@ pub enum OfflineError {
 /// The result of checking some inputs.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Workloads judged.
+    /// Objects judged: workloads, and objects of other kinds a CEL policy selected.
     pub judged: usize,
-    /// Documents of kinds portier does not judge.
+    /// Objects no policy judges.
     pub skipped: usize,
     pub rows: Vec<Row>,
     /// With mutation on: every object read, as `/mutate` would leave it (in input order).
@@ -303,6 +305,18 @@ fn evaluate<R>(
         namespace: workload.namespace.as_deref().unwrap_or("default"),
         user: None,
     };
+    // CEL policies judge the whole object, as a CREATE of it would be reviewed.
+    let cel_request = set
+        .has_cel()
+        .then(|| synthetic_create(Json::from_value(&defaulted), "default"))
+        .flatten();
+    let admission = cel_request.as_ref().map(Admission::from_request);
+    let run = |images: &dyn ImageVerdicts| match &admission {
+        Some(admission) => {
+            engine::evaluate_admission(set, Some((&request, pod)), images, admission)
+        }
+        None => engine::evaluate_with(set, &request, pod, images),
+    };
     let judged = |verdict: &engine::Verdict<'_, '_>, images: &dyn ImageVerdicts| {
         then(Evaluated {
             kind,
@@ -316,14 +330,37 @@ fn evaluate<R>(
         .map(|r| Some(Some(r)))
     };
     let Images::Verify { verifier, runtime } = images else {
-        return judged(&engine::evaluate(set, &request, pod), &Unverified);
+        return judged(&run(&Unverified), &Unverified);
     };
     let images = runtime.block_on(
         ReviewImages::new(verifier)
             .before_mutation(pass == Pass::BeforeMutation)
             .verify(set, &request, pod, None),
     );
-    judged(&engine::evaluate_with(set, &request, pod, &images), &images)
+    judged(&run(&images), &images)
+}
+
+/// An object of a kind without a pod, judged by the CEL policies that select it (a CREATE of
+/// it, as offline objects are): `None` when none does.
+fn judge_other(object: &serde_json::Value, set: &PolicySet) -> Result<Option<Vec<Row>>, String> {
+    if !set.has_cel() {
+        return Ok(None);
+    }
+    let request =
+        synthetic_create(Json::from_value(object), "default").ok_or("has no apiVersion or kind")?;
+    let admission = Admission::from_request(&request);
+    let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
+    if verdict.judged == 0 {
+        return Ok(None);
+    }
+    let a = &admission.attributes;
+    Ok(Some(
+        verdict
+            .violations
+            .iter()
+            .map(|v| Row::of_object(admission.kind, "", a.namespace, a.name, v))
+            .collect(),
+    ))
 }
 
 /// The judged kind of an object and its kind name; `None` for kinds portier does not judge.
@@ -367,7 +404,13 @@ fn judge(
             .collect::<Vec<_>>())
     })?;
     match rows {
-        None => report.skipped += 1,
+        None => match judge_other(object, set)? {
+            Some(rows) => {
+                report.judged += 1;
+                report.rows.extend(rows);
+            }
+            None => report.skipped += 1,
+        },
         Some(rows) => {
             report.judged += 1;
             report.rows.extend(rows.into_iter().flatten());
@@ -452,7 +495,7 @@ pub fn render_table(report: &Report) -> String {
             .count()
     };
     out.push_str(&format!(
-        "{} workload(s) judged, {} violation(s): {} enforce, {} warn, {} audit; {} other object(s) not judged\n",
+        "{} object(s) judged, {} violation(s): {} enforce, {} warn, {} audit; {} other object(s) not judged\n",
         report.judged,
         report.rows.len(),
         count(Mode::Enforce),
@@ -524,7 +567,7 @@ items:
         let table = render_table(&report);
         assert!(table.contains("Deployment/shop/web"), "{table}");
         assert!(
-            table.contains("2 workload(s) judged, 2 violation(s): 1 enforce, 1 warn"),
+            table.contains("2 object(s) judged, 2 violation(s): 1 enforce, 1 warn"),
             "{table}"
         );
     }

@@ -16,22 +16,33 @@
 //! README). The environment is the API server's for Kubernetes 1.37 ([`library`]), minus the
 //! authorizer.
 
+pub mod admission;
 mod compile;
 pub mod eval;
 pub mod json;
+pub mod judge;
+pub mod labels;
 pub mod library;
+pub mod matcher;
 mod node;
+pub mod policy;
+pub mod resources;
 pub mod types;
 pub mod value;
+pub mod vap;
 
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 
+pub use admission::Admission;
 pub use compile::{MAX_DEPTH, MAX_SOURCE_CHARS};
 pub use eval::{Activation, EvalError, Evaluation, PER_CALL_LIMIT, RUNTIME_BUDGET, Scope};
 pub use json::Json;
+pub use judge::{Judged, judge};
 pub use node::Root;
 pub use types::Type;
 pub use value::Value;
@@ -68,6 +79,7 @@ impl CompileError {
 }
 
 /// A compiled, checked expression. Immutable, shared by every evaluation.
+#[derive(Clone)]
 pub struct Program {
     root: node::Node,
     output: Type,

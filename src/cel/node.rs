@@ -31,7 +31,7 @@ pub enum Root {
     NamespaceObject,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Node {
     Const(Const),
     Root(Root),
@@ -66,7 +66,7 @@ pub(crate) enum Node {
     Comprehension(Box<Comprehension>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RegexCall {
     pub function: RegexFunction,
     pub target: Node,
@@ -83,7 +83,7 @@ pub(crate) enum RegexFunction {
 }
 
 /// A macro's loop over a list or a map (or an optional, for `optMap`/`optFlatMap`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Comprehension {
     pub kind: Loop,
     pub range: Node,

@@ -1188,7 +1188,10 @@ fn checked_types_are_cel_go_s() {
     assert_eq!(t("quantity('1')"), "kubernetes.Quantity");
     assert_eq!(t("'a'.split(',')"), "list(string)");
     assert_eq!(t("size(object)"), "int");
-    assert_eq!(t("true ? 1 : dyn(2)"), "int");
+    // cel-go keeps the more general type of the branches.
+    assert_eq!(t("true ? 1 : dyn(2)"), "dyn");
+    assert_eq!(t("true ? dyn(1) : 2"), "dyn");
+    assert_eq!(t("true ? [1] : []"), "list(int)");
     assert_eq!(t("[1].sortBy(x, x)"), "list(int)");
 }
 

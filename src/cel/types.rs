@@ -72,8 +72,25 @@ impl Type {
     /// parameters in `bindings` as it goes.
     pub fn accepts(&self, arg: &Type, bindings: &mut Bindings) -> bool {
         match (self, arg) {
-            (Type::Param(p), _) => match bindings.get(*p) {
-                Some(bound) => bound.accepts(arg, &mut Bindings::default()),
+            (Type::Param(p), _) => match bindings.get(*p).cloned() {
+                Some(bound) => {
+                    // Compatible: keep the more general of the two, as cel-go does
+                    // (`true ? 1 : dyn(2)` is dyn).
+                    let ok = bound.accepts(arg, &mut Bindings::default());
+                    // An empty literal (`[]`, `{}`: `list(dyn)`) takes the other's type, as
+                    // cel-go's fresh type variables do (`x.orValue([])`).
+                    let empty_literal = matches!(
+                        (&bound, arg),
+                        (Type::List(_), Type::List(e)) if e.is_dyn()
+                    ) || matches!(
+                        (&bound, arg),
+                        (Type::Map(..), Type::Map(k, v)) if k.is_dyn() && v.is_dyn()
+                    );
+                    if ok && !empty_literal {
+                        bindings.set(*p, most_general(&bound, arg));
+                    }
+                    ok
+                }
                 None => {
                     bindings.set(*p, arg.clone());
                     true
@@ -119,6 +136,19 @@ impl Type {
                 | Type::Duration
                 | Type::Timestamp
         )
+    }
+}
+
+/// The more general of two compatible types: `dyn` wherever either is `dyn`.
+fn most_general(a: &Type, b: &Type) -> Type {
+    match (a, b) {
+        (Type::Dyn, _) | (_, Type::Dyn) => Type::Dyn,
+        (Type::List(x), Type::List(y)) => Type::list(most_general(x, y)),
+        (Type::Map(xk, xv), Type::Map(yk, yv)) => {
+            Type::map(most_general(xk, yk), most_general(xv, yv))
+        }
+        (Type::Optional(x), Type::Optional(y)) => Type::optional(most_general(x, y)),
+        _ => a.clone(),
     }
 }
 
@@ -276,8 +306,9 @@ mod tests {
         let mut b = Bindings::default();
         assert!(a.accepts(&Type::Int, &mut b));
         assert!(!a.accepts(&Type::String, &mut b));
-        assert!(a.accepts(&Type::Dyn, &mut b));
         assert_eq!(a.substitute(&b), Type::Int);
+        assert!(a.accepts(&Type::Dyn, &mut b));
+        assert_eq!(a.substitute(&b), Type::Dyn, "the more general type wins");
 
         let mut b = Bindings::default();
         assert!(a.accepts(&Type::Dyn, &mut b));

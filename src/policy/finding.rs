@@ -23,6 +23,9 @@ pub enum FieldPath {
         index: usize,
         field: Cow<'static, str>,
     },
+    /// A path from the object's root, for findings about any kind of object (CEL policies,
+    /// which name no field: empty).
+    Object(Cow<'static, str>),
 }
 
 impl FieldPath {
@@ -47,6 +50,7 @@ impl FieldPath {
             FieldPath::Container { list, index, field } => {
                 write!(out, "{pod_spec_path}.{}[{index}].{field}", list.field())
             }
+            FieldPath::Object(field) => out.write_str(field),
         }
     }
 
@@ -66,8 +70,12 @@ pub struct Finding<'v> {
     pub path: FieldPath,
     /// What is wrong, e.g. "privileged is true".
     pub problem: Cow<'static, str>,
-    /// How to fix it, e.g. "remove securityContext.privileged or set it to false".
+    /// How to fix it, e.g. "remove securityContext.privileged or set it to false"; empty for
+    /// CEL policies, whose message is all there is.
     pub fix: Cow<'static, str>,
+    /// The status reason a denial for it carries: `None` is `Forbidden`; a CEL validation's
+    /// `reason` (`Invalid`, `Unauthorized`, `RequestEntityTooLarge`) otherwise.
+    pub reason: Option<&'static str>,
 }
 
 impl<'v> Finding<'v> {
@@ -82,6 +90,7 @@ impl<'v> Finding<'v> {
             path: FieldPath::Pod(field.into()),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
         }
     }
 
@@ -98,6 +107,7 @@ impl<'v> Finding<'v> {
             path: FieldPath::Pod(Cow::Borrowed(pod_field)),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
         }
     }
 
@@ -114,6 +124,7 @@ impl<'v> Finding<'v> {
             path: FieldPath::Metadata(format!("annotations[{key}]").into()),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
         }
     }
 
@@ -129,6 +140,7 @@ impl<'v> Finding<'v> {
             path: FieldPath::container(at, field),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
         }
     }
 }
@@ -161,6 +173,11 @@ impl Violation<'_, '_> {
     /// wrong — how to fix it`, with the JSON path below the workload's pod spec path.
     pub fn write_message(&self, pod_spec_path: &str, out: &mut impl fmt::Write) -> fmt::Result {
         let f = &self.finding;
+        if let super::Check::Cel(cel) = &self.policy.check {
+            // The whole message is the policy's: as the API server words it for a
+            // ValidatingAdmissionPolicy, `policy/cel: message` for portier's own.
+            return cel.write_message(&self.policy.name, self.mode, &f.problem, out);
+        }
         write!(out, "{}/{}: ", self.policy.name, self.policy.check.id())?;
         match f.container {
             Some((list, name)) => write!(out, "{} {name:?} ", list.noun())?,

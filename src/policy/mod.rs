@@ -72,6 +72,10 @@ pub enum Check {
     PssControl(pss::ControlCheck),
     /// Boxed: rules, keys and registry settings.
     SignedImages(Box<signed_images::Params>),
+    /// A CEL policy: portier's own `check: cel`, or a ValidatingAdmissionPolicy with one of
+    /// its bindings. It judges the whole object, of any kind, through the CEL room
+    /// ([`crate::cel::judge`]), not the pod view: [`Check::evaluate`] leaves it out.
+    Cel(Box<crate::cel::policy::CelPolicy>),
 }
 
 /// The check ids a policy's `spec.check` may name.
@@ -101,7 +105,14 @@ pub const CHECK_IDS: &[&str] = &[
     pss::run_as_non_root::ID,
     pss::run_as_user::ID,
     pss::seccomp_restricted::ID,
+    CEL_ID,
 ];
+
+/// `spec.check` of portier's own CEL policies.
+pub const CEL_ID: &str = "cel";
+
+/// The check id of ValidatingAdmissionPolicies (with their bindings) in a set.
+pub const VAP_ID: &str = "validating-admission-policy";
 
 impl Check {
     pub fn id(&self) -> &'static str {
@@ -113,6 +124,22 @@ impl Check {
             Check::PodSecurity(_) => pss::ID,
             Check::PssControl(c) => c.control.id,
             Check::SignedImages(_) => signed_images::ID,
+            Check::Cel(c) => match c.origin {
+                crate::cel::policy::Origin::Portier { .. } => CEL_ID,
+                crate::cel::policy::Origin::Binding { .. } => VAP_ID,
+            },
+        }
+    }
+
+    /// What the check column of reports shows: the check id, or a ValidatingAdmissionPolicy's
+    /// name (its binding is the policy).
+    pub fn label(&self) -> &str {
+        match self {
+            Check::Cel(c) => match &c.origin {
+                crate::cel::policy::Origin::Binding { policy, .. } => policy,
+                crate::cel::policy::Origin::Portier { .. } => CEL_ID,
+            },
+            other => other.id(),
         }
     }
 
@@ -165,6 +192,7 @@ impl Check {
             Check::PssControl(c) => c.can_mutate(),
             // Pinning digests is `params.mutateDigest`; there are no defaults to fill in.
             Check::SignedImages(_) => false,
+            Check::Cel(_) => false,
         }
     }
 
@@ -187,6 +215,7 @@ impl Check {
             Check::SignedImages(_) => {
                 "signed-images has no defaults to fill in; set params.mutateDigest: true to pin verified tags to their digest"
             }
+            Check::Cel(_) => "cel policies validate; they have nothing to fill in",
             Check::RunAsNonRoot(_) => "",
         }
     }
@@ -202,6 +231,7 @@ impl Check {
             Check::PodSecurity(c) => c.mutate(spec),
             Check::PssControl(c) => c.mutate(spec),
             Check::SignedImages(_) => false,
+            Check::Cel(_) => false,
         }
     }
 
@@ -221,6 +251,8 @@ impl Check {
             Check::PodSecurity(c) => c.evaluate(pod, sink),
             Check::PssControl(c) => c.evaluate(pod, sink),
             Check::SignedImages(p) => signed_images::evaluate(p, pod.spec, images, sink),
+            // Judged over the whole object, by `cel::judge`.
+            Check::Cel(_) => {}
         }
     }
 }

@@ -176,7 +176,12 @@ impl Selector {
     /// Whether the policy judges a workload of `kind` in `namespace`, requested by `user`
     /// (`None` outside admission).
     pub fn judges(&self, kind: WorkloadKind, namespace: &str, user: Option<&str>) -> bool {
-        let kind = kind.as_str();
+        self.judges_kind(kind.as_str(), namespace, user)
+    }
+
+    /// [`Selector::judges`] for an object of any kind, by its kind's name (CEL policies judge
+    /// Services, Ingresses...).
+    pub fn judges_kind(&self, kind: &str, namespace: &str, user: Option<&str>) -> bool {
         let user_admitted = user.is_none_or(|u| self.include.users.admits(u));
         let user_excluded = user.is_some_and(|u| self.exclude.users.hits(u));
         self.include.namespaces.admits(namespace)

@@ -1,0 +1,77 @@
+//! The CEL room's one seam into the engine: the CEL policies of a set that select a request,
+//! evaluated over the whole object, as violations the engine reports like any other.
+
+use std::borrow::Cow;
+
+use super::admission::Admission;
+use super::policy::Origin;
+use crate::policy::{Check, FieldPath, Finding, Mode, PolicySet, Violation};
+
+/// What the CEL policies found in one request.
+#[derive(Debug, Default)]
+pub struct Judged<'p, 'v> {
+    pub violations: Vec<Violation<'p, 'v>>,
+    /// Audit annotations, keyed `<policy>/<key>` as the API server forms them.
+    pub annotations: Vec<(String, String)>,
+    /// CEL policies that selected the request.
+    pub judged: usize,
+}
+
+/// Judges `admission` with every CEL policy of `set` that selects it: portier's own by their
+/// `match`/`exclude` (on the object's kind name), ValidatingAdmissionPolicies by their rules
+/// and their binding's.
+pub fn judge<'p, 'v>(set: &'p PolicySet, admission: &Admission<'_>, out: &mut Judged<'p, 'v>) {
+    for (index, policy) in set.policies().iter().enumerate() {
+        let Check::Cel(cel) = &policy.check else {
+            continue;
+        };
+        let selected = match cel.origin {
+            Origin::Portier { .. } => policy.selector.judges_kind(
+                admission.kind,
+                admission.attributes.namespace,
+                admission.user,
+            ),
+            Origin::Binding { .. } => cel.applies(admission),
+        };
+        if !selected {
+            continue;
+        }
+        out.judged += 1;
+        let outcome = cel.evaluate(admission);
+        for failure in outcome.failures {
+            let (mode, audited) = match cel.origin {
+                Origin::Portier { .. } => (policy.mode, false),
+                // A configuration error or a failed audit annotation denies, whatever the
+                // binding's actions (the API server's `addConfigError`).
+                Origin::Binding { .. } if failure.always_denies => (Mode::Enforce, false),
+                Origin::Binding { .. } => {
+                    (policy.mode, cel.actions.audit && policy.mode != Mode::Audit)
+                }
+            };
+            out.violations.push(Violation {
+                policy,
+                policy_index: index,
+                finding: Finding {
+                    container: None,
+                    path: FieldPath::Object(Cow::Borrowed("")),
+                    problem: Cow::Owned(failure.message),
+                    fix: Cow::Borrowed(""),
+                    reason: Some(status_reason(&failure.reason)),
+                },
+                mode,
+                audited,
+            });
+        }
+        out.annotations.extend(outcome.annotations);
+    }
+}
+
+/// The status reasons a validation may give, as static names.
+fn status_reason(reason: &str) -> &'static str {
+    match reason {
+        "Unauthorized" => "Unauthorized",
+        "Forbidden" => "Forbidden",
+        "RequestEntityTooLarge" => "RequestEntityTooLarge",
+        _ => "Invalid",
+    }
+}
