@@ -203,6 +203,12 @@ pub(super) fn encode_verdict(
         })
         .collect();
     let denied = verdict.denies();
+    // The status reason of the first denial: Forbidden, or a CEL validation's own reason.
+    let reason = verdict
+        .in_mode(Mode::Enforce)
+        .next()
+        .and_then(|v| v.finding.reason)
+        .unwrap_or("Forbidden");
     let mut deny_message = String::new();
     let mut warnings = Vec::new();
     let mut audit_annotations: Vec<(&str, String)> = Vec::new();
@@ -231,11 +237,27 @@ pub(super) fn encode_verdict(
             }
         }
     }
+    // CEL policies' audit annotations, keyed `<policy>/<key>` as the API server forms them;
+    // a webhook's keys may not hold a '/' (the API server prefixes the webhook's name), so
+    // they become `<policy>.<key>`.
+    let cel_annotations: Vec<(String, &str)> = verdict
+        .annotations
+        .iter()
+        .map(|(key, value)| (key.replacen('/', ".", 1), value.as_str()))
+        .collect();
+    for (key, value) in &cel_annotations {
+        audit_annotations.push((key, (*value).to_owned()));
+    }
     let status = denied.then(|| StatusOut {
         status: "Failure",
         message: &deny_message,
-        reason: "Forbidden",
-        code: 403,
+        reason,
+        code: match reason {
+            "Unauthorized" => 401,
+            "RequestEntityTooLarge" => 413,
+            "Invalid" => 422,
+            _ => 403,
+        },
     });
     let body = write_review(ResponseOut {
         uid: &subject.uid,

@@ -78,6 +78,13 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
     }
 }
 
+/// The review's `request` as CEL policies read it: the whole of it, borrowed from the body.
+#[derive(serde::Deserialize)]
+struct CelReview<'a> {
+    #[serde(borrow)]
+    request: crate::cel::Json<'a>,
+}
+
 /// A review read from its body: answered already, or a workload to judge.
 // Returned by value once per review and matched at once; boxing either variant would put an
 // allocation on the review's path.
@@ -101,6 +108,8 @@ pub struct Judgement<'a> {
     workload: Workload<'a>,
     /// The object as sent, for `/mutate`'s patch.
     object: Option<&'a RawValue>,
+    /// The whole review, which CEL policies read again when the set has any.
+    body: &'a [u8],
 }
 
 impl<'a> Judgement<'a> {
@@ -130,7 +139,7 @@ pub fn decode(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
     #[cfg(any(test, feature = "test-seams"))]
     engine::seams::DECODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
-        return prepare(review, workload, endpoint);
+        return prepare(review, workload, endpoint, body);
     }
     decode_general(body, endpoint)
 }
@@ -168,7 +177,7 @@ fn decode_general(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
             return Decoded::Answered(bad_request(&format!("the body is not valid JSON: {e}")));
         }
     };
-    prepare(review, None, endpoint)
+    prepare(review, None, endpoint, body)
 }
 
 /// Checks a decoded review and finds its workload. `decoded` is the workload when
@@ -178,6 +187,7 @@ fn prepare<'a>(
     review: ReviewIn<'a>,
     decoded: Option<Workload<'a>>,
     endpoint: Endpoint,
+    body: &'a [u8],
 ) -> Decoded<'a> {
     let api_version = review.api_version.as_deref().unwrap_or("");
     let kind = review.kind.as_deref().unwrap_or("");
@@ -225,17 +235,35 @@ fn prepare<'a>(
         kind,
         workload,
         object,
+        body,
     })
 }
 
 /// Judges a decoded review against `set`, reading image signature verdicts from `images`
 /// (what was verified for this review), and encodes the answer.
 pub fn answer(judgement: Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdicts) -> Answer {
-    let Some(pod) = judgement.pod() else {
-        return allow(&judgement.uid);
-    };
     let request = judgement.request();
-    let verdict = engine::evaluate_with(set, &request, pod, images);
+    // CEL policies read the whole request: decoded again, only for sets that have them.
+    let cel_review = match set.has_cel() {
+        true => match serde_json::from_slice::<CelReview<'_>>(judgement.body) {
+            Ok(review) => Some(review),
+            Err(e) => {
+                let why = format!("the review cannot be read for CEL policies: {e}");
+                return fail_closed(&judgement.uid, judgement.endpoint, &why);
+            }
+        },
+        false => None,
+    };
+    let admission = cel_review
+        .as_ref()
+        .map(|r| crate::cel::Admission::from_request(&r.request));
+    let verdict = match (judgement.pod(), &admission) {
+        (Some(pod), None) => engine::evaluate_with(set, &request, pod, images),
+        (None, None) => return allow(&judgement.uid),
+        (pod, Some(admission)) => {
+            engine::evaluate_admission(set, pod.map(|pod| (&request, pod)), images, admission)
+        }
+    };
     let endpoint = judgement.endpoint;
     // Policies that pin verified image tags to digests on /mutate, whatever the verdict.
     let pinning: Vec<usize> = if endpoint == Endpoint::Mutate {
@@ -243,7 +271,7 @@ pub fn answer(judgement: Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdi
     } else {
         Vec::new()
     };
-    if verdict.is_clean() && pinning.is_empty() {
+    if verdict.is_clean() && pinning.is_empty() && verdict.annotations.is_empty() {
         return allow(&judgement.uid);
     }
     if endpoint == Endpoint::Mutate {

@@ -20,8 +20,9 @@ pub struct Admission<'a> {
     pub object: Value<'a>,
     pub old_object: Value<'a>,
     pub request: Value<'a>,
-    /// The object's labels and its old labels, for selectors.
+    /// The object's labels and its old labels, for object selectors.
     pub labels: Option<&'a Json<'a>>,
+    pub old_labels: Option<&'a Json<'a>>,
 }
 
 fn text<'a>(json: &'a Json<'a>, path: &[&str]) -> &'a str {
@@ -39,6 +40,12 @@ impl<'a> Admission<'a> {
     /// The request of an AdmissionReview (`review.request`), decoded.
     pub fn from_request(request: &'a Json<'a>) -> Admission<'a> {
         let value = |key: &str| request.get(key).map_or(Value::Null, Value::from_json);
+        let labels = |key: &str| {
+            request
+                .get(key)
+                .and_then(|o| o.get("metadata"))
+                .and_then(|m| m.get("labels"))
+        };
         let user = request
             .get("userInfo")
             .and_then(|u| u.get("username"))
@@ -58,10 +65,8 @@ impl<'a> Admission<'a> {
             object: value("object"),
             old_object: value("oldObject"),
             request: Value::from_json(request),
-            labels: request
-                .get("object")
-                .and_then(|o| o.get("metadata"))
-                .and_then(|m| m.get("labels")),
+            labels: labels("object"),
+            old_labels: labels("oldObject"),
         }
     }
 }

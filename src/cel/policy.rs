@@ -160,6 +160,9 @@ pub struct CelPolicy {
     /// everything for portier's own policies, which select with `match`/`exclude`.
     pub constraints: Matcher,
     pub binding_match: Matcher,
+    /// The policy's and the binding's object selectors (each must match the object's labels
+    /// or its old labels, as in the API server).
+    pub object_selectors: Vec<LabelSelector>,
     pub actions: Actions,
 }
 
@@ -219,6 +222,12 @@ impl CelPolicy {
     pub fn applies(&self, admission: &Admission<'_>) -> bool {
         self.constraints.matches(&admission.attributes)
             && self.binding_match.matches(&admission.attributes)
+            && self.object_selectors.iter().all(|selector| {
+                [admission.labels, admission.old_labels]
+                    .into_iter()
+                    .flatten()
+                    .any(|labels| selector.matches(|key| labels.get(key).and_then(Json::as_str)))
+            })
     }
 
     /// Evaluates the policy on a request it applies to.

@@ -603,6 +603,15 @@ fn unknown_documents_and_fields_are_load_errors() {
         e.contains("spec.matchConstraints.namespaceSelector: not supported yet"),
         "{e}"
     );
+    let with_namespace_selector = BINDING.replace(
+        "validationActions: [Deny]",
+        "validationActions: [Deny]\n  matchResources: {namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]}}",
+    );
+    let e = load_error(&format!("{REPLICAS_POLICY}---{with_namespace_selector}"));
+    assert!(
+        e.contains("spec.matchResources.namespaceSelector: not supported yet"),
+        "{e}"
+    );
     let e = load_error(&REPLICAS_POLICY.replace(
         "    resourceRules:",
         "    objectSelector: {matchExpressions: [{key: a, operator: Bogus}]}\n    resourceRules:",
@@ -655,6 +664,25 @@ fn unknown_documents_and_fields_are_load_errors() {
     let e =
         load_error(&REPLICAS_POLICY.replace("name: demo-policy.example.com", "name: Demo_Policy"));
     assert!(e.contains("metadata.name"), "{e}");
+}
+
+#[test]
+fn object_selectors_read_the_object_s_labels() {
+    // As the Kubescape library's test bindings select their test objects.
+    let binding = BINDING.replace(
+        "validationActions: [Deny]",
+        "validationActions: [Deny]\n  matchResources: {objectSelector: {matchLabels: {admission-policy-test: abc}}}",
+    );
+    let s = set(&format!("{REPLICAS_POLICY}---{binding}"));
+    assert!(
+        check(&s, &deployment("big", 10)).rows.is_empty(),
+        "not labelled: not selected"
+    );
+    let labelled = deployment("big", 10).replace(
+        "metadata: {name: big, namespace: shop}",
+        "metadata: {name: big, namespace: shop, labels: {admission-policy-test: abc}}",
+    );
+    assert_eq!(check(&s, &labelled).rows.len(), 1);
 }
 
 #[test]

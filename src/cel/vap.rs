@@ -8,10 +8,10 @@
 //! A policy without a binding does nothing; each binding of a policy becomes one compiled
 //! policy in the set (named after the binding, as bindings are what the API server enforces).
 //!
-//! Not supported yet, and so refused with a load error rather than ignored:
-//! `namespaceSelector` and `objectSelector` other than `{}` (deciding them needs the
-//! namespace's labels, which portier will read from a namespace cache), and
-//! `namespaceObject` in expressions.
+//! Not supported yet, and so refused with a load error rather than ignored: a
+//! `namespaceSelector` other than `{}` (deciding it needs the namespace's labels, which
+//! portier will read from a namespace cache) and `namespaceObject` in expressions. An
+//! `objectSelector` needs only the object's labels and is decided.
 
 use std::collections::BTreeMap;
 
@@ -515,6 +515,7 @@ pub fn compile_portier(name: &str, params: serde_json::Value) -> Result<CelPolic
         params: Params::None,
         constraints: Matcher::default(),
         binding_match: Matcher::default(),
+        object_selectors: Vec::new(),
         actions: Actions::default(),
     })
 }
@@ -550,26 +551,31 @@ fn compile_rules(field: &str, rules: &[RuleDoc]) -> Result<Vec<Rule>, DocError> 
     Ok(out)
 }
 
-/// Compiles a `MatchResources`; `require_rules` for a policy's `matchConstraints`.
+/// Compiles a `MatchResources` (`require_rules` for a policy's `matchConstraints`): its rules,
+/// and its object selector unless empty.
 fn compile_match(
     field: &str,
     doc: &MatchResourcesDoc,
     require_rules: bool,
-) -> Result<Matcher, DocError> {
-    for (name, selector) in [
-        ("namespaceSelector", &doc.namespace_selector),
-        ("objectSelector", &doc.object_selector),
-    ] {
-        let Some(selector) = selector else { continue };
+) -> Result<(Matcher, Option<LabelSelector>), DocError> {
+    if let Some(selector) = &doc.namespace_selector {
         let compiled = LabelSelector::compile(selector)
-            .map_err(|(f, m)| DocError::new(format!("{field}.{name}.{f}"), m))?;
+            .map_err(|(f, m)| DocError::new(format!("{field}.namespaceSelector.{f}"), m))?;
         if !compiled.is_empty() {
             return Err(DocError::new(
-                format!("{field}.{name}"),
-                "not supported yet: portier cannot decide label selectors on namespaces and objects until it reads namespaces (only the empty selector {} is accepted)",
+                format!("{field}.namespaceSelector"),
+                "not supported yet: portier does not read namespaces' labels yet, so it cannot decide a namespace selector (only the empty selector {}, which matches every namespace, is accepted)",
             ));
         }
     }
+    let object_selector = match &doc.object_selector {
+        Some(selector) => Some(
+            LabelSelector::compile(selector)
+                .map_err(|(f, m)| DocError::new(format!("{field}.objectSelector.{f}"), m))?,
+        )
+        .filter(|s| !s.is_empty()),
+        None => None,
+    };
     match doc.match_policy.as_deref() {
         None | Some("Equivalent") | Some("Exact") => {}
         Some(other) => {
@@ -595,7 +601,7 @@ fn compile_match(
         &format!("{field}.excludeResourceRules"),
         doc.exclude_resource_rules.as_deref().unwrap_or_default(),
     )?;
-    Ok(Matcher { rules, exclude })
+    Ok((Matcher { rules, exclude }, object_selector))
 }
 
 /// A DNS subdomain, as object names must be.
@@ -642,6 +648,7 @@ struct LoadedPolicy {
     param_kind: Option<(String, String)>,
     compiled: Compiled,
     constraints: Matcher,
+    object_selector: Option<LabelSelector>,
 }
 
 struct LoadedBinding {
@@ -651,6 +658,7 @@ struct LoadedBinding {
     actions: Actions,
     param_ref: Option<ParamRefDoc>,
     matcher: Matcher,
+    object_selector: Option<LabelSelector>,
 }
 
 /// A compiled binding, ready to join the set.
@@ -770,7 +778,7 @@ impl Documents {
                 Some((api_version, kind))
             }
         };
-        let constraints = match &spec.match_constraints {
+        let (constraints, object_selector) = match &spec.match_constraints {
             Some(m) => compile_match("spec.matchConstraints", m, true)?,
             None => return Err(DocError::new("spec.matchConstraints", "Required value")),
         };
@@ -798,6 +806,7 @@ impl Documents {
             param_kind,
             compiled,
             constraints,
+            object_selector,
         })
     }
 
@@ -967,6 +976,12 @@ impl Documents {
                     params,
                     constraints: policy.constraints.clone(),
                     binding_match: binding.matcher.clone(),
+                    object_selectors: policy
+                        .object_selector
+                        .iter()
+                        .chain(binding.object_selector.iter())
+                        .cloned()
+                        .collect(),
                     actions: binding.actions,
                 },
             });
@@ -1041,9 +1056,9 @@ fn load_binding(place: Place, doc: BindingDoc) -> Result<LoadedBinding, DocError
                 .map_err(|(f, m)| DocError::new(format!("spec.paramRef.selector.{f}"), m))?;
         }
     }
-    let matcher = match &spec.match_resources {
+    let (matcher, object_selector) = match &spec.match_resources {
         Some(m) => compile_match("spec.matchResources", m, false)?,
-        None => Matcher::default(),
+        None => (Matcher::default(), None),
     };
     Ok(LoadedBinding {
         place,
@@ -1052,5 +1067,6 @@ fn load_binding(place: Place, doc: BindingDoc) -> Result<LoadedBinding, DocError
         actions,
         param_ref: spec.param_ref,
         matcher,
+        object_selector,
     })
 }
