@@ -30,10 +30,45 @@ pub(crate) fn register(r: &mut Registry) {
 
 /// Compiles a pattern, or says why not (in the words the load error shows).
 pub(crate) fn compile(pattern: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(pattern)
+    regex::RegexBuilder::new(&ascii_perl_classes(pattern))
         .size_limit(SIZE_LIMIT)
         .build()
         .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+}
+
+/// RE2's Perl classes are ASCII (`\w` is `[0-9A-Za-z_]`, `\d` is `[0-9]`, `\s` is
+/// `[\t\n\f\r ]`, `\b` an ASCII word boundary) where Rust's `regex` makes them Unicode: the
+/// pattern is rewritten so that they mean what they mean in the API server. (Besides the
+/// meaning, a Unicode `\w` repeated `{0,127}` times compiles to a far larger automaton.)
+/// Nested classes keep the rewrite valid inside brackets (`[\w.-]` is `[[0-9A-Za-z_].-]`).
+fn ascii_perl_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(next) = chars.next() else {
+            out.push(c);
+            break;
+        };
+        match next {
+            'd' => out.push_str("[0-9]"),
+            'D' => out.push_str("[^0-9]"),
+            'w' => out.push_str("[0-9A-Za-z_]"),
+            'W' => out.push_str("[^0-9A-Za-z_]"),
+            's' => out.push_str("[\\t\\n\\f\\r ]"),
+            'S' => out.push_str("[^\\t\\n\\f\\r ]"),
+            'b' => out.push_str("(?-u:\\b)"),
+            'B' => out.push_str("(?-u:\\B)"),
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
 }
 
 /// cel-go's cost of matching: a tenth of the text's length, times a quarter of the
@@ -106,4 +141,30 @@ fn find<'a>(call: &mut Call<'_>, args: &mut [Value<'a>]) -> Result<Value<'a>, Ev
 
 fn find_all<'a>(call: &mut Call<'_>, args: &mut [Value<'a>]) -> Result<Value<'a>, EvalError> {
     dynamic(call, args, RegexFunction::FindAll)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_re2() {
+        assert!(compile(r"^\w+$").unwrap().is_match("abc_1"));
+        assert!(!compile(r"^\w+$").unwrap().is_match("é"));
+        assert!(
+            !compile(r"^\d$").unwrap().is_match("٣"),
+            "an Arabic-Indic digit is no \\d"
+        );
+        assert!(compile(r"^[\w.-]+$").unwrap().is_match("a.b-c"));
+        assert!(!compile(r"^[^\w]$").unwrap().is_match("a"));
+        assert!(compile(r"a\sb").unwrap().is_match("a b"));
+        assert!(!compile(r"a\sb").unwrap().is_match("a\u{a0}b"));
+        assert!(compile(r"\bcat\b").unwrap().is_match("a cat."));
+        assert!(
+            compile(r"\\w").unwrap().is_match("\\w"),
+            "an escaped backslash stays"
+        );
+        // Kubescape C-0075's tag pattern: too large as a Unicode automaton.
+        assert!(compile(r":[\w][\w.-]{0,127}(\/)?").is_ok());
+    }
 }
