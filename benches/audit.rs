@@ -50,11 +50,7 @@ fn page() -> String {
 fn audit(c: &mut Criterion) {
     let set = PolicySet::from_dir(std::path::Path::new(POLICIES)).expect("shipped policies load");
     let body = page();
-    let request = Request {
-        kind: WorkloadKind::Pod,
-        namespace: "shop",
-        user: None,
-    };
+    let request = Request::new(WorkloadKind::Pod, "shop", None);
     let mut group = c.benchmark_group("audit");
     group.sample_size(20);
     group.throughput(criterion::Throughput::Elements(PAGE as u64));

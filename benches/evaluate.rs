@@ -19,11 +19,11 @@ fn evaluate(c: &mut Criterion<common::Clock>) {
         for w in &workloads {
             let decoded = decode_workload(w.kind, &w.json).expect("fixture decodes");
             let pod = decoded.pod().expect("fixture has a pod spec");
-            let request = Request {
-                kind: w.kind,
-                namespace: w.namespace,
-                user: Some("system:serviceaccount:ci:deployer"),
-            };
+            let request = Request::new(
+                w.kind,
+                w.namespace,
+                Some("system:serviceaccount:ci:deployer"),
+            );
             let verdict = engine::evaluate(&set, &request, pod);
             assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);
             group.bench_function(w.name, |b| {
@@ -42,12 +42,8 @@ fn signed_images_cached(c: &mut Criterion<common::Clock>) {
     for w in &workloads {
         let decoded = decode_workload(w.kind, &w.json).expect("fixture decodes");
         let pod = decoded.pod().expect("fixture has a pod spec");
-        let request = Request {
-            kind: w.kind,
-            namespace: w.namespace,
-            user: None,
-        };
-        let images = ReviewImages::new(&verifier);
+        let request = Request::new(w.kind, w.namespace, None);
+        let mut images = ReviewImages::new(&verifier);
         assert!(
             images.misses(&set, &request, pod).is_empty(),
             "{}: cache misses",
@@ -58,7 +54,7 @@ fn signed_images_cached(c: &mut Criterion<common::Clock>) {
         group.bench_function(w.name, |b| {
             b.iter(|| {
                 // The image pass of a review: plan (cache lookups), then evaluate once.
-                let images = ReviewImages::new(&verifier);
+                let mut images = ReviewImages::new(&verifier);
                 black_box(images.misses(black_box(&set), &request, black_box(pod)));
                 black_box(engine::evaluate_with(
                     black_box(&set),

@@ -272,11 +272,7 @@ pub fn measure(input: &Input, set: &PolicySet, iterations: u64) -> Measurement {
             .unwrap_or("");
         what = format!("{} {}/{}", j.kind, j.namespace, name);
         if let Some(pod) = workload.pod() {
-            let request = Request {
-                kind: j.kind,
-                namespace: &j.namespace,
-                user: j.user.as_deref(),
-            };
+            let request = Request::new(j.kind, &j.namespace, j.user.as_deref());
             violations = engine::evaluate(set, &request, pod).violations.len();
             evaluate_ns = Some(
                 time_per_call(iterations, || {

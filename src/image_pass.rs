@@ -10,6 +10,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::engine::{self, Request};
 use crate::images::{ImageVerdict, ImageVerdicts, Miss, Requirement, Verified, Verifier};
 use crate::pod::PodView;
@@ -23,6 +25,22 @@ pub struct ReviewImages<'a> {
     before_mutation: bool,
     /// (container name, digest it runs), from the pod's status.
     running: &'a [(String, String)],
+    /// What planning found in the cache, so the evaluation does not look it up again.
+    found: SmallVec<[Hit; 8]>,
+}
+
+/// A verdict planning found in the cache, keyed by the requirement and by *where* the
+/// reference's text is: the canonical text of a pod's image is borrowed from the pod, so the
+/// evaluation that follows asks with the very same slice. A reference built anew (another
+/// spelling made canonical, a running digest) has another address and is looked up again.
+struct Hit {
+    cache_id: u64,
+    text: (usize, usize),
+    verdict: Arc<ImageVerdict>,
+}
+
+fn address(text: &str) -> (usize, usize) {
+    (text.as_ptr() as usize, text.len())
 }
 
 impl<'a> ReviewImages<'a> {
@@ -33,6 +51,7 @@ impl<'a> ReviewImages<'a> {
             verified: Cow::Borrowed(&[]),
             before_mutation: false,
             running: &[],
+            found: SmallVec::new(),
         }
     }
 
@@ -61,32 +80,51 @@ impl<'a> ReviewImages<'a> {
     }
 
     /// What `set`'s `signed-images` policies will ask about `pod` that the cache does not
-    /// hold, each pair once. Allocates nothing when everything is cached.
+    /// hold, each pair once; what it does hold is kept for the evaluation of the same `pod`.
+    /// Allocates nothing when everything is cached. The pod is borrowed for as long as these
+    /// verdicts live, so no other text can take the addresses the hits are keyed by.
     pub fn misses(
-        &self,
+        &mut self,
         set: &PolicySet,
         request: &Request<'_>,
-        pod: PodView<'_, '_>,
+        pod: PodView<'a, '_>,
     ) -> Vec<Miss> {
         let mut misses: Vec<Miss> = Vec::new();
+        let mut found: SmallVec<[Hit; 8]> = SmallVec::new();
         wanted(set, request, pod, self, &mut |requirement, reference| {
-            let known = misses
+            let text = address(reference);
+            let seen = found
                 .iter()
-                .any(|(r, i)| r.cache_id == requirement.cache_id && &**i == reference);
-            if !known && self.verifier.cached(requirement, reference).is_none() {
-                misses.push((Arc::clone(requirement), reference.into()));
+                .any(|h| h.cache_id == requirement.cache_id && h.text == text)
+                || misses
+                    .iter()
+                    .any(|(r, i)| r.cache_id == requirement.cache_id && &**i == reference);
+            if seen {
+                return;
+            }
+            match self.verifier.cached(requirement, reference) {
+                // Kept inline only: a pod with more images looks the rest up again rather
+                // than allocate on the cached path.
+                Some(verdict) if found.len() < found.inline_size() => found.push(Hit {
+                    cache_id: requirement.cache_id,
+                    text,
+                    verdict,
+                }),
+                Some(_) => {}
+                None => misses.push((Arc::clone(requirement), reference.into())),
             }
         });
+        self.found = found;
         misses
     }
 
     /// Plans, verifies what the cache lacks (until `deadline`, else each rule's own timeout
     /// and a margin), and returns the verdicts to evaluate `pod` with.
     pub async fn verify(
-        self,
+        mut self,
         set: &PolicySet,
         request: &Request<'_>,
-        pod: PodView<'_, '_>,
+        pod: PodView<'a, '_>,
         deadline: Option<tokio::time::Instant>,
     ) -> ReviewImages<'a> {
         let misses = self.misses(set, request, pod);
@@ -103,6 +141,14 @@ impl ImageVerdicts for ReviewImages<'_> {
     /// What was verified for this object, else the cache; what neither knows was planned and
     /// not reached in time: "unavailable", never silently passed.
     fn verdict(&self, rule: &Arc<Requirement>, reference: &str) -> Option<Arc<ImageVerdict>> {
+        let text = address(reference);
+        if let Some(hit) = self
+            .found
+            .iter()
+            .find(|h| h.cache_id == rule.cache_id && h.text == text)
+        {
+            return Some(Arc::clone(&hit.verdict));
+        }
         if let Some((_, _, verdict)) = self
             .verified
             .iter()

@@ -47,7 +47,7 @@ struct ImageMetrics {
     /// [hit, miss]
     cache: [IntCounter; 2],
     /// [resolve, signature_manifest, blob]
-    registry_latency: [Histogram; 3],
+    registry_latency: [Histogram; 5],
 }
 
 /// A registry round trip, for the latency histogram.
@@ -57,15 +57,21 @@ pub enum RegistryOp {
     Resolve,
     /// The `sha256-<hex>.sig` manifest.
     SignatureManifest,
-    /// A signature payload.
+    /// A signature payload, bundle or envelope.
     Blob,
+    /// The referrers of a digest (the referrers API, or the referrers tag schema).
+    Referrers,
+    /// The image's own manifest, the bytes a Sigstore message signature signs.
+    ImageManifest,
 }
 
 impl RegistryOp {
-    const ALL: [RegistryOp; 3] = [
+    const ALL: [RegistryOp; 5] = [
         RegistryOp::Resolve,
         RegistryOp::SignatureManifest,
         RegistryOp::Blob,
+        RegistryOp::Referrers,
+        RegistryOp::ImageManifest,
     ];
 
     fn as_str(self) -> &'static str {
@@ -73,6 +79,8 @@ impl RegistryOp {
             RegistryOp::Resolve => "resolve",
             RegistryOp::SignatureManifest => "signature_manifest",
             RegistryOp::Blob => "blob",
+            RegistryOp::Referrers => "referrers",
+            RegistryOp::ImageManifest => "image_manifest",
         }
     }
 }

@@ -300,11 +300,11 @@ fn evaluate<R>(
     let Some(pod) = workload.pod() else {
         return Ok(Some(None));
     };
-    let request = Request {
+    let request = Request::new(
         kind,
-        namespace: workload.namespace.as_deref().unwrap_or("default"),
-        user: None,
-    };
+        workload.namespace.as_deref().unwrap_or("default"),
+        None,
+    );
     // CEL policies judge the whole object, as a CREATE of it would be reviewed.
     let cel_request = set
         .has_cel()

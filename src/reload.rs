@@ -114,13 +114,24 @@ impl PolicyStore {
 
     fn try_reload(&self, last_failed: &mut Option<u64>) -> Result<Reloaded, LoadError> {
         let sources = Sources::read_dir(&self.dir)?;
-        let fingerprint = sources.fingerprint();
-        if fingerprint == self.current.load().set.fingerprint() || *last_failed == Some(fingerprint)
+        // The policy files, and the files they read (keys, trusted roots, trust stores): a
+        // rotated Secret is a change like an edited policy.
+        let current = self.current.load();
+        let external = current.set.external_files();
+        let mut attempt = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&sources.fingerprint(), &mut attempt);
+        for (path, _) in &external {
+            std::hash::Hash::hash(&crate::policy::signed_images::file_hash(path), &mut attempt);
+        }
+        let attempt = std::hash::Hasher::finish(&attempt);
+        let same_sources = sources.fingerprint() == current.set.fingerprint();
+        if (same_sources && !current.set.external_files_changed()) || *last_failed == Some(attempt)
         {
             return Ok(Reloaded::Unchanged);
         }
+        drop(current);
         let set = compile(&self.dir, &sources, self.allow_empty).inspect_err(|_| {
-            *last_failed = Some(fingerprint);
+            *last_failed = Some(attempt);
         })?;
         *last_failed = None;
         let n = set.len();
@@ -133,7 +144,18 @@ impl PolicyStore {
     /// `poll` is the backup interval for changes the file system does not report.
     pub fn watch(self: &Arc<Self>, poll: Duration) -> Result<Watcher, notify::Error> {
         let store = Arc::clone(self);
-        watch_dirs(std::slice::from_ref(&self.dir), poll, move || {
+        // The directories of the files the policies read too (a mounted Secret swaps its
+        // `..data` link there); ones added by later edits are caught by the poll.
+        let mut dirs = vec![self.dir.clone()];
+        for (path, _) in self.current.load().set.external_files() {
+            if let Some(parent) = path.parent()
+                && parent.is_dir()
+                && !dirs.iter().any(|d| d == parent)
+            {
+                dirs.push(parent.to_owned());
+            }
+        }
+        watch_dirs(&dirs, poll, move || {
             // The outcome is logged and counted by `reload`.
             let _ = store.reload();
         })
@@ -188,6 +210,46 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("portier_policies_loaded 2"), "{text}");
+    }
+
+    #[test]
+    fn a_rotated_key_file_reloads_the_set_and_a_broken_one_keeps_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let key_path = keys.path().join("cosign.pub");
+        let pem = || {
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .unwrap()
+                .public_key_pem()
+        };
+        std::fs::write(&key_path, pem()).unwrap();
+        let policy = format!(
+            "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: s}}\nspec:\n  check: signed-images\n  params:\n    rules: [{{images: ['*'], keyFiles: [{}]}}]\n",
+            key_path.display()
+        );
+        std::fs::write(dir.path().join("p.yaml"), policy).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let store = PolicyStore::open(dir.path(), false, metrics).unwrap();
+        let cache_id = |store: &PolicyStore| match &store.snapshot().set.policies()[0].check {
+            crate::policy::Check::SignedImages(p) => p.rules[0].requirement.cache_id,
+            _ => unreachable!("a signed-images policy"),
+        };
+        let before = cache_id(&store);
+        assert!(matches!(store.reload(), Ok(Reloaded::Unchanged)));
+        // The Secret is rotated: the policy file is the same, the key is not.
+        std::fs::write(&key_path, pem()).unwrap();
+        assert!(matches!(store.reload(), Ok(Reloaded::Swapped(1))));
+        assert_ne!(
+            cache_id(&store),
+            before,
+            "no verdict under the old key is reused"
+        );
+        let rotated = cache_id(&store);
+        // A broken key file is refused once and the rotated key stays in force.
+        std::fs::write(&key_path, "not a key").unwrap();
+        assert!(store.reload().is_err());
+        assert!(matches!(store.reload(), Ok(Reloaded::Unchanged)));
+        assert_eq!(cache_id(&store), rotated);
     }
 
     #[test]

@@ -342,7 +342,14 @@ async fn answer(
                 }
                 None => ReviewImages::new(&state.images),
             };
-            admission::answer(judgement, &snapshot.set, &images)
+            admission::answer(
+                &judgement,
+                &snapshot.set,
+                &images,
+                crate::namespaces::NamespaceLabels::Unknown(
+                    "portier serve has no source of namespace labels yet",
+                ),
+            )
         }
     };
     // Counted once per review and policy: decisions come in policy order.

@@ -57,11 +57,11 @@ fn evaluating_an_allowed_decoded_pod_does_not_allocate() {
         for w in fixtures::workloads() {
             let decoded = decode_workload(w.kind, &w.json).unwrap();
             let pod = decoded.pod().unwrap();
-            let request = Request {
-                kind: w.kind,
-                namespace: w.namespace,
-                user: Some("system:serviceaccount:ci:deployer"),
-            };
+            let request = Request::new(
+                w.kind,
+                w.namespace,
+                Some("system:serviceaccount:ci:deployer"),
+            );
             let (verdict, n) = alloc_count::count(|| engine::evaluate(&set, &request, pod));
             assert!(verdict.is_clean(), "{set_name}/{}", w.name);
             assert_eq!(n, 0, "{set_name}/{}: evaluate allocated {n} times", w.name);
@@ -75,15 +75,11 @@ fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
     for w in &workloads {
         let decoded = decode_workload(w.kind, &w.json).unwrap();
         let pod = decoded.pod().unwrap();
-        let request = Request {
-            kind: w.kind,
-            namespace: w.namespace,
-            user: None,
-        };
+        let request = Request::new(w.kind, w.namespace, None);
         // The whole image pass of a review whose verdicts are cached: planning (the cache
         // lookups), then the one evaluation.
         let (misses, n) = alloc_count::count(|| {
-            let images = ReviewImages::new(&verifier);
+            let mut images = ReviewImages::new(&verifier);
             let misses = images.misses(&set, &request, pod);
             let verdict = engine::evaluate_with(&set, &request, pod, &images);
             assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);
@@ -92,6 +88,34 @@ fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
         assert_eq!(misses, 0, "{}: every verdict is cached", w.name);
         assert_eq!(n, 0, "{}: the cached path allocated {n} times", w.name);
     }
+}
+
+/// A cache that did its eviction bookkeeping on reads would allocate once it is full, which
+/// an audit of more distinct images than the verifier's bound (16 384) makes it.
+#[test]
+fn a_hit_in_a_full_verdict_cache_does_not_allocate() {
+    use portier::images::cache::TtlMap;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let map = TtlMap::new(16_384);
+    let keys: Vec<Arc<str>> = (0..20_000)
+        .map(|i| Arc::from(format!("registry.example.com/team/app-{i}@sha256:{i:064x}")))
+        .collect();
+    for key in &keys {
+        map.insert(Arc::clone(key), Arc::clone(key), Duration::from_secs(600));
+    }
+    let now = Instant::now();
+    let (hits, n) = alloc_count::count(|| {
+        (0..4)
+            .map(|_| {
+                keys.iter()
+                    .filter(|k| map.get(&***k, now).is_some())
+                    .count()
+            })
+            .sum::<usize>()
+    });
+    assert!(hits > 4 * 8_192, "{hits} hits");
+    assert_eq!(n, 0, "{hits} hits allocated {n} times");
 }
 
 #[test]
@@ -237,11 +261,7 @@ fn judging_a_compliant_pod_with_every_pss_control_allocates_nothing() {
     ] {
         let workload = decode_workload(kind, json).unwrap();
         let pod = workload.pod().unwrap();
-        let request = Request {
-            kind,
-            namespace: "shop",
-            user: None,
-        };
+        let request = Request::new(kind, "shop", None);
         for set in sets {
             let (verdict, n) = alloc_count::count(|| engine::evaluate(set, &request, pod));
             assert!(verdict.is_clean(), "{kind}: {:?}", verdict.violations);

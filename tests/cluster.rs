@@ -7,18 +7,20 @@
 //!
 //! Each test owns a namespace and a portier process. Its webhook configurations (named after
 //! the namespace) add one requirement to the chart's namespace selector: the namespace carries
-//! the test's label, so tests running side by side never call each other's portier.
+//! the test's label, so tests running side by side never call each other's portier. That
+//! harness ([`Portier`]) is `tests/k8s/webhooks.rs`.
 
 mod common;
 mod k8s;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use base64::Engine;
-use common::{ServeProcess, TestPki, replace_file, write_private};
-use k8s::{Cluster, cluster, eventually, test_label};
+use common::metrics::counter;
+use common::replace_file;
+use k8s::objects::{object, refusal};
+use k8s::webhooks::{Portier, chart_policies};
+use k8s::{eventually, test_label};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -27,227 +29,12 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-
-/// A running `portier serve` whose webhooks the API server calls for one namespace.
-struct Portier {
-    cluster: &'static Cluster,
-    client: Client,
-    ns: String,
-    process: Option<ServeProcess>,
-    dir: tempfile::TempDir,
-    /// https://127.0.0.1:PORT
-    url: String,
-}
-
-/// The policy files of the chart's ConfigMap (the default set of `deploy/portier.yaml`).
-fn chart_policies() -> Vec<(String, String)> {
-    let config_map = k8s::deployed("ConfigMap", "portier-policies");
-    config_map["data"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, text)| (name.clone(), text.as_str().unwrap().to_owned()))
-        .collect()
-}
 
 fn policy(name: &str, check: &str, mode: &str, extra: &str) -> String {
     format!(
         "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  check: {check}\n  mode: {mode}\n{extra}"
     )
-}
-
-impl Portier {
-    /// A new namespace `prefix-N`, a portier serving `policies` and both webhook
-    /// configurations, live once the API server has called /mutate and /validate.
-    async fn start(prefix: &str, policies: &[(String, String)]) -> Portier {
-        let cluster = cluster();
-        let client = cluster.client().await;
-        let ns = cluster.namespace(&client, prefix).await;
-        let dir = tempfile::tempdir().unwrap();
-        let policy_dir = dir.path().join("policies");
-        std::fs::create_dir(&policy_dir).unwrap();
-        for (name, text) in policies {
-            std::fs::write(policy_dir.join(name), text).unwrap();
-        }
-        let pki = TestPki::new();
-        let cert = dir.path().join("tls.crt");
-        let key = dir.path().join("tls.key");
-        std::fs::write(&cert, &pki.cert_pem).unwrap();
-        write_private(&key, &pki.key_pem);
-        let process = ServeProcess::start(&[
-            "--policies",
-            policy_dir.to_str().unwrap(),
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ]);
-        let url = format!("https://{}", process.addr);
-        let portier = Portier {
-            cluster,
-            client,
-            ns,
-            process: Some(process),
-            dir,
-            url,
-        };
-        portier.register(&pki.ca_pem).await;
-        portier.wait_live().await;
-        portier
-    }
-
-    fn policy_dir(&self) -> PathBuf {
-        self.dir.path().join("policies")
-    }
-
-    fn config_name(&self) -> String {
-        format!("portier-{}", self.ns)
-    }
-
-    /// The chart's configuration of `kind`, pointed at this portier and narrowed to this
-    /// test's namespaces.
-    fn configuration<K: DeserializeOwned>(&self, kind: &str, ca_pem: &str) -> K {
-        let mut doc = k8s::deployed(kind, "portier");
-        doc["metadata"] = json!({"name": self.config_name()});
-        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-        for hook in doc["webhooks"].as_array_mut().unwrap() {
-            let path = hook["clientConfig"]["service"]["path"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            hook["clientConfig"] =
-                json!({"url": format!("{}{path}", self.url), "caBundle": ca_bundle});
-            hook["namespaceSelector"]["matchExpressions"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"key": test_label(&self.ns), "operator": "Exists"}));
-        }
-        serde_json::from_value(doc).unwrap()
-    }
-
-    async fn register(&self, ca_pem: &str) {
-        let pp = PostParams::default();
-        let mutating: MutatingWebhookConfiguration =
-            self.configuration("MutatingWebhookConfiguration", ca_pem);
-        Api::<MutatingWebhookConfiguration>::all(self.client.clone())
-            .create(&pp, &mutating)
-            .await
-            .unwrap();
-        let validating: ValidatingWebhookConfiguration =
-            self.configuration("ValidatingWebhookConfiguration", ca_pem);
-        Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
-            .create(&pp, &validating)
-            .await
-            .unwrap();
-    }
-
-    /// Waits until the API server calls both webhooks: it reads new configurations through
-    /// an informer, so they apply a moment after they are created. The probes are dry runs,
-    /// which webhooks with `sideEffects: None` see like any request.
-    async fn wait_live(&self) {
-        let pods = self.pods();
-        let dry = PostParams {
-            dry_run: true,
-            ..PostParams::default()
-        };
-        let probe: Pod = object(json!({
-            "metadata": {"name": "probe"},
-            "spec": {"containers": [{"name": "c", "image": "registry.example.com/probe:1"}]}
-        }));
-        eventually(
-            "the API server to call portier's /mutate and /validate",
-            || {
-                let pods = pods.clone();
-                let probe = probe.clone();
-                let dry = dry.clone();
-                async move {
-                    let _ = pods.create(&dry, &probe).await;
-                    let metrics = self.metrics();
-                    (requests(&metrics, "mutate") > 0 && requests(&metrics, "validate") > 0)
-                        .then_some(())
-                }
-            },
-        )
-        .await;
-    }
-
-    fn metrics(&self) -> String {
-        scrape(&self.process.as_ref().unwrap().metrics_addr)
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    /// Stops portier (SIGTERM); its webhook configurations stay registered.
-    fn stop(&mut self) {
-        if let Some(process) = self.process.take() {
-            let (code, log) = process.terminate();
-            assert_eq!(code, Some(0), "{}", log.join("\n"));
-        }
-    }
-
-    /// Removes the webhook configurations (a failed test leaves them: they select only its
-    /// own namespaces).
-    async fn unregister(&self) {
-        let dp = kube::api::DeleteParams::default();
-        Api::<MutatingWebhookConfiguration>::all(self.client.clone())
-            .delete(&self.config_name(), &dp)
-            .await
-            .unwrap();
-        Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
-            .delete(&self.config_name(), &dp)
-            .await
-            .unwrap();
-    }
-}
-
-/// `GET /metrics` over plain HTTP/1.0.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
-
-/// Reviews portier answered on `endpoint`, whatever the outcome.
-fn requests(metrics: &str, endpoint: &str) -> u64 {
-    let prefix = format!("portier_admission_requests_total{{endpoint=\"{endpoint}\",");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
-fn counter(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn object<K: DeserializeOwned>(value: Value) -> K {
-    serde_json::from_value(value).unwrap()
-}
-
-/// The API server's refusal: (HTTP code, message).
-fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
-    match result {
-        Err(kube::Error::Api(status)) => (status.code, status.message),
-        other => panic!("expected the API server to refuse, got {other:?}"),
-    }
 }
 
 /// A pod spec the chart's default set admits (restricted Pod Security, resources).

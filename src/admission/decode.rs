@@ -178,9 +178,10 @@ impl<'de> de::Visitor<'de> for RequestPass {
             operation: None,
             user_info: None,
             object: None,
+            old_object: None,
         };
         let mut workload = None;
-        let mut seen = [false; 8];
+        let mut seen = [false; 9];
         while let Some(key) = map.next_key::<&'de str>()? {
             match key {
                 "uid" => set_once(&mut r.uid, &mut seen[0], "uid", &mut map)?,
@@ -192,6 +193,7 @@ impl<'de> de::Visitor<'de> for RequestPass {
                 "operation" => set_once(&mut r.operation, &mut seen[4], "operation", &mut map)?,
                 "userInfo" => set_once(&mut r.user_info, &mut seen[5], "userInfo", &mut map)?,
                 "name" => set_once(&mut r.name, &mut seen[7], "name", &mut map)?,
+                "oldObject" => set_once(&mut r.old_object, &mut seen[8], "oldObject", &mut map)?,
                 "object" => {
                     if std::mem::replace(&mut seen[6], true) {
                         return Err(de::Error::duplicate_field("object"));

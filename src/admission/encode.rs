@@ -241,7 +241,7 @@ pub(super) fn encode_verdict(
     // a webhook's keys may not hold a '/' (the API server prefixes the webhook's name), so
     // they become `<policy>.<key>`.
     let cel_annotations: Vec<(String, &str)> = verdict
-        .annotations
+        .cel_annotations
         .iter()
         .map(|(key, value)| (key.replacen('/', ".", 1), value.as_str()))
         .collect();

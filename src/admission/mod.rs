@@ -12,7 +12,9 @@ mod wire;
 use serde_json::value::RawValue;
 
 use crate::engine::{self, Request};
+use crate::labels::OldLabels;
 use crate::mutation;
+use crate::namespaces::NamespaceLabels;
 use crate::pod::{self, PodView, Text, Workload, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 use decode::{Target, decode_one_pass, read_uid, target};
@@ -74,7 +76,12 @@ pub struct Decision {
 pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
     match decode(body, endpoint) {
         Decoded::Answered(answer) => answer,
-        Decoded::Judge(judgement) => answer(judgement, set, &Unverified),
+        Decoded::Judge(judgement) => answer(
+            &judgement,
+            set,
+            &Unverified,
+            NamespaceLabels::Unknown("no source of namespace labels"),
+        ),
     }
 }
 
@@ -108,22 +115,39 @@ pub struct Judgement<'a> {
     workload: Workload<'a>,
     /// The object as sent, for `/mutate`'s patch.
     object: Option<&'a RawValue>,
+    /// The object an UPDATE replaces, as sent.
+    old_object: Option<&'a RawValue>,
+    /// Its labels, read from it on first use.
+    old_labels: Option<OldLabels<'a>>,
     /// The whole review, which CEL policies read again when the set has any.
     body: &'a [u8],
 }
 
 impl<'a> Judgement<'a> {
-    /// What the policies' selectors read of the request.
+    /// What the policies' selectors read of the request, without the namespace's labels.
     pub fn request(&self) -> Request<'_> {
-        Request {
-            kind: self.kind,
-            namespace: self
-                .namespace
-                .as_deref()
-                .or(self.workload.namespace.as_deref())
-                .unwrap_or(""),
-            user: self.user.as_deref(),
+        let namespace = self
+            .namespace
+            .as_deref()
+            .or(self.workload.namespace.as_deref())
+            .unwrap_or("");
+        let request = Request::new(self.kind, namespace, self.user.as_deref())
+            .with_object_labels(&self.workload.labels)
+            .with_operation(self.operation.as_deref(), self.old_object.map(|o| o.get()));
+        match &self.old_labels {
+            Some(old) => request.with_old_object_labels(old),
+            None => request,
         }
+    }
+
+    /// [`Judgement::request`] with what is known of the namespace's labels.
+    pub fn request_in<'r>(&'r self, namespace_labels: NamespaceLabels<'r>) -> Request<'r> {
+        self.request().with_namespace_labels(namespace_labels)
+    }
+
+    /// The namespace the object is in.
+    pub fn namespace(&self) -> &str {
+        self.request().namespace
     }
 
     /// The pod (template) to judge; `None` for a controller without one (allowed as is).
@@ -235,14 +259,22 @@ fn prepare<'a>(
         kind,
         workload,
         object,
+        old_object: request.old_object,
+        old_labels: request.old_object.map(OldLabels::new),
         body,
     })
 }
 
 /// Judges a decoded review against `set`, reading image signature verdicts from `images`
-/// (what was verified for this review), and encodes the answer.
-pub fn answer(judgement: Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdicts) -> Answer {
-    let request = judgement.request();
+/// (what was verified for this review) and the namespace's labels from `namespace`, and
+/// encodes the answer.
+pub fn answer(
+    judgement: &Judgement<'_>,
+    set: &PolicySet,
+    images: &dyn ImageVerdicts,
+    namespace: NamespaceLabels<'_>,
+) -> Answer {
+    let request = judgement.request_in(namespace);
     // CEL policies read the whole request: decoded again, only for sets that have them.
     let cel_review = match set.has_cel() {
         true => match serde_json::from_slice::<CelReview<'_>>(judgement.body) {
@@ -271,7 +303,7 @@ pub fn answer(judgement: Judgement<'_>, set: &PolicySet, images: &dyn ImageVerdi
     } else {
         Vec::new()
     };
-    if verdict.is_clean() && pinning.is_empty() && verdict.annotations.is_empty() {
+    if verdict.is_clean() && pinning.is_empty() && verdict.cel_annotations.is_empty() {
         return allow(&judgement.uid);
     }
     if endpoint == Endpoint::Mutate {

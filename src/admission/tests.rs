@@ -349,7 +349,12 @@ fn the_one_pass_decoder_answers_exactly_as_the_general_path() {
             let fast = review(body, &set, endpoint);
             let general = match decode_general(body, endpoint) {
                 Decoded::Answered(answer) => answer,
-                Decoded::Judge(judgement) => answer(judgement, &set, &Unverified),
+                Decoded::Judge(judgement) => answer(
+                    &judgement,
+                    &set,
+                    &Unverified,
+                    crate::namespaces::NamespaceLabels::NOT_GIVEN,
+                ),
             };
             let text = String::from_utf8_lossy(body);
             assert_eq!(fast.http_status, general.http_status, "{text}");

@@ -35,6 +35,8 @@ pub(super) struct RequestIn<'a> {
     pub(super) user_info: Option<UserInfo<'a>>,
     #[serde(borrow, default)]
     pub(super) object: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "oldObject")]
+    pub(super) old_object: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]

@@ -335,3 +335,72 @@ mod tests {
         assert!(quiet.is_empty());
     }
 }
+
+/// What `--report` did over a scan.
+#[derive(Default)]
+pub struct ReportTally {
+    pub written: usize,
+    pub failed: usize,
+    pub kept: usize,
+    pub cut: usize,
+    /// Set after a failure no other namespace can escape (CRD missing, API gone).
+    off: Option<String>,
+}
+
+impl ReportTally {
+    /// Writes the report of `ns`; a message for the user when something is worth saying.
+    pub async fn write(
+        &mut self,
+        writer: &super::report::ReportWriter,
+        ns: &super::NamespaceResult,
+    ) -> Option<String> {
+        if self.off.is_some() {
+            if ns.status == super::Status::Complete {
+                self.failed += 1;
+            }
+            return None;
+        }
+        match writer.write(ns).await {
+            Ok(written) => {
+                self.written += 1;
+                self.cut += written.cut;
+                (written.cut > 0).then(|| {
+                    format!(
+                        "portier: PolicyReport {}/{}: {} result(s) written, {} more cut (--report-max-results); the summary counts them all",
+                        ns.namespace, written.name, written.results, written.cut
+                    )
+                })
+            }
+            Err(e @ super::report::ReportError::Incomplete(_)) => {
+                self.kept += 1;
+                Some(format!("portier: namespace {}: {e}", ns.namespace))
+            }
+            Err(e) => {
+                self.failed += 1;
+                let message = format!(
+                    "portier: PolicyReport for namespace {} not written: {e}",
+                    ns.namespace
+                );
+                if e.is_fatal() {
+                    self.off = Some(e.to_string());
+                }
+                Some(message)
+            }
+        }
+    }
+
+    /// The one line `--report` prints at the end.
+    pub fn line(&self) -> String {
+        format!(
+            "portier: {} PolicyReport(s) written, {} not written, {} left as they were (incomplete scan){}",
+            self.written,
+            self.failed,
+            self.kept,
+            if self.cut > 0 {
+                format!(", {} result(s) cut", self.cut)
+            } else {
+                String::new()
+            }
+        )
+    }
+}

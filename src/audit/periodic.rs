@@ -13,6 +13,7 @@ use std::time::Duration;
 use kube::Client;
 use tokio::task::JoinHandle;
 
+use super::drive::{DriveError, ScanEvent, drive};
 use super::report::ReportWriter;
 use super::{AuditError, NamespaceResult, ScanOptions, Scanner, Scope, Summary};
 use crate::images::Verifier;
@@ -54,44 +55,33 @@ pub async fn scan_once(
         page_size,
         images: Some(Arc::clone(images)),
     };
-    let mut scanner = Scanner::start(client, set, &options).await?;
-    let mut summary = Summary::new(set, scanner.namespaces().len());
-    summary.image_signatures = scanner.image_signatures();
+    let scanner = Scanner::start(client, set, &options).await?;
     let mut counts = Counts::new();
-    let mut reports = reports;
-    loop {
-        let ns = match scanner.next_namespace().await {
-            Ok(Some(ns)) => ns,
-            Ok(None) => break,
-            Err(e @ AuditError::Unreachable(_)) => return Err(e),
-            Err(e) => {
-                tracing::warn!("periodic audit: {e}");
-                summary.stop(e.to_string());
-                break;
-            }
-        };
-        for note in &ns.notes {
-            tracing::info!(namespace = %ns.namespace, "periodic audit: {note}");
-        }
-        for p in &ns.problems {
-            tracing::warn!(namespace = %p.namespace, resource = %p.resource, "periodic audit: {}", p.message);
-        }
-        if let Some(writer) = reports {
-            match writer.write(&ns).await {
-                Ok(_) | Err(super::report::ReportError::Incomplete(_)) => {}
-                Err(e) if e.is_fatal() => {
-                    tracing::warn!("periodic audit: no more PolicyReports this run: {e}");
-                    reports = None;
+    let driven = drive(scanner, set, reports, |event| {
+        match event {
+            ScanEvent::Next { .. } => {}
+            ScanEvent::Stopped(e) => tracing::warn!("periodic audit: {e}"),
+            ScanEvent::Scanned { ns, report } => {
+                for note in &ns.notes {
+                    tracing::info!(namespace = %ns.namespace, "periodic audit: {note}");
                 }
-                Err(e) => {
-                    tracing::warn!(namespace = %ns.namespace, "periodic audit: PolicyReport not written: {e}")
+                for p in &ns.problems {
+                    tracing::warn!(namespace = %p.namespace, resource = %p.resource, "periodic audit: {}", p.message);
                 }
+                if let Some(note) = report {
+                    tracing::warn!(namespace = %ns.namespace, "periodic audit: {note}");
+                }
+                count(ns, &mut counts);
             }
         }
-        count(&ns, &mut counts);
-        summary.add(&ns);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await;
+    match driven {
+        Ok(driven) => Ok((driven.summary, counts)),
+        Err(DriveError::Audit(e)) => Err(e),
+        Err(DriveError::Caller(never)) => match never {},
     }
-    Ok((summary, counts))
 }
 
 /// Starts the periodic audit in the background: the first run right away, then one every
@@ -109,13 +99,12 @@ pub fn spawn(
         loop {
             ticker.tick().await;
             if client.is_none() {
-                match Client::try_default().await {
-                    Ok(c) => client = Some(c),
+                // The same configuration rules as `portier audit` without flags: $KUBECONFIG
+                // or ~/.kube/config, then the in-cluster service account.
+                match super::client(&super::Connect::default()).await {
+                    Ok(connection) => client = Some(connection.client),
                     Err(e) => {
-                        tracing::warn!(
-                            "periodic audit: no Kubernetes client (in-cluster config or kubeconfig): {}",
-                            super::api::error_chain(&e)
-                        );
+                        tracing::warn!("periodic audit: no Kubernetes client: {e}");
                         metrics.record_audit_run(AuditRun::Failed, None);
                         continue;
                     }

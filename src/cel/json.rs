@@ -25,6 +25,14 @@ pub enum Json<'a> {
     Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
+/// An object's `metadata.labels` as label selectors read them; not a map of strings, no
+/// labels.
+impl crate::labels::Labels for Json<'_> {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).and_then(Json::as_str).map(Cow::Borrowed)
+    }
+}
+
 impl<'a> Json<'a> {
     /// Decodes JSON text, borrowing from it.
     pub fn parse(text: &'a str) -> Result<Json<'a>, serde_json::Error> {
@@ -53,10 +61,11 @@ impl<'a> Json<'a> {
         }
     }
 
-    /// The value of `key` when this is an object that has it (the first, should a key repeat).
+    /// The value of `key` when this is an object that has it (the last, should a key repeat,
+    /// as Go's decoder keeps it).
     pub fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
-            Json::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Json::Object(entries) => entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }

@@ -60,6 +60,7 @@ pub fn judge<'p, 'v>(set: &'p PolicySet, admission: &Admission<'_>, out: &mut Ju
                 },
                 mode,
                 audited,
+                verbatim: false,
             });
         }
         out.annotations.extend(outcome.annotations);

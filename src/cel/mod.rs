@@ -21,7 +21,6 @@ mod compile;
 pub mod eval;
 pub mod json;
 pub mod judge;
-pub mod labels;
 pub mod library;
 pub mod matcher;
 mod node;

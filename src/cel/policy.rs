@@ -19,9 +19,9 @@ use super::Program;
 use super::admission::Admission;
 use super::eval::{Activation, RUNTIME_BUDGET, Scope};
 use super::json::Json;
-use super::labels::LabelSelector;
 use super::matcher::Matcher;
 use super::value::Value;
+use crate::labels::LabelSelector;
 
 /// The longest message a `messageExpression` may produce (the API server's
 /// `MaxEvaluatedMessageExpressionSizeBytes`); a longer one falls back to `message`.
@@ -117,12 +117,7 @@ impl ParamRef {
             .filter(|p| p.namespace == namespace)
             .filter(|p| match (&self.name, &self.selector) {
                 (Some(name), _) => &p.name == name,
-                (None, Some(selector)) => selector.matches(|key| {
-                    p.labels
-                        .iter()
-                        .find(|(k, _)| k == key)
-                        .map(|(_, v)| v.as_str())
-                }),
+                (None, Some(selector)) => selector.matches(p.labels.as_slice()),
                 (None, None) => false,
             })
             .map(|p| &p.json)
@@ -226,7 +221,7 @@ impl CelPolicy {
                 [admission.labels, admission.old_labels]
                     .into_iter()
                     .flatten()
-                    .any(|labels| selector.matches(|key| labels.get(key).and_then(Json::as_str)))
+                    .any(|labels| selector.matches(labels))
             })
     }
 

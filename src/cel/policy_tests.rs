@@ -618,7 +618,7 @@ fn unknown_documents_and_fields_are_load_errors() {
     ));
     assert!(
         e.contains(
-            "spec.matchConstraints.objectSelector.matchExpressions[0].operator: Unsupported value"
+            "spec.matchConstraints.objectSelector.matchExpressions[0].operator: \"Bogus\" is not a valid label selector operator"
         ),
         "{e}"
     );

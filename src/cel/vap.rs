@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::labels::{LabelSelector, LabelSelectorDoc};
 use super::matcher::{self, Matcher, Rule, Scope};
 use super::policy::{
     Actions, AuditAnnotation, CelPolicy, FailurePolicy, MatchCondition, Origin, ParamObject,
@@ -25,6 +24,7 @@ use super::policy::{
 };
 use super::types::Type;
 use super::{Declarations, Json, Program, compile};
+use crate::labels::{LabelSelector, LabelSelectorDoc, LabelSelectorError};
 
 pub const API_GROUP: &str = "admissionregistration.k8s.io";
 pub const API_VERSION: &str = "admissionregistration.k8s.io/v1";
@@ -278,7 +278,7 @@ fn is_cel_identifier(name: &str) -> bool {
 
 /// A qualified name (`[prefix/]name`), as matchCondition names and annotation keys must be.
 fn is_qualified_name(name: &str) -> bool {
-    super::labels::validate_key(name).is_ok()
+    crate::labels::check_key(name).is_ok()
 }
 
 fn compile_expression(
@@ -559,9 +559,9 @@ fn compile_match(
     require_rules: bool,
 ) -> Result<(Matcher, Option<LabelSelector>), DocError> {
     if let Some(selector) = &doc.namespace_selector {
-        let compiled = LabelSelector::compile(selector)
-            .map_err(|(f, m)| DocError::new(format!("{field}.namespaceSelector.{f}"), m))?;
-        if !compiled.is_empty() {
+        let compiled = LabelSelector::compile(selector, &format!("{field}.namespaceSelector"))
+            .map_err(selector_error)?;
+        if !compiled.is_everything() {
             return Err(DocError::new(
                 format!("{field}.namespaceSelector"),
                 "not supported yet: portier does not read namespaces' labels yet, so it cannot decide a namespace selector (only the empty selector {}, which matches every namespace, is accepted)",
@@ -570,10 +570,10 @@ fn compile_match(
     }
     let object_selector = match &doc.object_selector {
         Some(selector) => Some(
-            LabelSelector::compile(selector)
-                .map_err(|(f, m)| DocError::new(format!("{field}.objectSelector.{f}"), m))?,
+            LabelSelector::compile(selector, &format!("{field}.objectSelector"))
+                .map_err(selector_error)?,
         )
-        .filter(|s| !s.is_empty()),
+        .filter(|s| !s.is_everything()),
         None => None,
     };
     match doc.match_policy.as_deref() {
@@ -602,6 +602,10 @@ fn compile_match(
         doc.exclude_resource_rules.as_deref().unwrap_or_default(),
     )?;
     Ok((Matcher { rules, exclude }, object_selector))
+}
+
+fn selector_error(e: LabelSelectorError) -> DocError {
+    DocError::new(e.field, e.message)
 }
 
 /// A DNS subdomain, as object names must be.
@@ -928,9 +932,10 @@ impl Documents {
                         )));
                     }
                     let selector = match &param_ref.selector {
-                        Some(s) => Some(LabelSelector::compile(s).map_err(|(f, m)| {
-                            fail(DocError::new(format!("spec.paramRef.selector.{f}"), m))
-                        })?),
+                        Some(s) => Some(
+                            LabelSelector::compile(s, "spec.paramRef.selector")
+                                .map_err(|e| fail(selector_error(e)))?,
+                        ),
                         None => None,
                     };
                     Params::Ref(ParamRef {
@@ -1052,8 +1057,7 @@ fn load_binding(place: Place, doc: BindingDoc) -> Result<LoadedBinding, DocError
             }
         }
         if let Some(selector) = &param_ref.selector {
-            LabelSelector::compile(selector)
-                .map_err(|(f, m)| DocError::new(format!("spec.paramRef.selector.{f}"), m))?;
+            LabelSelector::compile(selector, "spec.paramRef.selector").map_err(selector_error)?;
         }
     }
     let (matcher, object_selector) = match &spec.match_resources {

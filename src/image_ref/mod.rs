@@ -143,8 +143,8 @@ pub fn parse(image: &str) -> Result<ImageRef<'_>, RefError> {
     }
     let (domain, remainder) = split_docker_domain(image);
     // The library checks the text before the first ':' (which may be inside a digest).
-    let remote = remainder.split(':').next().unwrap_or(&remainder);
-    if remote.bytes().any(|b| b.is_ascii_uppercase()) {
+    let remote = &remainder[..position(remainder.as_bytes(), b':').unwrap_or(remainder.len())];
+    if has_upper(remote.as_bytes()) {
         return Err(RefError::Uppercase(remote.to_owned()));
     }
     let parts = parse_parts(domain, &remainder)?;
@@ -187,6 +187,53 @@ pub fn parse(image: &str) -> Result<ImageRef<'_>, RefError> {
     })
 }
 
+// The scans below work on bytes: every character the grammar accepts is ASCII, and
+// `str::find`/`split` with char patterns cost more than the whole check on texts this short
+// (this runs for every container a signed-images policy judges).
+
+fn position(bytes: &[u8], byte: u8) -> Option<usize> {
+    memchr::memchr(byte, bytes)
+}
+
+/// Character classes of the grammar, one table lookup per byte.
+const LOWER_ALNUM: u8 = 1; // [a-z0-9]
+const UPPER: u8 = 2; // [A-Z]
+const LOWER_HEX: u8 = 4; // [a-f0-9]
+const ALNUM: u8 = 8; // [A-Za-z0-9]
+const HEX: u8 = 16; // [[:xdigit:]]
+
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            class |= LOWER_ALNUM | ALNUM;
+        }
+        if c.is_ascii_uppercase() {
+            class |= UPPER | ALNUM;
+        }
+        if c.is_ascii_digit() || matches!(c, b'a'..=b'f') {
+            class |= LOWER_HEX | HEX;
+        }
+        if matches!(c, b'A'..=b'F') {
+            class |= HEX;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
+fn is(b: u8, class: u8) -> bool {
+    CLASS[usize::from(b)] & class != 0
+}
+
+fn has_upper(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| is(b, UPPER))
+}
+
 /// `^[a-f0-9]{64}$`: an image id, which the library refuses as a name.
 fn is_hex_identifier(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -196,16 +243,18 @@ fn is_hex_identifier(s: &str) -> bool {
 /// `library/` added to a one-segment Docker Hub path. The rest is borrowed unless `library/`
 /// was added; [`parse`] tells from the lengths whether the input began with this domain.
 fn split_docker_domain(name: &str) -> (&str, Cow<'_, str>) {
-    let Some((first, rest)) = name.split_once('/') else {
+    let Some(slash) = position(name.as_bytes(), b'/') else {
         // A single segment ("nginx", "nginx:1.27") is a Docker Hub official image.
         return (
             DEFAULT_DOMAIN,
             Cow::Owned(format!("{OFFICIAL_REPO_PREFIX}{name}")),
         );
     };
+    let (first, rest) = (&name[..slash], &name[slash + 1..]);
     let names_domain = first == "localhost"
-        || first.contains(['.', ':'])
-        || first.bytes().any(|b| b.is_ascii_uppercase());
+        || first
+            .bytes()
+            .any(|b| b == b'.' || b == b':' || b.is_ascii_uppercase());
     if !names_domain {
         return (DEFAULT_DOMAIN, Cow::Borrowed(name));
     }
@@ -214,7 +263,7 @@ fn split_docker_domain(name: &str) -> (&str, Cow<'_, str>) {
     } else {
         first
     };
-    if domain == DEFAULT_DOMAIN && !rest.contains('/') {
+    if domain == DEFAULT_DOMAIN && position(rest.as_bytes(), b'/').is_none() {
         return (domain, Cow::Owned(format!("{OFFICIAL_REPO_PREFIX}{rest}")));
     }
     (domain, Cow::Borrowed(rest))
@@ -236,13 +285,17 @@ struct Parts {
 /// to split the name. No part but the name may hold `/`, and neither a tag nor a path
 /// segment may hold `:`, so the splits below are the only ones the regexps can make.
 fn parse_parts(domain: &str, remainder: &str) -> Result<Parts, RefError> {
-    let (before_digest, digest) = match remainder.split_once('@') {
-        Some((before, digest)) => (before, Some(digest)),
+    let (before_digest, digest) = match position(remainder.as_bytes(), b'@') {
+        Some(at) => (&remainder[..at], Some(&remainder[at + 1..])),
         None => (remainder, None),
     };
     // A tag can only follow the last path segment.
-    let last_segment_start = before_digest.rfind('/').map_or(0, |i| i + 1);
-    let (path, tag) = match before_digest[last_segment_start..].find(':') {
+    let last_segment_start = before_digest
+        .as_bytes()
+        .iter()
+        .rposition(|&b| b == b'/')
+        .map_or(0, |i| i + 1);
+    let (path, tag) = match position(&before_digest.as_bytes()[last_segment_start..], b':') {
         Some(i) => (
             &before_digest[..last_segment_start + i],
             Some(&before_digest[last_segment_start + i + 1..]),
@@ -253,11 +306,13 @@ fn parse_parts(domain: &str, remainder: &str) -> Result<Parts, RefError> {
     // The optional domain group is tried first; without a valid host the whole name must be a
     // path (`a_b.c/x`), which only a first segment that is itself a path component allows.
     let domain_is_path = !is_domain_and_port(domain);
-    let whole_is_path = domain_is_path && is_path_component(domain) && name_ok;
+    let whole_is_path = domain_is_path && is_path_component(domain.as_bytes()) && name_ok;
+    // The digest nearly every pinned reference carries, checked in one pass.
+    let plain_sha256 = digest.is_some_and(is_lowercase_sha256);
     let syntax_ok = name_ok
         && (!domain_is_path || whole_is_path)
         && tag.is_none_or(is_tag)
-        && digest.is_none_or(is_digest_syntax);
+        && (plain_sha256 || digest.is_none_or(is_digest_syntax));
     if !syntax_ok {
         // As the library says it: a reference that only its capitals spoil.
         let (lower_domain, lower_remainder) = (domain.to_lowercase(), remainder.to_lowercase());
@@ -277,7 +332,9 @@ fn parse_parts(domain: &str, remainder: &str) -> Result<Parts, RefError> {
     if path_len > MAX_PATH_LEN {
         return Err(RefError::NameTooLong);
     }
-    if let Some(digest) = digest {
+    if let Some(digest) = digest
+        && !plain_sha256
+    {
         validate_digest(digest)?;
     }
     Ok(Parts {
@@ -288,15 +345,36 @@ fn parse_parts(domain: &str, remainder: &str) -> Result<Parts, RefError> {
     })
 }
 
+/// `sha256:` and 64 lowercase hex digits: what both the syntax and go-digest accept.
+fn is_lowercase_sha256(digest: &str) -> bool {
+    let bytes = digest.as_bytes();
+    bytes.len() == 71
+        && bytes.starts_with(b"sha256:")
+        && bytes[7..].iter().all(|&b| is(b, LOWER_HEX))
+}
+
 /// `remoteName`: path components separated by single `/`.
 fn is_remote_name(path: &str) -> bool {
-    !path.is_empty() && path.split('/').all(is_path_component)
+    !path.is_empty() && all_separated(path.as_bytes(), b'/', is_path_component)
+}
+
+/// Whether every piece of `bytes` between `separator`s satisfies `piece`.
+fn all_separated(bytes: &[u8], separator: u8, piece: impl Fn(&[u8]) -> bool) -> bool {
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == separator {
+            if !piece(&bytes[start..i]) {
+                return false;
+            }
+            start = i + 1;
+        }
+    }
+    piece(&bytes[start..])
 }
 
 /// `pathComponent`: `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`.
-fn is_path_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+fn is_path_component(bytes: &[u8]) -> bool {
+    let alnum = |b: u8| is(b, LOWER_ALNUM);
     let mut i = 0;
     loop {
         let start = i;
@@ -332,46 +410,35 @@ fn is_path_component(component: &str) -> bool {
 
 /// `domainAndPort`: a host (`domainName` or a bracketed IPv6 address) and an optional port.
 fn is_domain_and_port(domain: &str) -> bool {
-    let (host, port) = if domain.starts_with('[') {
-        let Some(close) = domain.find(']') else {
+    let bytes = domain.as_bytes();
+    let port = if bytes.first() == Some(&b'[') {
+        let Some(close) = position(bytes, b']') else {
             return false;
         };
-        let inner = &domain[1..close];
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+        let inner = &bytes[1..close];
+        if inner.is_empty() || !inner.iter().all(|&b| is(b, HEX) || b == b':') {
             return false;
         }
-        (&domain[..=close], &domain[close + 1..])
+        &bytes[close + 1..]
     } else {
-        match domain.find(':') {
-            Some(i) => {
-                let host = &domain[..i];
-                if !host.split('.').all(is_domain_component) {
-                    return false;
-                }
-                (host, &domain[i..])
-            }
-            None => {
-                return domain.split('.').all(is_domain_component);
-            }
+        let host_end = position(bytes, b':').unwrap_or(bytes.len());
+        if !all_separated(&bytes[..host_end], b'.', is_domain_component) {
+            return false;
         }
+        &bytes[host_end..]
     };
-    debug_assert!(!host.is_empty());
-    match port.strip_prefix(':') {
-        None => port.is_empty(),
-        Some(digits) => !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+    match port.split_first() {
+        None => true,
+        Some((b':', digits)) => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
     }
 }
 
 /// `domainNameComponent`: `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`.
-fn is_domain_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    match (bytes.first(), bytes.last()) {
+fn is_domain_component(bytes: &[u8]) -> bool {
+    match (bytes.first().copied(), bytes.last().copied()) {
         (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            is(first, ALNUM) && is(last, ALNUM) && bytes.iter().all(|&b| is(b, ALNUM) || b == b'-')
         }
         _ => false,
     }
@@ -379,7 +446,7 @@ fn is_domain_component(component: &str) -> bool {
 
 /// `tag`: `[\w][\w.-]{0,127}` (ASCII word characters).
 fn is_tag(tag: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let word = |b: u8| is(b, ALNUM) || b == b'_';
     let bytes = tag.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 128
@@ -391,22 +458,30 @@ fn is_tag(tag: &str) -> bool {
 
 /// `digestPat`: `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`.
 fn is_digest_syntax(digest: &str) -> bool {
-    let Some((algorithm, encoded)) = digest.split_once(':') else {
+    let bytes = digest.as_bytes();
+    let Some(colon) = position(bytes, b':') else {
         return false;
     };
-    let algorithm_ok = algorithm.split(['-', '_', '+', '.']).all(|part| {
-        let bytes = part.as_bytes();
-        !bytes.is_empty()
-            && bytes[0].is_ascii_alphabetic()
-            && bytes.iter().all(u8::is_ascii_alphanumeric)
-    });
-    algorithm_ok && encoded.len() >= 32 && encoded.bytes().all(|b| b.is_ascii_hexdigit())
+    let (algorithm, encoded) = (&bytes[..colon], &bytes[colon + 1..]);
+    // Components start with a letter, and are joined by one of - _ + .
+    let mut at_start = true;
+    let algorithm_ok = algorithm.iter().all(|&b| {
+        let ok = if at_start {
+            b.is_ascii_alphabetic()
+        } else {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'.')
+        };
+        at_start = matches!(b, b'-' | b'_' | b'+' | b'.');
+        ok
+    }) && !at_start;
+    algorithm_ok && encoded.len() >= 32 && encoded.iter().all(u8::is_ascii_hexdigit)
 }
 
 /// go-digest's `Digest.Validate` with the algorithms containerd registers: sha256, sha384
 /// and sha512, each as lowercase hex of the hash's length.
 fn validate_digest(digest: &str) -> Result<(), RefError> {
-    let (algorithm, encoded) = digest.split_once(':').ok_or(RefError::DigestFormat)?;
+    let colon = position(digest.as_bytes(), b':').ok_or(RefError::DigestFormat)?;
+    let (algorithm, encoded) = (&digest[..colon], &digest[colon + 1..]);
     let hex_len = match algorithm {
         "sha256" => 64,
         "sha384" => 96,
@@ -416,10 +491,7 @@ fn validate_digest(digest: &str) -> Result<(), RefError> {
     if encoded.len() != hex_len {
         return Err(RefError::DigestLength);
     }
-    if !encoded
-        .bytes()
-        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if !encoded.bytes().all(|b| is(b, LOWER_HEX)) {
         return Err(RefError::DigestFormat);
     }
     Ok(())

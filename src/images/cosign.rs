@@ -20,6 +20,9 @@ pub const MAX_SIGNATURES: usize = 64;
 /// A simple-signing payload is a few hundred bytes; optional annotations make it larger.
 pub const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
 
+/// What a keys rule looks for, in messages.
+pub const COSIGN_SIGNATURE: &str = "cosign signature";
+
 /// The tag cosign stores the signatures of `digest` under.
 pub fn signature_tag(digest: &str) -> Option<String> {
     let hex = digest.strip_prefix("sha256:")?;
@@ -80,6 +83,33 @@ pub struct Signature {
     pub payload: Vec<u8>,
     /// The base64 annotation, `None` when the layer has none.
     pub signature_b64: Option<String>,
+    /// A keyless signature's Fulcio certificate (PEM, annotation `dev.sigstore.cosign/certificate`).
+    pub certificate: Option<String>,
+    /// A keyless signature's Rekor bundle (JSON, annotation `dev.sigstore.cosign/bundle`).
+    pub rekor_bundle: Option<String>,
+}
+
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+
+/// Checks that a simple-signing payload names `digest` and `repository`.
+pub fn payload_names(payload: &[u8], digest: &str, repository: &str) -> Result<(), Rejection> {
+    let payload: Payload = serde_json::from_slice(payload).map_err(|e| {
+        Rejection::Malformed(format!("the payload is not a simple-signing document: {e}"))
+    })?;
+    let critical = payload.critical;
+    if critical.image.docker_manifest_digest != digest {
+        return Err(Rejection::DigestMismatch {
+            signed: critical.image.docker_manifest_digest,
+        });
+    }
+    if !same_repository(&critical.identity.docker_reference, repository) {
+        return Err(Rejection::ReferenceMismatch {
+            signed: critical.identity.docker_reference,
+            expected: repository.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +156,9 @@ pub fn judge(
         rejection,
     };
     if signatures.is_empty() {
-        return rejected(Rejection::NoSignature);
+        return rejected(Rejection::NoSignature {
+            looked_for: COSIGN_SIGNATURE,
+        });
     }
     // The most telling failure so far: a trusted signature for the wrong subject says more
     // than signatures nobody trusted.
@@ -215,6 +247,8 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
         assert_eq!(layers.len(), 1);
         let sig = Signature {
             payload: GENUINE_PAYLOAD.as_bytes().to_vec(),
+            certificate: None,
+            rekor_bundle: None,
             signature_b64: layers[0].annotations.get(SIGNATURE_ANNOTATION).cloned(),
         };
         assert_eq!(sig.signature_b64.as_deref(), Some(GENUINE_SIGNATURE));
@@ -279,7 +313,7 @@ meleaASYW5l+nqDxoUg4f8177owlgVD89pZQ9jUxP8dbibmDJpvcjBo9RQ==
         assert!(matches!(
             judge(&[], &keys, GENUINE_DIGEST, "r/x"),
             ImageVerdict::Rejected {
-                rejection: Rejection::NoSignature,
+                rejection: Rejection::NoSignature { .. },
                 ..
             }
         ));

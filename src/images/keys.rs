@@ -1,5 +1,7 @@
 //! Public keys that cosign signatures are checked against: read from PEM (inline or a file),
-//! verified with ring (already the process's TLS crypto provider).
+//! verified with ring (already the process's TLS crypto provider). Also the keys of
+//! certificates (Fulcio, Notation) and of transparency and CT logs, which come as
+//! SubjectPublicKeyInfo too.
 
 use std::fmt;
 use std::path::Path;
@@ -20,15 +22,30 @@ pub enum KeyError {
     #[error("{origin}: unsupported elliptic curve {curve}; use P-256 (cosign's default) or P-384")]
     Curve { origin: String, curve: String },
     #[error(
-        "{origin}: unsupported key algorithm {algorithm}; supported: ECDSA P-256 (cosign's default), ECDSA P-384, Ed25519"
+        "{origin}: unsupported key algorithm {algorithm}; supported: ECDSA P-256 (cosign's default), ECDSA P-384, Ed25519, RSA 2048-4096"
     )]
     Algorithm { origin: String, algorithm: String },
+    #[error("{origin}: RSA key of {bits} bits; supported: 2048 to 4096")]
+    RsaSize { origin: String, bits: usize },
+}
+
+/// The type of a key, for formats that name the signature algorithm (Notation's `alg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    P256,
+    P384,
+    Ed25519,
+    Rsa,
 }
 
 /// A public key cosign signatures are checked against.
 pub struct PublicKey {
-    algorithm: &'static dyn VerificationAlgorithm,
-    /// The key as ring reads it (an EC point, or an Ed25519 key).
+    /// The algorithms a signature by this key may use, tried in order: one for ECDSA P-256
+    /// and Ed25519; for P-384 SHA-384 (what Sigstore bundles and Notation use) and SHA-256
+    /// (what `cosign sign --key` has always hashed with); for RSA PKCS#1 v1.5 and PSS.
+    algorithms: &'static [&'static dyn VerificationAlgorithm],
+    pub kind: KeyKind,
+    /// The key as ring reads it (an EC point, an Ed25519 key, a PKCS#1 RSAPublicKey).
     key: Vec<u8>,
     /// `sha256:<hex>` of the SubjectPublicKeyInfo, as `cosign public-key` users compare keys.
     pub fingerprint: String,
@@ -73,7 +90,8 @@ impl PublicKey {
         PublicKey::from_pem(&pem, origin)
     }
 
-    fn from_spki_der(der: &[u8], origin: String) -> Result<PublicKey, KeyError> {
+    /// Reads a DER SubjectPublicKeyInfo (a certificate's key, a log's key in a trusted root).
+    pub fn from_spki_der(der: &[u8], origin: String) -> Result<PublicKey, KeyError> {
         use x509_parser::prelude::FromDer;
         let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der).map_err(|e| {
             KeyError::NotSpki {
@@ -88,14 +106,30 @@ impl PublicKey {
             .as_ref()
             .and_then(|p| p.as_oid().ok())
             .map(|oid| oid.to_id_string());
-        // cosign hashes with SHA-256 for every key type it verifies (sigstore LoadVerifier).
-        let algorithm: &'static dyn VerificationAlgorithm =
+        // cosign hashes with SHA-256 for every key type it verifies (sigstore LoadVerifier);
+        // sigstore-go and Notation hash P-384 with SHA-384 and use RSA-PSS too.
+        const P256: &[&dyn VerificationAlgorithm] = &[&signature::ECDSA_P256_SHA256_ASN1];
+        const P384: &[&dyn VerificationAlgorithm] = &[
+            &signature::ECDSA_P384_SHA384_ASN1,
+            &signature::ECDSA_P384_SHA256_ASN1,
+        ];
+        const ED25519: &[&dyn VerificationAlgorithm] = &[&signature::ED25519];
+        const RSA: &[&dyn VerificationAlgorithm] = &[
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            &signature::RSA_PSS_2048_8192_SHA256,
+        ];
+        let (kind, algorithms): (KeyKind, &'static [&'static dyn VerificationAlgorithm]) =
             match (algorithm_oid.as_str(), curve.as_deref()) {
-                ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => {
-                    &signature::ECDSA_P256_SHA256_ASN1
+                ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => (KeyKind::P256, P256),
+                ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => (KeyKind::P384, P384),
+                ("1.3.101.112", _) => (KeyKind::Ed25519, ED25519),
+                ("1.2.840.113549.1.1.1", _) => {
+                    let bits = rsa_modulus_bits(&spki.subject_public_key.data);
+                    if !(2048..=4096).contains(&bits) {
+                        return Err(KeyError::RsaSize { origin, bits });
+                    }
+                    (KeyKind::Rsa, RSA)
                 }
-                ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => &signature::ECDSA_P384_SHA256_ASN1,
-                ("1.3.101.112", _) => &signature::ED25519,
                 ("1.2.840.10045.2.1", other) => {
                     return Err(KeyError::Curve {
                         origin,
@@ -111,7 +145,8 @@ impl PublicKey {
             };
         let digest = ring::digest::digest(&ring::digest::SHA256, der);
         Ok(PublicKey {
-            algorithm,
+            algorithms,
+            kind,
             key: spki.subject_public_key.data.to_vec(),
             fingerprint: format!("sha256:{}", hex(digest.as_ref())),
             origin,
@@ -120,9 +155,55 @@ impl PublicKey {
 
     /// Whether `signature` (ASN.1 DER for ECDSA, as cosign stores it) signs `message`.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(self.algorithm, &self.key)
+        self.algorithms.iter().any(|algorithm| {
+            UnparsedPublicKey::new(*algorithm, &self.key)
+                .verify(message, signature)
+                .is_ok()
+        })
+    }
+
+    /// The size of an RSA key's modulus in bits; `None` for other key types.
+    pub fn rsa_bits(&self) -> Option<usize> {
+        (self.kind == KeyKind::Rsa).then(|| rsa_modulus_bits(&self.key))
+    }
+
+    /// Whether `signature` signs `message` with exactly `algorithm`, which the caller picked
+    /// for this key's [`KeyKind`] (Notation's `alg` header names one).
+    pub fn verifies_with(
+        &self,
+        algorithm: &'static dyn VerificationAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        UnparsedPublicKey::new(algorithm, &self.key)
             .verify(message, signature)
             .is_ok()
+    }
+}
+
+/// The size in bits of an RSA key's modulus, from its PKCS#1 RSAPublicKey; 0 when it does not
+/// parse (refused as too small).
+fn rsa_modulus_bits(pkcs1: &[u8]) -> usize {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    let Ok((_, seq)) = x509_parser::der_parser::parse_der(pkcs1) else {
+        return 0;
+    };
+    let Ok(items) = seq.as_sequence() else {
+        return 0;
+    };
+    let Some(BerObjectContent::Integer(modulus)) = items.first().map(|i| &i.content) else {
+        return 0;
+    };
+    let trimmed: &[u8] = {
+        let start = modulus
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(modulus.len());
+        &modulus[start..]
+    };
+    match trimmed.first() {
+        Some(first) => (trimmed.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+        None => 0,
     }
 }
 
@@ -133,4 +214,58 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    // Made with `openssl genrsa 2048`, `openssl dgst -sha256 -sign` (PKCS#1 v1.5) and
+    // `-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32` (PSS), as cosign and Notation
+    // RSA keys sign.
+    const RSA_2048: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwVlBj292P1j5iy4HJcFx
+5L07Bt2uA+s2iZiuQ81cGtC2xTDq13JEyF40lMNllfZ8sBRHQCjmL/JIAdaIveaY
+SC8hzo4BO9dvpotR2+AaXuyCz8fIuvYpWdsMegmwuePLMtQbjtjetQNBuw2dEGBq
+dNejlO0+2UC+BusXusetPNfCaUWDPkRKdDHIEetm3Jusyrc2bvjTuJsSRFYqbcRt
+qv+oZ9vAr7Ng4YatUjoNMx1vhK5uuGtvX4OFAXtuuS/MrRjtAnjWs1S8wf3bDTvo
+EwpVBxjtL0Dgk6cwgA2a1UZCAuSZlydeg68bsP/q4Xj3obpXDXL7XMaRI2RBpA3U
+4QIDAQAB
+-----END PUBLIC KEY-----
+";
+    const RSA_1024: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC+56TTOenQMLCeVs5gnjsMlY1D
+FqCL6noTsajXnz++ToJPCAMexPeye2qBgsXtxmqtJImsBQj+vJKlAKvWnEaI/hUJ
+UKibvIzxdfItCFQn4KbB9LYltCngOOCx5ADKaopsjYqbGcz8bcyWENMcLO/IK8jT
+XBr+kSa2Oqoqc2CYFwIDAQAB
+-----END PUBLIC KEY-----
+";
+    const MESSAGE: &[u8] = b"portier rsa test";
+    const PKCS1: &str = "RUGaj+IXXIxc+zltRUjKLkf+sEwIHwbNGnZENdKzNCatTcBkDfJlWQcqiPrfqH3vLz/DMC2EsFs9aVcy9DC4iPiocb6B/4F8YaQhtKr2GUVqTmcxBG5GYt/O6d+kGUG8S9CCoWaoVsLsOWV9T1wDA5ho749HYlgAt++lGjUsdzOIIGb0qSb/8xvQlzymayRfen/6IwElz+JDBllknNOK1eQ3YzQYtyognnGDgWf0yOAMhtKb/Rsq3CUbub0P4AUe9D1hdyHa+w/jhJpqEG0wtkqKrsziAz+ubB7e77Vi1lK/jrbXCrw0IWd58ohHqIdtDy4BgFexJXEQACLkiwRJng==";
+    const PSS: &str = "vWhezKBfq2YwhwLvyYPVPvE+RzIqVyEr7CQ16Lz7Lm1DcL55kif1Rtbdroye8pkRcgdGqBX3FhTu2G3zgCLoahA/Lrdjm773+bZSaPQ/QPiObtDbfMOAXARKqi1r0+afvLA8YbYL9ZUGrbcX/IQlW0bz+COhmYuJAJuhL+yGnvbX5heTOjTw2Y8B08Q7bvA9w0A75u2KYct40Y1nUOr/f1km4f8E+w6GpUfr8ngjOAiQJkrrqV4tY+9lOOwNQ1jK7dR8NwgS1OhPYgGQsnCBMabAjgPD+tmfRrhHiybRVT+doK0WRkCP+XU24pthgnwwvAZH4J88RQZjfbTLzbT4DQ==";
+
+    #[test]
+    fn rsa_keys_verify_pkcs1_and_pss_signatures() {
+        let key = PublicKey::from_pem(RSA_2048, "rsa.pub".into()).unwrap();
+        assert_eq!(key.kind, KeyKind::Rsa);
+        let decode = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+        assert!(key.verifies(MESSAGE, &decode(PKCS1)));
+        assert!(key.verifies(MESSAGE, &decode(PSS)));
+        assert!(!key.verifies(b"another message", &decode(PKCS1)));
+        assert_eq!(rsa_modulus_bits(&key.key), 2048);
+    }
+
+    #[test]
+    fn rsa_keys_below_2048_bits_are_refused() {
+        let err = PublicKey::from_pem(RSA_1024, "weak.pub".into()).unwrap_err();
+        assert_eq!(
+            err,
+            KeyError::RsaSize {
+                origin: "weak.pub".into(),
+                bits: 1024
+            }
+        );
+        assert_eq!(rsa_modulus_bits(b"garbage"), 0);
+    }
 }

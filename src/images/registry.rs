@@ -8,12 +8,16 @@ use std::time::{Duration, Instant};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::{IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
+use oci_client::manifest::{
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::cosign::{self, Signature, SignatureManifest};
 use super::credentials::Credential;
+use super::referrers::{self, Artifact, ArtifactManifest, Referrer, Wanted};
 use super::verdict::{Rejection, Settings};
 use crate::image_ref::ImageRef;
 use crate::metrics::{Metrics, RegistryOp};
@@ -160,14 +164,7 @@ impl RegistryClient {
                 "{digest} is not a sha256 digest, which cosign signatures are stored by"
             ))));
         };
-        let mut signature_ref = Reference::with_tag(
-            repository.registry().to_owned(),
-            repository.repository().to_owned(),
-            tag,
-        );
-        if repository.namespace().is_some() {
-            signature_ref.set_mirror_registry(repository.resolve_registry().to_owned());
-        }
+        let signature_ref = sibling(repository, Ok(tag));
         let auth = self.auth(repository);
         let manifest = self
             .timed(
@@ -231,9 +228,249 @@ impl RegistryClient {
             signatures.push(Signature {
                 payload,
                 signature_b64: layer.annotations.get(cosign::SIGNATURE_ANNOTATION).cloned(),
+                certificate: layer
+                    .annotations
+                    .get(cosign::CERTIFICATE_ANNOTATION)
+                    .cloned(),
+                rekor_bundle: layer
+                    .annotations
+                    .get(cosign::REKOR_BUNDLE_ANNOTATION)
+                    .cloned(),
             });
         }
         Ok(Ok(signatures))
+    }
+}
+
+/// `reference`'s repository at `tag_or_digest`, reached the way `reference` is (its mirror).
+fn sibling(reference: &Reference, at: Result<String, String>) -> Reference {
+    let registry = reference.registry().to_owned();
+    let repository = reference.repository().to_owned();
+    let mut sibling = match at {
+        Ok(tag) => Reference::with_tag(registry, repository, tag),
+        Err(digest) => Reference::with_digest(registry, repository, digest),
+    };
+    if reference.namespace().is_some() {
+        sibling.set_mirror_registry(reference.resolve_registry().to_owned());
+    }
+    sibling
+}
+
+fn sha256_hex_of(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest.as_ref() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+impl RegistryClient {
+    /// The referrers of `digest` that `wanted` reads: the referrers API, filtered by
+    /// artifact type, or where the registry has no such API (it answers 404) the referrers
+    /// tag schema. Empty when there are none.
+    pub async fn referrers(
+        &self,
+        repository: &Reference,
+        digest: &str,
+        wanted: Wanted,
+    ) -> Result<Vec<Referrer>, RegistryError> {
+        let subject = sibling(repository, Err(digest.to_owned()));
+        let auth = self.auth(repository);
+        // The API call uses the token the client holds for the registry.
+        self.client
+            .store_auth_if_needed(subject.resolve_registry(), &auth)
+            .await;
+        let listed = self
+            .timed(
+                RegistryOp::Referrers,
+                self.client
+                    .pull_referrers(&subject, Some(wanted.artifact_type())),
+            )
+            .await;
+        let index = match found(&subject, listed)? {
+            Found::Yes(index) => index,
+            Found::NotFound => return Ok(Vec::new()),
+        };
+        let selected = referrers::select(
+            index
+                .manifests
+                .iter()
+                .map(|e| (e.digest.as_str(), e.artifact_type.as_deref())),
+            wanted,
+        );
+        if !selected.is_empty() {
+            return Ok(selected);
+        }
+        // oci-client reads any registry error on the referrers tag (401, 429, 5xx) as "no
+        // referrers". An answer of "none" is a verdict (unsigned, cached), an error is not
+        // (onRegistryError): so "none" is confirmed by asking for the tag once more, with
+        // errors sorted as everywhere else.
+        self.confirm_no_referrers(repository, digest, wanted).await
+    }
+
+    /// The referrers tag schema's index for `digest`, asked directly: its entries `wanted`
+    /// reads, none when the tag does not exist, or the registry's error.
+    async fn confirm_no_referrers(
+        &self,
+        repository: &Reference,
+        digest: &str,
+        wanted: Wanted,
+    ) -> Result<Vec<Referrer>, RegistryError> {
+        let Some(tag) = referrers::fallback_tag(digest) else {
+            return Ok(Vec::new());
+        };
+        let at = sibling(repository, Ok(tag));
+        let auth = self.auth(repository);
+        let pulled = self
+            .timed(
+                RegistryOp::Referrers,
+                self.client
+                    .pull_manifest_raw(&at, &auth, &[OCI_IMAGE_INDEX_MEDIA_TYPE]),
+            )
+            .await;
+        let body = match found(&at, pulled)? {
+            Found::Yes((body, _)) => body,
+            Found::NotFound => return Ok(Vec::new()),
+        };
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Entry {
+            digest: String,
+            #[serde(default)]
+            artifact_type: Option<String>,
+        }
+        let index: Index = serde_json::from_slice(&body).unwrap_or(Index {
+            manifests: Vec::new(),
+        });
+        Ok(referrers::select(
+            index
+                .manifests
+                .iter()
+                .map(|e| (e.digest.as_str(), e.artifact_type.as_deref())),
+            wanted,
+        ))
+    }
+
+    /// A referrer's manifest and the layer holding `wanted`'s envelope: `Ok(Err(why))` when
+    /// the artifact is not one (a verdict on the artifact, not a registry failure).
+    pub async fn artifact(
+        &self,
+        repository: &Reference,
+        referrer: &Referrer,
+        wanted: Wanted,
+    ) -> Result<Result<Artifact, String>, RegistryError> {
+        let at = sibling(repository, Err(referrer.digest.clone()));
+        let auth = self.auth(repository);
+        let pulled = self
+            .timed(
+                RegistryOp::SignatureManifest,
+                self.client
+                    .pull_manifest_raw(&at, &auth, &[OCI_IMAGE_MEDIA_TYPE]),
+            )
+            .await;
+        let body = match found(&at, pulled)? {
+            Found::Yes((body, _)) => body,
+            Found::NotFound => {
+                return Ok(Err(format!(
+                    "the referrer {} is listed but missing from the registry",
+                    referrer.digest
+                )));
+            }
+        };
+        if referrer.digest.starts_with("sha256:") && sha256_hex_of(&body) != referrer.digest {
+            return Ok(Err(format!(
+                "the registry served another manifest for {}",
+                referrer.digest
+            )));
+        }
+        let manifest: ArtifactManifest = match serde_json::from_slice(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "the {} manifest is not JSON: {e}",
+                    wanted.name()
+                )));
+            }
+        };
+        let layer = match manifest.envelope_layer(wanted) {
+            Ok(layer) => layer.clone(),
+            Err(why) => return Ok(Err(why)),
+        };
+        let mut blob = Vec::with_capacity(layer.size as usize);
+        let descriptor = oci_client::manifest::OciDescriptor {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size as i64,
+            ..Default::default()
+        };
+        // pull_blob checks the bytes against the layer's digest.
+        let pulled = self
+            .timed(
+                RegistryOp::Blob,
+                self.client.pull_blob(&at, &descriptor, &mut blob),
+            )
+            .await;
+        match found(&at, pulled)? {
+            Found::Yes(()) => {}
+            Found::NotFound => {
+                return Ok(Err(format!(
+                    "the {} blob {} is missing from the registry",
+                    wanted.name(),
+                    layer.digest
+                )));
+            }
+        }
+        if blob.len() as u64 > referrers::MAX_ARTIFACT_BYTES {
+            return Ok(Err(format!(
+                "the {} is {} bytes (at most {})",
+                wanted.name(),
+                blob.len(),
+                referrers::MAX_ARTIFACT_BYTES
+            )));
+        }
+        Ok(Ok(Artifact {
+            digest: referrer.digest.clone(),
+            manifest,
+            media_type: layer.media_type,
+            blob,
+        }))
+    }
+
+    /// The bytes of the manifest `digest` names (what a message signature signs), checked
+    /// against the digest. `None` when the registry does not have it.
+    pub async fn manifest_bytes(
+        &self,
+        repository: &Reference,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let at = sibling(repository, Err(digest.to_owned()));
+        let auth = self.auth(repository);
+        let pulled = self
+            .timed(
+                RegistryOp::ImageManifest,
+                self.client.pull_manifest_raw(
+                    &at,
+                    &auth,
+                    &[
+                        OCI_IMAGE_MEDIA_TYPE,
+                        OCI_IMAGE_INDEX_MEDIA_TYPE,
+                        IMAGE_MANIFEST_MEDIA_TYPE,
+                        IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+                    ],
+                ),
+            )
+            .await;
+        match found(&at, pulled)? {
+            Found::Yes((body, _)) if sha256_hex_of(&body) == digest => Ok(Some(body.to_vec())),
+            Found::Yes(_) | Found::NotFound => Ok(None),
+        }
     }
 }
 

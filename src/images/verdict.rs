@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::credentials::Credential;
+use super::keyless::Keyless;
 use super::keys::PublicKey;
+use super::notation::NotationTrust;
 
 /// What to do when a signature cannot be checked (registry down, timeout, rate limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -46,13 +48,15 @@ pub struct Settings {
     pub access_id: u64,
 }
 
-/// Whom a rule trusts.
-///
-/// Keyless verification (a Fulcio certificate chain, a Rekor inclusion proof, an OIDC
-/// issuer and subject) is a second variant here; the verifier dispatches on it.
+/// Whom a rule trusts; the verifier dispatches on it.
 #[derive(Debug)]
 pub enum Trust {
+    /// Public keys: legacy cosign signatures and Sigstore bundles they made.
     Keys(Vec<PublicKey>),
+    /// Fulcio certificates of OIDC identities, logged in Rekor, from a trusted root.
+    Keyless(Keyless),
+    /// Notation signatures whose chain leads to a trust store, by trusted identities.
+    Notation(NotationTrust),
 }
 
 /// What an image a rule judges must satisfy, and how its registry is reached: all the
@@ -71,8 +75,9 @@ pub struct Requirement {
 pub enum Rejection {
     /// The registry has no such image (tag or digest).
     ImageNotFound,
-    /// No `sha256-<hex>.sig` artifact exists for the digest.
-    NoSignature,
+    /// No signature of the kind the rule trusts exists for the digest (`cosign signature`:
+    /// no `sha256-<hex>.sig` tag and no Sigstore bundle referrer).
+    NoSignature { looked_for: &'static str },
     /// Signatures exist, but none verifies with a trusted key. An ECDSA signature does not name
     /// its signer, so a signature by another key and a payload changed after signing look the
     /// same.
@@ -83,13 +88,19 @@ pub enum Rejection {
     ReferenceMismatch { signed: String, expected: String },
     /// The signature artifact is not in cosign's format.
     Malformed(String),
+    /// A signature of `format` exists and does not verify under the rule's trust: the
+    /// reason says which step failed (identity, chain, log, envelope, ...).
+    Invalid {
+        format: &'static str,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rejection::ImageNotFound => f.write_str("does not exist in its registry"),
-            Rejection::NoSignature => f.write_str("has no cosign signature"),
+            Rejection::NoSignature { looked_for } => write!(f, "has no {looked_for}"),
             Rejection::NoTrustedSignature { signatures } => write!(
                 f,
                 "has {signatures} cosign signature(s) but none verifies with a trusted key: signed by another key, or the payload was changed after signing"
@@ -103,6 +114,9 @@ impl fmt::Display for Rejection {
                 "has a signature by a trusted key for repository {signed}, not {expected}"
             ),
             Rejection::Malformed(why) => write!(f, "has a malformed signature artifact: {why}"),
+            Rejection::Invalid { format, reason } => {
+                write!(f, "has a {format} that does not verify: {reason}")
+            }
         }
     }
 }

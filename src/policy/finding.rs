@@ -23,8 +23,8 @@ pub enum FieldPath {
         index: usize,
         field: Cow<'static, str>,
     },
-    /// A path from the object's root, for findings about any kind of object (CEL policies,
-    /// which name no field: empty).
+    /// A field of the object itself, from its root, e.g. `metadata.namespace`; empty for
+    /// findings about a whole object of any kind (CEL policies name no field).
     Object(Cow<'static, str>),
 }
 
@@ -128,6 +128,22 @@ impl<'v> Finding<'v> {
         }
     }
 
+    /// A policy whose `namespaceSelector` could not be decided: it fails closed, in its mode,
+    /// saying why.
+    pub fn undecided(namespace: &str, undecided: super::selector::Undecided<'_>) -> Self {
+        Finding {
+            container: None,
+            path: FieldPath::Object(Cow::Borrowed("metadata.namespace")),
+            problem: format!(
+                "cannot decide {}: the labels of namespace {namespace:?} are not known ({})",
+                undecided.selector, undecided.why
+            )
+            .into(),
+            fix: "give portier read access to namespaces (get, list, watch), or, offline, the namespace's labels".into(),
+            reason: None,
+        }
+    }
+
     /// A finding on a field of one container.
     pub fn for_container(
         at: &ContainerRef<'v, '_>,
@@ -152,6 +168,19 @@ pub struct Sink<'o, 'p, 'v> {
     /// The policy's position in its set.
     index: usize,
     out: &'o mut Vec<Violation<'p, 'v>>,
+    /// Where audit annotations that are not violations go; `None` drops them.
+    annotations: Option<&'o mut Vec<Annotation<'p>>>,
+}
+
+/// An audit annotation a policy adds that is not a violation (Pod Security admission's
+/// `enforce-policy: restricted:latest`, `exempt: namespace`). Its key in the answer is
+/// `<policy>.<key>`.
+#[derive(Debug, Clone)]
+pub struct Annotation<'p> {
+    pub policy: &'p Policy,
+    pub policy_index: usize,
+    pub key: &'static str,
+    pub value: String,
 }
 
 /// A finding together with the policy that reported it.
@@ -166,6 +195,10 @@ pub struct Violation<'p, 'v> {
     pub mode: Mode,
     /// Also recorded as an audit annotation (a lenient finding: allowed, but on the record).
     pub audited: bool,
+    /// Worded as upstream Pod Security admission words it: the message is the finding's
+    /// problem as it is (no policy prefix, never shortened), and as an audit annotation its key
+    /// is `<policy>.audit-violations`.
+    pub verbatim: bool,
 }
 
 impl Violation<'_, '_> {
@@ -177,6 +210,9 @@ impl Violation<'_, '_> {
             // The whole message is the policy's: as the API server words it for a
             // ValidatingAdmissionPolicy, `policy/cel: message` for portier's own.
             return cel.write_message(&self.policy.name, self.mode, &f.problem, out);
+        }
+        if self.verbatim {
+            return out.write_str(&f.problem);
         }
         write!(out, "{}/{}: ", self.policy.name, self.policy.check.id())?;
         match f.container {
@@ -197,7 +233,18 @@ impl Violation<'_, '_> {
 
 impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
     pub fn new(policy: &'p Policy, index: usize, out: &'o mut Vec<Violation<'p, 'v>>) -> Self {
-        Sink { policy, index, out }
+        Sink {
+            policy,
+            index,
+            out,
+            annotations: None,
+        }
+    }
+
+    /// Keeps the audit annotations the check adds in `annotations`.
+    pub fn annotating(mut self, annotations: &'o mut Vec<Annotation<'p>>) -> Self {
+        self.annotations = Some(annotations);
+        self
     }
 
     pub fn report(&mut self, finding: Finding<'v>) {
@@ -207,7 +254,38 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
             finding,
             mode: self.policy.mode,
             audited: false,
+            verbatim: false,
         });
+    }
+
+    /// Reports a finding worded as upstream Pod Security admission words it, with the mode
+    /// the namespace's labels gave it (never stricter than the policy's own mode).
+    pub fn report_verbatim(&mut self, mode: Mode, finding: Finding<'v>) {
+        self.out.push(Violation {
+            policy: self.policy,
+            policy_index: self.index,
+            finding,
+            mode: mode.at_most(self.policy.mode),
+            audited: false,
+            verbatim: true,
+        });
+    }
+
+    /// Adds an audit annotation `<policy>.<key>: value` that is not a violation.
+    pub fn annotate(&mut self, key: &'static str, value: String) {
+        if let Some(out) = self.annotations.as_deref_mut() {
+            out.push(Annotation {
+                policy: self.policy,
+                policy_index: self.index,
+                key,
+                value,
+            });
+        }
+    }
+
+    /// The policy this sink reports for.
+    pub fn policy(&self) -> &'p Policy {
+        self.policy
     }
 
     /// Reports something that must never deny (e.g. a signature that could not be checked
@@ -224,6 +302,7 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
             finding,
             mode,
             audited: true,
+            verbatim: false,
         });
     }
 

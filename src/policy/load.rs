@@ -277,6 +277,25 @@ impl PolicySet {
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
+
+    /// The files outside the policy directory that the set's policies read (keys, trusted
+    /// roots, trust stores, docker configs), each with the hash of its content when read.
+    pub fn external_files(&self) -> Vec<(std::path::PathBuf, u64)> {
+        let mut out = Vec::new();
+        for policy in &self.policies {
+            if let Check::SignedImages(params) = &policy.check {
+                out.extend(params.files.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Whether a file of [`PolicySet::external_files`] no longer holds what was read.
+    pub fn external_files_changed(&self) -> bool {
+        self.external_files()
+            .iter()
+            .any(|(path, hash)| crate::policy::signed_images::file_hash(path) != *hash)
+    }
 }
 
 /// One document of a policy file, read.
@@ -383,12 +402,7 @@ fn compile_document(doc: serde_json::Value) -> Result<Policy, DocumentError> {
     }
     validate_name(&doc.metadata.name).map_err(|m| ("metadata.name".to_owned(), m))?;
     let selector = Selector::compile(doc.spec.include.as_ref(), doc.spec.exclude.as_ref())
-        .map_err(|e| {
-            (
-                e.field.clone(),
-                format!("invalid glob {:?}: {}", e.pattern, e.reason),
-            )
-        })?;
+        .map_err(|e| (e.field().to_owned(), e.message()))?;
     let check = if doc.spec.check == super::CEL_ID {
         // An image glob cannot select a CEL policy: it judges whole objects, not containers.
         for (list, criteria) in [("match", &doc.spec.include), ("exclude", &doc.spec.exclude)] {

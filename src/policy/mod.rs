@@ -24,9 +24,9 @@ use std::fmt;
 use serde::Deserialize;
 
 pub use crate::images::{ImageVerdicts, Unverified};
-pub use finding::{FieldPath, Finding, Sink, Violation};
+pub use finding::{Annotation, FieldPath, Finding, Sink, Violation};
 pub use load::{LoadError, PolicySet, Sources};
-pub use selector::{Selector, SelectorError};
+pub use selector::{CriteriaDoc, CriteriaError, Decision, Selector, SelectorError, Undecided};
 
 use crate::pod::PodView;
 
@@ -43,6 +43,25 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// How strict a mode is: enforce, then warn, then audit.
+    fn strictness(self) -> u8 {
+        match self {
+            Mode::Enforce => 2,
+            Mode::Warn => 1,
+            Mode::Audit => 0,
+        }
+    }
+
+    /// This mode, or `cap` where `cap` is more lenient: a `level: namespace` policy in `warn`
+    /// mode turns the namespace's enforce label into warnings.
+    pub fn at_most(self, cap: Mode) -> Mode {
+        if self.strictness() > cap.strictness() {
+            cap
+        } else {
+            self
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
@@ -240,9 +259,11 @@ impl Check {
     pub fn evaluate<'v>(
         &self,
         pod: PodView<'v, '_>,
+        request: &crate::engine::Request<'_>,
         images: &dyn ImageVerdicts,
         sink: &mut Sink<'_, '_, 'v>,
     ) {
+        let _ = request;
         match self {
             Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod.spec, sink),
             Check::Privileged(p) => privileged::evaluate(p, pod.spec, sink),

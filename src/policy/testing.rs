@@ -35,6 +35,7 @@ pub fn run_object(
     for (index, policy) in set.policies().iter().enumerate() {
         policy.check.evaluate(
             pod,
+            &crate::engine::Request::new(WorkloadKind::Pod, "default", None),
             &super::Unverified,
             &mut Sink::new(policy, index, &mut out),
         );

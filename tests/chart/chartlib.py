@@ -20,6 +20,8 @@ import helm_python as helm
 import kubernetes_validate
 import yaml
 
+import pki
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "portier"
 VALUES_FILE = CHART / "values.yaml"
@@ -87,6 +89,131 @@ def validate(obj: dict[str, Any], kube_version: str = KUBE_VERSION) -> None:
     """Validate a built-in object against the Kubernetes OpenAPI schema of kube_version with
     kubernetes-validate in strict mode (unknown or misspelled fields fail)."""
     kubernetes_validate.validate(obj, kube_version, strict=True)
+
+
+# ------------------------------------------------------------ what the render tests share
+# (test_chart_*.py; their fixtures are in conftest.py)
+
+# A client CA for the mutual TLS values (PEM, as a user would paste it into mtls.clientCA).
+CLIENT_CA_PEM = pki.make_ca("portier-test-client-ca").cert_pem.decode()
+
+POD_CONTROLLERS = {
+    "": {"pods", "replicationcontrollers"},
+    "apps": {"deployments", "statefulsets", "daemonsets", "replicasets"},
+    "batch": {"jobs", "cronjobs"},
+}
+
+# Every optional feature switched on, with non-default names, to render every template.
+ALL_ON: dict[str, Any] = {
+    "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 9,
+                    "targetMemoryUtilizationPercentage": 80},
+    "networkPolicy": {"enabled": True, "webhookFrom": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                          "kubernetes.io/metadata.name": "monitoring"}}}]},
+    "mtls": {"enabled": True, "clientCA": CLIENT_CA_PEM,
+             "allowedSubjects": ["kube-apiserver-webhook-client", "kube-apiserver-*"]},
+    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
+    "priorityClassName": "system-cluster-critical",
+    "image": {"digest": "sha256:" + "a" * 64},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "logFormat": "json",
+    "extraArgs": ["--allow-empty"],
+    "audit": {"interval": "10m", "policyReports": True, "installCRDs": True},
+    "extraEnv": [{"name": "RUST_LOG", "value": "info"}],
+    "extraVolumes": [{"name": "cosign-keys", "secret": {"secretName": "cosign-keys"}},
+                     {"name": "scratch", "emptyDir": {"sizeLimit": "16Mi"}}],
+    "extraVolumeMounts": [{"name": "cosign-keys", "mountPath": "/etc/portier/keys", "readOnly": True},
+                          {"name": "scratch", "mountPath": "/tmp"}],
+    "podAnnotations": {"example.com/a": "b"},
+    "podLabels": {"team": "platform"},
+    "service": {"annotations": {"example.com/s": "t"}},
+    "webhook": {"excludeNamespaces": ["legacy"],
+                "namespaceSelector": {"matchLabels": {"portier.dev/enforce": "true"}},
+                "objectSelector": {"matchExpressions": [
+                    {"key": "portier.dev/skip", "operator": "DoesNotExist"}]},
+                "matchConditions": [{"name": "not-ci", "expression":
+                                     "request.userInfo.username != 'system:serviceaccount:ci:bot'"}]},
+    "extraPolicies": [{"apiVersion": "portier.dev/v1", "kind": "Policy",
+                       "metadata": {"name": "team-limits"},
+                       "spec": {"check": "resource-limits", "mode": "warn",
+                                "match": {"namespaces": ["team-*"]}}}],
+}
+
+SCENARIOS = {
+    "defaults": {},
+    "cert-manager": {"certManager": {"enabled": True}},
+    "cert-manager-issuer": {"certManager": {"enabled": True,
+                                            "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer",
+                                                          "group": "cert-manager.io"}}},
+    "mutation-off": {"webhook": {"mutating": {"enabled": False}}},
+    "all-features": ALL_ON,
+    "single-replica": {"replicaCount": 1},
+    "mtls-existing-secret": {"mtls": {"enabled": True, "existingSecret": "apiserver-client-ca"},
+                             "networkPolicy": {"enabled": True}},
+}
+
+
+def webhook_configs(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return by_kind(objs, "ValidatingWebhookConfiguration") + by_kind(objs, "MutatingWebhookConfiguration")
+
+
+def all_webhooks(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [wh for cfg in webhook_configs(objs) for wh in cfg["webhooks"]]
+
+
+def pod_spec(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objs, "Deployment")["spec"]["template"]["spec"]
+
+
+def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = pod_spec(objs)["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def arg_value(args: list[str], flag: str) -> str:
+    assert flag in args, f"{flag} missing from {args}"
+    return args[args.index(flag) + 1]
+
+
+def container_port(objs: list[dict[str, Any]], name: str) -> int:
+    (port,) = [p for p in container(objs)["ports"] if p["name"] == name]
+    assert port["protocol"] == "TCP"
+    return int(port["containerPort"])
+
+
+def check_custom_object(obj: dict[str, Any]) -> None:
+    """Objects of CRD kinds (no schema in kubernetes-validate): the fields the chart uses,
+    as cert-manager v1 and Prometheus Operator v1 define them."""
+    spec = obj["spec"]
+    if obj["kind"] == "Issuer":
+        assert set(spec) in ({"selfSigned"}, {"ca"}), spec
+        if "ca" in spec:
+            assert set(spec["ca"]) == {"secretName"}
+    elif obj["kind"] == "Certificate":
+        allowed = {"secretName", "commonName", "dnsNames", "duration", "renewBefore", "isCA",
+                   "privateKey", "usages", "issuerRef"}
+        assert set(spec) <= allowed, set(spec) - allowed
+        assert spec["secretName"] and spec["issuerRef"]["name"]
+        assert set(spec["issuerRef"]) <= {"name", "kind", "group"}
+        assert set(spec["privateKey"]) <= {"algorithm", "size", "encoding", "rotationPolicy"}
+        assert spec["privateKey"]["algorithm"] in {"RSA", "ECDSA", "Ed25519"}
+        assert spec["privateKey"].get("encoding", "PKCS1") in {"PKCS1", "PKCS8"}
+        assert set(spec.get("usages", [])) <= {"server auth", "digital signature", "key encipherment",
+                                                "cert sign", "crl sign"}
+        for field in ("duration", "renewBefore"):
+            if field in spec:
+                assert re.fullmatch(r"([0-9]+(h|m|s))+", spec[field]), spec[field]
+    elif obj["kind"] == "ServiceMonitor":
+        assert set(spec) <= {"selector", "namespaceSelector", "endpoints", "jobLabel"}
+        for ep in spec["endpoints"]:
+            assert set(ep) <= {"port", "path", "scheme", "interval", "scrapeTimeout", "tlsConfig"}
+            assert set(ep.get("tlsConfig", {})) <= {"serverName", "ca", "insecureSkipVerify"}
+    else:  # pragma: no cover
+        raise AssertionError(f"no check for {obj['kind']}")
 
 
 CHART_README = CHART / "README.md"

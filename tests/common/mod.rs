@@ -2,7 +2,10 @@
 //! bound to 127.0.0.1:0) and a real HTTPS client (reqwest over rustls) that trusts that CA.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod metrics;
+pub mod referrers_api;
 pub mod registry;
+pub mod signing;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};

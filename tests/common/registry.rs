@@ -19,6 +19,8 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -38,6 +40,9 @@ pub struct Registry {
     client: reqwest::Client,
     dir: tempfile::TempDir,
 }
+
+/// A signature layer with any annotations: (payload, [(annotation, value)]).
+pub type AnnotatedLayer = (Vec<u8>, Vec<(String, String)>);
 
 /// One signature in a cosign signature artifact: the signed payload (a layer blob) and the
 /// base64 DER signature over it (the layer's annotation).
@@ -266,6 +271,21 @@ impl Registry {
         panic!("docker-registry found no free port in 5 attempts:\n{last_log}");
     }
 
+    /// A handle on a registry someone else runs at `host` (127.0.0.1:PORT), e.g. a proxy in
+    /// front of one: the same push helpers, nothing to stop.
+    pub fn at(host: &str) -> Registry {
+        let port = host
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("127.0.0.1:PORT");
+        Registry {
+            child: None,
+            port,
+            client: http_client(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// Whether GET /v2/ answers 200 from the registry started with `marker`.
     async fn answers(&self, marker: &str) -> bool {
         let request = self
@@ -400,6 +420,16 @@ impl Registry {
     /// Pushes a tiny OCI image (a config and one layer whose bytes depend on `seed`, so each
     /// seed has its own digest) tagged `tag`; returns the manifest digest.
     pub async fn push_image(&self, repo: &str, tag: &str, seed: &str) -> String {
+        self.push_image_manifest(repo, tag, seed).await.0
+    }
+
+    /// [`Registry::push_image`], also returning the manifest's bytes.
+    pub async fn push_image_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        seed: &str,
+    ) -> (String, Vec<u8>) {
         let layer = format!("portier test layer: {seed}\n").into_bytes();
         let config = format!(
             r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
@@ -412,7 +442,58 @@ impl Registry {
             &descriptor(OCI_CONFIG, &config, &[]),
             &[descriptor(OCI_LAYER, &layer, &[])],
         );
-        self.push_manifest(repo, tag, OCI_MANIFEST, &manifest).await
+        let digest = self.push_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
+        (digest, manifest)
+    }
+
+    /// Pushes an OCI 1.1 referrer of `subject` (an image manifest digest in `repo`): the
+    /// `blob` as the single layer of media type `layer_type`, the empty config, `artifactType`
+    /// set and `subject` naming the image, as cosign v3 and `notation sign` push it. Pushed
+    /// by digest (no tag). Returns the referrer's descriptor for an index.
+    pub async fn push_referrer(
+        &self,
+        repo: &str,
+        subject: &str,
+        subject_size: usize,
+        artifact_type: &str,
+        layer_type: &str,
+        blob: &[u8],
+    ) -> serde_json::Value {
+        self.push_blob(repo, blob).await;
+        self.push_blob(repo, b"{}").await;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": OCI_EMPTY, "digest": sha256_digest(b"{}"), "size": 2},
+            "layers": [{"mediaType": layer_type, "digest": sha256_digest(blob), "size": blob.len()}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": subject_size},
+            "annotations": {"org.opencontainers.image.created": "2026-12-01T00:00:00Z"}
+        }))
+        .unwrap();
+        let digest = sha256_digest(&manifest);
+        self.push_manifest(repo, &digest, OCI_MANIFEST, &manifest)
+            .await;
+        serde_json::json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": digest,
+            "size": manifest.len(),
+            "artifactType": artifact_type
+        })
+    }
+
+    /// Writes the referrers tag schema's index for `subject` (tag `sha256-<hex>`), listing
+    /// `referrers` (descriptors from [`Registry::push_referrer`]): what a client does on a
+    /// registry without the referrers API, as distribution 2.8 is.
+    pub async fn tag_referrers(&self, repo: &str, subject: &str, referrers: &[serde_json::Value]) {
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": referrers
+        }))
+        .unwrap();
+        let tag = subject.replace(':', "-");
+        self.push_manifest(repo, &tag, OCI_INDEX, &index).await;
     }
 
     /// Pushes cosign's signature artifact for `image_digest` in `repo`: an OCI manifest
@@ -435,6 +516,35 @@ impl Registry {
             ));
         }
         let config = cosign_config(layers);
+        self.push_blob(repo, &config).await;
+        let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config, &[]), &descriptors);
+        self.push_manifest(repo, &signature_tag(image_digest), OCI_MANIFEST, &manifest)
+            .await
+    }
+
+    /// Pushes a legacy signature artifact whose layers carry any annotations (keyless
+    /// signatures add the certificate and the Rekor bundle): (payload, annotations) each.
+    pub async fn push_annotated_signatures(
+        &self,
+        repo: &str,
+        image_digest: &str,
+        layers: &[AnnotatedLayer],
+    ) -> String {
+        let mut descriptors = Vec::with_capacity(layers.len());
+        let mut plain = Vec::with_capacity(layers.len());
+        for (payload, annotations) in layers {
+            self.push_blob(repo, payload).await;
+            let pairs: Vec<(&str, &str)> = annotations
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            descriptors.push(descriptor(SIMPLE_SIGNING, payload, &pairs));
+            plain.push(SignatureLayer {
+                payload: payload.clone(),
+                signature_b64: String::new(),
+            });
+        }
+        let config = cosign_config(&plain);
         self.push_blob(repo, &config).await;
         let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config, &[]), &descriptors);
         self.push_manifest(repo, &signature_tag(image_digest), OCI_MANIFEST, &manifest)

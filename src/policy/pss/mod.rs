@@ -77,9 +77,14 @@ pub enum Version {
     V1(u32),
 }
 
+/// A version that is neither `latest` nor `v1.N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid version {0:?}: expected \"latest\" or \"v1.N\" such as \"v1.29\"")]
+pub struct VersionError(pub String);
+
 impl Version {
     /// `latest`, or `v1.` followed by a minor version without leading zeros.
-    pub fn parse(text: &str) -> Result<Version, String> {
+    pub fn parse(text: &str) -> Result<Version, VersionError> {
         if text == "latest" {
             return Ok(Version::Latest);
         }
@@ -93,9 +98,7 @@ impl Version {
             .and_then(|m| m.parse::<u32>().ok());
         match minor {
             Some(minor) => Ok(Version::V1(minor)),
-            None => Err(format!(
-                "invalid version {text:?}: expected \"latest\" or \"v1.N\" such as \"v1.29\""
-            )),
+            None => Err(VersionError(text.to_owned())),
         }
     }
 

@@ -344,6 +344,7 @@ fn findings_name_the_path_below_a_controllers_template() {
     let policy = &set.policies()[0];
     policy.check.evaluate(
         w.pod().unwrap(),
+        &crate::engine::Request::new(WorkloadKind::Deployment, "default", None),
         &crate::policy::Unverified,
         &mut Sink::new(policy, 0, &mut out),
     );

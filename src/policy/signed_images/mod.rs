@@ -1,4 +1,7 @@
-//! `signed-images`: admit only images whose cosign signatures verify against trusted keys.
+//! `signed-images`: admit only images whose digest is signed the way a rule trusts: by its keys
+//! (cosign's legacy `.sig` signatures and cosign v3 Sigstore bundles), keylessly by its OIDC
+//! identities (Sigstore bundles against a trusted root), or with Notation by a certificate of
+//! its trust store. One trust model per rule.
 //!
 //! ```yaml
 //! spec:
@@ -7,7 +10,16 @@
 //!     rules:
 //!       - images: ["registry.example.com/team/*"]   # globs over the full image reference
 //!         keys: ["-----BEGIN PUBLIC KEY-----\n..."] # PEM, inline
-//!         keyFiles: [/etc/portier/keys/team.pub]    # or PEM files, read at load
+//!         keyFiles: [/etc/portier/keys/team.pub]    # or PEM files, read again on change
+//!       - images: ["ghcr.io/acme/*"]
+//!         keyless:
+//!           trustedRoot: /etc/portier/sigstore/trusted_root.json
+//!           identities: [{issuer: "https://token.actions.githubusercontent.com",
+//!                         subjectRegExp: "^https://github.com/acme/"}]
+//!       - images: ["acme.azurecr.io/*"]
+//!         notation:
+//!           trustStore: [/etc/portier/notation/ca.pem]
+//!           trustedIdentities: ["x509.subject: C=US, O=Acme, CN=release"]   # or "*"
 //!     mutateDigest: true        # /mutate pins verified tags to their digest (default)
 //!     requireDigest: true       # /validate denies a judged image without a digest (default:
 //!                               # mutateDigest), so a tag re-pushed after admission never runs
@@ -43,7 +55,9 @@ use super::selector::{self, Globs};
 use super::{Finding, ParamError, Selector, Sink};
 use crate::image_ref::{self, ImageRef};
 use crate::images::credentials::read_docker_config;
+use crate::images::keyless::{Identity, Keyless, Matcher, TrustedRoot};
 use crate::images::keys::PublicKey;
+use crate::images::notation::{NotationTrust, TrustedIdentity};
 use crate::images::verdict::{
     DEFAULT_CACHE_TTL, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, OnRegistryError,
 };
@@ -87,9 +101,107 @@ struct RuleDoc {
     keys: Vec<String>,
     #[serde(default)]
     key_files: Vec<PathBuf>,
-    /// Fulcio/Rekor identities: refused with a clear message until keyless verification exists.
+    /// Fulcio/Rekor identities, from a trusted root.
     #[serde(default)]
-    keyless: Option<Value>,
+    keyless: Option<KeylessDoc>,
+    /// Notation signatures: a trust store and trusted identities.
+    #[serde(default)]
+    notation: Option<NotationDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NotationDoc {
+    trust_store: Vec<PathBuf>,
+    trusted_identities: Vec<String>,
+}
+
+fn compile_notation(at: &str, doc: NotationDoc) -> Result<NotationTrust, ParamError> {
+    if doc.trust_store.is_empty() {
+        return Err(ParamError::new(
+            format!("{at}.trustStore"),
+            "needs at least one PEM file of trusted certificates",
+        ));
+    }
+    if doc.trusted_identities.is_empty() {
+        return Err(ParamError::new(
+            format!("{at}.trustedIdentities"),
+            "needs at least one identity (\"x509.subject: C=..., O=..., CN=...\" or \"*\")",
+        ));
+    }
+    let mut identities = Vec::with_capacity(doc.trusted_identities.len());
+    for (i, text) in doc.trusted_identities.iter().enumerate() {
+        identities.push(
+            TrustedIdentity::parse(text)
+                .map_err(|e| ParamError::new(format!("{at}.trustedIdentities[{i}]"), e))?,
+        );
+    }
+    NotationTrust::new(doc.trust_store, identities)
+        .map_err(|e| ParamError::new(format!("{at}.trustStore"), e))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KeylessDoc {
+    trusted_root: PathBuf,
+    identities: Vec<IdentityDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityDoc {
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default, rename = "issuerRegExp")]
+    issuer_regexp: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default, rename = "subjectRegExp")]
+    subject_regexp: Option<String>,
+}
+
+/// One of an exact value and a regular expression, as `field` (`issuer`, `subject`) names
+/// them.
+fn matcher(
+    at: &str,
+    field: &str,
+    exact: Option<String>,
+    regexp: Option<String>,
+) -> Result<Matcher, ParamError> {
+    match (exact, regexp) {
+        (Some(exact), None) => Ok(Matcher::Exact(exact)),
+        (None, Some(pattern)) => regex::Regex::new(&pattern)
+            .map(Matcher::Regex)
+            .map_err(|e| ParamError::new(format!("{at}.{field}RegExp"), e.to_string())),
+        _ => Err(ParamError::new(
+            at.to_owned(),
+            format!("give exactly one of {field} and {field}RegExp"),
+        )),
+    }
+}
+
+fn compile_keyless(at: &str, doc: KeylessDoc) -> Result<Keyless, ParamError> {
+    let trusted_root = TrustedRoot::from_file(&doc.trusted_root)
+        .map_err(|e| ParamError::new(format!("{at}.trustedRoot"), e.to_string()))?;
+    if doc.identities.is_empty() {
+        return Err(ParamError::new(
+            format!("{at}.identities"),
+            "needs at least one identity (issuer and subject or subjectRegExp)",
+        ));
+    }
+    let mut identities = Vec::with_capacity(doc.identities.len());
+    for (i, id) in doc.identities.into_iter().enumerate() {
+        let at = format!("{at}.identities[{i}]");
+        identities.push(Identity {
+            issuer: matcher(&at, "issuer", id.issuer, id.issuer_regexp)?,
+            subject: matcher(&at, "subject", id.subject, id.subject_regexp)?,
+        });
+    }
+    Ok(Keyless {
+        trusted_root,
+        trusted_root_path: doc.trusted_root,
+        identities,
+    })
 }
 
 /// What to do with an image that no rule judges.
@@ -116,6 +228,10 @@ pub struct Rule {
 /// The compiled params.
 #[derive(Debug)]
 pub struct Params {
+    /// The files these params read (key files, trusted roots, trust stores, the docker
+    /// config) with a hash of their content as read: a reload compiles again when one
+    /// changes (a rotated Secret), as when a policy file does.
+    pub files: Vec<(PathBuf, u64)>,
     /// Each rule shares the policy's [`Settings`].
     pub rules: Vec<Arc<Rule>>,
     /// `/mutate` pins verified tags to their digest.
@@ -137,8 +253,38 @@ fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Durati
     })
 }
 
+/// A hash of `path`'s content (0 when it cannot be read: that is a change too).
+pub fn file_hash(path: &std::path::Path) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.hash(&mut hasher),
+        Err(_) => return 0,
+    }
+    hasher.finish()
+}
+
 impl Params {
     pub fn compile(doc: ParamsDoc, policy_revision: u64) -> Result<Params, ParamError> {
+        // Hashed before they are parsed: a file replaced in between is seen as changed at the
+        // next reload, never the other way round.
+        let mut files: Vec<(PathBuf, u64)> = Vec::new();
+        let mut note = |path: &PathBuf| {
+            if !files.iter().any(|(p, _)| p == path) {
+                files.push((path.clone(), file_hash(path)));
+            }
+        };
+        if let Some(path) = &doc.docker_config {
+            note(path);
+        }
+        for rule in &doc.rules {
+            rule.key_files.iter().for_each(&mut note);
+            if let Some(keyless) = &rule.keyless {
+                note(&keyless.trusted_root);
+            }
+            if let Some(notation) = &rule.notation {
+                notation.trust_store.iter().for_each(&mut note);
+            }
+        }
         let cache_ttl = duration("cacheTTL", doc.cache_ttl.as_deref(), DEFAULT_CACHE_TTL)?;
         let negative_cache_ttl = duration(
             "negativeCacheTTL",
@@ -203,47 +349,83 @@ impl Params {
                     "needs at least one glob (e.g. registry.example.com/team/*)",
                 ));
             }
-            if rule.keyless.is_some() {
-                return Err(ParamError::new(
-                    format!("{field}.keyless"),
-                    "keyless (Fulcio/Rekor) verification is not supported yet; give keys or keyFiles",
-                ));
-            }
             let images = selector::image_globs(&format!("{field}.images"), Some(&rule.images))
                 .map_err(|e| {
                     ParamError::new(e.field, format!("glob {:?}: {}", e.pattern, e.reason))
                 })?;
-            let mut keys = Vec::new();
-            for (i, pem) in rule.keys.iter().enumerate() {
-                let origin = format!("keys[{i}]");
-                keys.push(
-                    PublicKey::from_pem(pem, origin).map_err(|e| {
-                        ParamError::new(format!("{field}.keys[{i}]"), e.to_string())
-                    })?,
-                );
-            }
-            for (i, path) in rule.key_files.iter().enumerate() {
-                keys.push(PublicKey::from_file(path).map_err(|e| {
-                    ParamError::new(format!("{field}.keyFiles[{i}]"), e.to_string())
-                })?);
-            }
-            if keys.is_empty() {
-                return Err(ParamError::new(
-                    field,
-                    "needs keys (PEM) or keyFiles: the public keys whose signatures are trusted",
-                ));
-            }
+            let has_keys = !rule.keys.is_empty() || !rule.key_files.is_empty();
             let mut id = std::collections::hash_map::DefaultHasher::new();
             policy_revision.hash(&mut id);
             index.hash(&mut id);
-            for key in &keys {
-                key.fingerprint.hash(&mut id);
+            let models = usize::from(has_keys)
+                + usize::from(rule.keyless.is_some())
+                + usize::from(rule.notation.is_some());
+            if models > 1 {
+                return Err(ParamError::new(
+                    field,
+                    "give one trust model per rule: keys/keyFiles, keyless or notation, not several (write two rules to require both)",
+                ));
             }
+            if let Some(doc) = rule.notation {
+                let trust = compile_notation(&format!("{field}.notation"), doc)?;
+                "notation".hash(&mut id);
+                trust.fingerprint.hash(&mut id);
+                for identity in &trust.identities {
+                    format!("{identity:?}").hash(&mut id);
+                }
+                rules.push(Arc::new(Rule {
+                    index,
+                    images,
+                    requirement: Arc::new(Requirement {
+                        trust: Trust::Notation(trust),
+                        settings: Arc::clone(&settings),
+                        cache_id: id.finish(),
+                    }),
+                }));
+                continue;
+            }
+            let trust = match (has_keys, rule.keyless) {
+                // Keys together with keyless were refused above.
+                (_, Some(doc)) => {
+                    let keyless = compile_keyless(&format!("{field}.keyless"), doc)?;
+                    "keyless".hash(&mut id);
+                    keyless.trusted_root.fingerprint.hash(&mut id);
+                    for identity in &keyless.identities {
+                        identity.issuer.describe().hash(&mut id);
+                        identity.subject.describe().hash(&mut id);
+                    }
+                    Trust::Keyless(keyless)
+                }
+                (_, None) => {
+                    let mut keys = Vec::new();
+                    for (i, pem) in rule.keys.iter().enumerate() {
+                        let origin = format!("keys[{i}]");
+                        keys.push(PublicKey::from_pem(pem, origin).map_err(|e| {
+                            ParamError::new(format!("{field}.keys[{i}]"), e.to_string())
+                        })?);
+                    }
+                    for (i, path) in rule.key_files.iter().enumerate() {
+                        keys.push(PublicKey::from_file(path).map_err(|e| {
+                            ParamError::new(format!("{field}.keyFiles[{i}]"), e.to_string())
+                        })?);
+                    }
+                    if keys.is_empty() {
+                        return Err(ParamError::new(
+                            field,
+                            "needs a trust: keys (PEM) or keyFiles, or keyless (trustedRoot and identities)",
+                        ));
+                    }
+                    for key in &keys {
+                        key.fingerprint.hash(&mut id);
+                    }
+                    Trust::Keys(keys)
+                }
+            };
             rules.push(Arc::new(Rule {
                 index,
                 images,
                 requirement: Arc::new(Requirement {
-                    trust: Trust::Keys(keys),
+                    trust,
                     settings: Arc::clone(&settings),
                     cache_id: id.finish(),
                 }),
@@ -253,6 +435,7 @@ impl Params {
         // between); requiring a digest makes /validate hold the line when /mutate did not run.
         let mutate_digest = doc.mutate_digest.unwrap_or(true);
         Ok(Params {
+            files,
             rules,
             mutate_digest,
             require_digest: doc.require_digest.unwrap_or(mutate_digest),
@@ -268,7 +451,20 @@ impl Rule {
     }
 }
 
-const FIX_SIGN: &str = "sign the image's digest with a trusted key (cosign sign --key ...), or use an image signed by one";
+/// How to fix a rejection, by the trust the rule places.
+fn fix_sign(trust: &Trust) -> &'static str {
+    match trust {
+        Trust::Keys(_) => {
+            "sign the image's digest with a trusted key (cosign sign --key ...), or use an image signed by one"
+        }
+        Trust::Keyless(_) => {
+            "sign the image's digest keylessly as a trusted identity (cosign sign in the release job), or use an image signed so"
+        }
+        Trust::Notation(_) => {
+            "sign the image's digest with a certificate of the trust store (notation sign), or use an image signed so"
+        }
+    }
+}
 
 /// Reports every in-scope image a rule rejects or could not verify, every text that is not an
 /// image reference, a judged tag left unpinned under `requireDigest`, and with
@@ -442,7 +638,7 @@ fn report_verdict<'v>(
                     "image {reference}{at_digest}{runs} {rejection} (rule {})",
                     rule.index
                 ),
-                FIX_SIGN,
+                fix_sign(&rule.requirement.trust),
             ));
         }
         ImageVerdict::Unavailable { reason } => {

@@ -12,11 +12,33 @@ fn params_name_the_field_they_refuse() {
     let e = compile("rules: []");
     assert_eq!(e.field, "spec.params.rules");
     let e = compile("rules: [{images: ['*']}]");
-    assert!(e.message.contains("needs keys"), "{}", e.message);
+    assert!(e.message.contains("needs a trust"), "{}", e.message);
     let e = compile("rules: [{images: ['*'], keys: ['not a key']}]");
     assert_eq!(e.field, "spec.params.rules[0].keys[0]");
-    let e = compile("rules: [{images: ['*'], keyless: {issuer: x}}]");
-    assert!(e.message.contains("not supported yet"), "{}", e.message);
+    let e = compile(
+        "rules: [{images: ['*'], keyless: {trustedRoot: /nonexistent/root.json, identities: []}}]",
+    );
+    assert_eq!(e.field, "spec.params.rules[0].keyless.trustedRoot");
+    assert!(e.message.contains("cannot read"), "{}", e.message);
+    let e = compile(
+        "rules: [{images: ['*'], keys: [x], keyless: {trustedRoot: /r.json, identities: []}}]",
+    );
+    assert!(
+        e.message.contains("one trust model per rule"),
+        "{}",
+        e.message
+    );
+    let e = compile(
+        "rules: [{images: ['*'], notation: {trustStore: [/nonexistent/ca.pem], trustedIdentities: ['*']}}]",
+    );
+    assert_eq!(e.field, "spec.params.rules[0].notation.trustStore");
+    let e = compile(
+        "rules: [{images: ['*'], notation: {trustStore: [/ca.pem], trustedIdentities: ['CN=x']}}]",
+    );
+    assert_eq!(
+        e.field,
+        "spec.params.rules[0].notation.trustedIdentities[0]"
+    );
     let e = compile("rules: [{images: ['*'], keyFiles: [/nonexistent/cosign.pub]}]");
     assert!(e.message.contains("cannot read"), "{}", e.message);
     let e = compile("timeout: soon\nrules: [{images: ['*'], keys: [x]}]");
@@ -82,9 +104,13 @@ fn judge(set: &crate::policy::PolicySet, images: &[&str], table: &Table) -> Vec<
     let pod = workload.pod().unwrap();
     let mut out = Vec::new();
     for (index, policy) in set.policies().iter().enumerate() {
-        policy
-            .check
-            .evaluate(pod, table, &mut Sink::new(policy, index, &mut out));
+        let request = crate::engine::Request::new(crate::pod::WorkloadKind::Pod, "default", None);
+        policy.check.evaluate(
+            pod,
+            &request,
+            table,
+            &mut Sink::new(policy, index, &mut out),
+        );
     }
     out.iter()
         .map(|v| format!("{} {}", v.mode.as_str(), v.message("spec")))
@@ -111,7 +137,9 @@ fn every_spelling_is_judged_under_its_canonical_name() {
             "docker.io/library/evil:1",
             ImageVerdict::Rejected {
                 digest: Some(D2.into()),
-                rejection: Rejection::NoSignature,
+                rejection: Rejection::NoSignature {
+                    looked_for: "cosign signature",
+                },
             },
         ),
     ]);
@@ -196,7 +224,9 @@ fn require_digest_follows_mutate_digest_and_the_pass() {
         "docker.io/library/nginx:1.27",
         ImageVerdict::Rejected {
             digest: Some(D1.into()),
-            rejection: Rejection::NoSignature,
+            rejection: Rejection::NoSignature {
+                looked_for: "cosign signature",
+            },
         },
     )]);
     let got = judge(&defaults, &["nginx:1.27"], &rejected);
@@ -216,7 +246,9 @@ fn a_running_digest_is_what_is_verified() {
                 &format!("docker.io/library/nginx:1.27@{D2}"),
                 ImageVerdict::Rejected {
                     digest: Some(D2.into()),
-                    rejection: Rejection::NoSignature,
+                    rejection: Rejection::NoSignature {
+                        looked_for: "cosign signature",
+                    },
                 },
             ),
         ])
