@@ -351,6 +351,13 @@ async fn answer(
                 ),
             )
         }
+        Decoded::Other(other) => admission::answer_other(
+            &other,
+            &snapshot.set,
+            crate::namespaces::NamespaceLabels::Unknown(
+                "portier serve has no source of namespace labels yet",
+            ),
+        ),
     };
     // Counted once per review and policy: decisions come in policy order.
     let mut last = None;
@@ -383,7 +390,7 @@ fn log_decisions(endpoint: Endpoint, answer: &Answer) {
             endpoint = endpoint.as_str(),
             uid = %subject.uid,
             operation = %subject.operation,
-            kind = subject.kind,
+            kind = %subject.kind,
             namespace = %subject.namespace,
             name = %subject.name,
             user = %subject.user,

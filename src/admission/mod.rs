@@ -50,7 +50,8 @@ pub struct Answer {
 pub struct Subject {
     pub uid: String,
     pub operation: String,
-    pub kind: &'static str,
+    /// The object's kind, e.g. `Deployment` or, judged by CEL policies, `Ingress`.
+    pub kind: String,
     pub namespace: String,
     pub name: String,
     pub user: String,
@@ -82,6 +83,11 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
             &Unverified,
             NamespaceLabels::Unknown("no source of namespace labels"),
         ),
+        Decoded::Other(other) => answer_other(
+            &other,
+            set,
+            NamespaceLabels::Unknown("no source of namespace labels"),
+        ),
     }
 }
 
@@ -101,6 +107,17 @@ pub enum Decoded<'a> {
     /// the answer needs no policy.
     Answered(Answer),
     Judge(Judgement<'a>),
+    /// A request the built-in checks do not judge (another kind, operation or subresource):
+    /// only CEL policies may, on the whole object ([`answer_other`]).
+    Other(Other<'a>),
+}
+
+/// A request for CEL policies alone: allowed at once by a set without any.
+pub struct Other<'a> {
+    endpoint: Endpoint,
+    uid: Text<'a>,
+    /// The whole review, which CEL policies read.
+    body: &'a [u8],
 }
 
 /// A workload to judge, decoded once from the review's body (which it borrows).
@@ -223,16 +240,22 @@ fn prepare<'a>(
     let Some(request) = review.request else {
         return Decoded::Answered(bad_request("the AdmissionReview has no request"));
     };
-    let (kind, object) = match (target(&request, decoded.is_some()), request.uid.as_deref()) {
-        (_, None | Some("")) => return Decoded::Answered(bad_request("request.uid is missing")),
-        (Target::NotJudged, Some(uid)) => return Decoded::Answered(allow(uid)),
-        (Target::Unreadable(why), Some(uid)) => {
-            return Decoded::Answered(fail_closed(uid, endpoint, &why));
-        }
-        (Target::Workload(kind, object), _) => (kind, object),
-    };
-    let Some(uid) = request.uid else {
+    let target = target(&request, decoded.is_some());
+    let Some(uid) = request.uid.filter(|uid| !uid.is_empty()) else {
         return Decoded::Answered(bad_request("request.uid is missing"));
+    };
+    let (kind, object) = match target {
+        Target::NotJudged => {
+            return Decoded::Other(Other {
+                endpoint,
+                uid,
+                body,
+            });
+        }
+        Target::Unreadable(why) => {
+            return Decoded::Answered(fail_closed(&uid, endpoint, &why));
+        }
+        Target::Workload(kind, object) => (kind, object),
     };
     let workload = match (decoded, object) {
         (Some(workload), _) => workload,
@@ -275,8 +298,9 @@ pub fn answer(
     namespace: NamespaceLabels<'_>,
 ) -> Answer {
     let request = judgement.request_in(namespace);
-    // CEL policies read the whole request: decoded again, only for sets that have them.
-    let cel_review = match set.has_cel() {
+    // CEL policies read the whole request: decoded again, only for sets that have them, and
+    // only on /validate (they validate; /mutate never denies).
+    let cel_review = match set.has_cel() && judgement.endpoint == Endpoint::Validate {
         true => match serde_json::from_slice::<CelReview<'_>>(judgement.body) {
             Ok(review) => Some(review),
             Err(e) => {
@@ -288,7 +312,7 @@ pub fn answer(
     };
     let admission = cel_review
         .as_ref()
-        .map(|r| crate::cel::Admission::from_request(&r.request));
+        .map(|r| crate::cel::Admission::from_request(&r.request).with_namespace_labels(namespace));
     let verdict = match (judgement.pod(), &admission) {
         (Some(pod), None) => engine::evaluate_with(set, &request, pod, images),
         (None, None) => return allow(&judgement.uid),
@@ -330,7 +354,7 @@ pub fn answer(
     let subject = Subject {
         uid: judgement.uid.to_string(),
         operation: judgement.operation.as_deref().unwrap_or("").to_owned(),
-        kind: request.kind.as_str(),
+        kind: request.kind.as_str().to_owned(),
         namespace: request.namespace.to_owned(),
         name: judgement
             .name
@@ -343,6 +367,39 @@ pub fn answer(
         user: request.user.unwrap_or("").to_owned(),
     };
     encode_verdict(subject, &verdict, request.kind.pod_spec_path())
+}
+
+/// Judges a request only CEL policies may judge (any kind, operation or subresource: a
+/// Service, an Ingress, a Namespace, a custom resource, a DELETE, a `pods/exec`) with the
+/// namespace's labels from `namespace`, and encodes the answer. Without CEL policies, or on
+/// /mutate, it is allowed as it is.
+pub fn answer_other(other: &Other<'_>, set: &PolicySet, namespace: NamespaceLabels<'_>) -> Answer {
+    if !set.has_cel() || other.endpoint != Endpoint::Validate {
+        return allow(&other.uid);
+    }
+    let review = match serde_json::from_slice::<CelReview<'_>>(other.body) {
+        Ok(review) => review,
+        Err(e) => {
+            let why = format!("the review cannot be read for CEL policies: {e}");
+            return fail_closed(&other.uid, other.endpoint, &why);
+        }
+    };
+    let admission =
+        crate::cel::Admission::from_request(&review.request).with_namespace_labels(namespace);
+    let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
+    if verdict.is_clean() && verdict.cel_annotations.is_empty() {
+        return allow(&other.uid);
+    }
+    let a = &admission.attributes;
+    let subject = Subject {
+        uid: other.uid.to_string(),
+        operation: a.operation.to_owned(),
+        kind: admission.kind.to_owned(),
+        namespace: a.namespace.to_owned(),
+        name: a.name.to_owned(),
+        user: admission.user.unwrap_or("").to_owned(),
+    };
+    encode_verdict(subject, &verdict, "")
 }
 
 #[cfg(test)]

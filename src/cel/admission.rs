@@ -8,6 +8,8 @@ use super::json::Json;
 use super::matcher::Attributes;
 use super::resources::resource_for;
 use super::value::Value;
+use crate::labels::{Labels, NoLabels};
+use crate::namespaces::{LabelSource, NamespaceLabels};
 
 /// A request to judge.
 #[derive(Debug, Clone)]
@@ -23,7 +25,14 @@ pub struct Admission<'a> {
     /// The object's labels and its old labels, for object selectors.
     pub labels: Option<&'a Json<'a>>,
     pub old_labels: Option<&'a Json<'a>>,
+    /// What is known of the namespace the object is in: its labels, for `namespaceSelector`.
+    pub namespace_labels: NamespaceLabels<'a>,
+    /// The Namespace object, for `namespaceObject`; `None` when not known.
+    pub namespace_object: Option<&'a Json<'a>>,
 }
+
+/// Why a namespace's labels or object are not known.
+pub type Unknown<'a> = &'a str;
 
 fn text<'a>(json: &'a Json<'a>, path: &[&str]) -> &'a str {
     let mut node = json;
@@ -67,6 +76,71 @@ impl<'a> Admission<'a> {
             request: Value::from_json(request),
             labels: labels("object"),
             old_labels: labels("oldObject"),
+            namespace_labels: NamespaceLabels::NOT_GIVEN,
+            namespace_object: None,
+        }
+    }
+
+    /// The request with what is known of its namespace's labels.
+    pub fn with_namespace_labels(mut self, labels: NamespaceLabels<'a>) -> Self {
+        self.namespace_labels = labels;
+        self
+    }
+
+    /// The request with its namespace's object (and so its labels), read from `source`.
+    pub fn with_namespace_object(mut self, namespace: &'a Json<'a>, source: LabelSource) -> Self {
+        let labels: &'a dyn Labels = match namespace.get("metadata").and_then(|m| m.get("labels")) {
+            Some(labels) => labels,
+            None => &NoLabels,
+        };
+        self.namespace_labels = NamespaceLabels::Known(labels, source);
+        self.namespace_object = Some(namespace);
+        self
+    }
+
+    /// Whether the request is about a Namespace itself (not one of its subresources).
+    pub fn is_namespace_request(&self) -> bool {
+        let a = &self.attributes;
+        a.group.is_empty() && a.resource == "namespaces" && a.sub_resource.is_empty()
+    }
+
+    /// The labels a `namespaceSelector` reads, as the API server's namespace matcher finds
+    /// them (`predicates/namespace/matcher.go`): a cluster-scoped request other than a
+    /// Namespace always matches (`Ok(None)`); a Namespace's CREATE or UPDATE is matched on its
+    /// own labels and its DELETE on the labels it had; other requests on their namespace's
+    /// labels, which may not be known (`Err(why)`).
+    pub fn namespace_selector_labels(&self) -> Result<Option<&'a dyn Labels>, Unknown<'a>> {
+        if self.is_namespace_request() {
+            let labels = match self.attributes.operation {
+                "DELETE" => self.old_labels,
+                _ => self.labels,
+            };
+            return Ok(Some(
+                labels.map_or(&NoLabels as &dyn Labels, |l| l as &dyn Labels),
+            ));
+        }
+        if self.attributes.namespace.is_empty() {
+            return Ok(None);
+        }
+        match self.namespace_labels {
+            NamespaceLabels::Known(labels, _) => Ok(Some(labels)),
+            NamespaceLabels::Unknown(why) => Err(why),
+        }
+    }
+
+    /// What `namespaceObject` is bound to: null for cluster-scoped requests and for a
+    /// Namespace itself (as the API server binds it), the Namespace otherwise, or why it is
+    /// not known.
+    pub fn namespace_object_value(&self) -> Result<Value<'a>, Unknown<'a>> {
+        if self.is_namespace_request() || self.attributes.namespace.is_empty() {
+            return Ok(Value::Null);
+        }
+        match (self.namespace_object, self.namespace_labels) {
+            (Some(namespace), _) => Ok(Value::from_json(namespace)),
+            (None, NamespaceLabels::Unknown(why)) => Err(why),
+            (None, NamespaceLabels::Known(..)) => {
+                Err("only the namespace's labels were given, not the Namespace object")
+            }
         }
     }
 }

@@ -33,8 +33,16 @@ pub const MAX_DEPTH: usize = 250;
 /// The parser's thread stack: enough for [`MAX_SOURCE_CHARS`] of the deepest-nesting text.
 const PARSER_STACK: usize = 256 << 20;
 
+/// An expression parsed and checked: its tree, its type, and whether it reads
+/// `namespaceObject` (which a request may not have known).
+pub(crate) struct Checked {
+    pub node: Node,
+    pub output: Type,
+    pub reads_namespace_object: bool,
+}
+
 /// Parses and checks `source`.
-pub(crate) fn compile(source: &str, decls: &Declarations) -> Result<(Node, Type), CompileError> {
+pub(crate) fn compile(source: &str, decls: &Declarations) -> Result<Checked, CompileError> {
     let chars = source.chars().count();
     if chars > MAX_SOURCE_CHARS {
         return Err(CompileError::at(
@@ -67,7 +75,7 @@ pub(crate) fn compile(source: &str, decls: &Declarations) -> Result<(Node, Type)
     })
 }
 
-fn compile_here(source: &str, decls: &Declarations) -> Result<(Node, Type), CompileError> {
+fn compile_here(source: &str, decls: &Declarations) -> Result<Checked, CompileError> {
     let parsed =
         std::panic::catch_unwind(|| cel::Env::default().parser().parse_with_source_info(source));
     let (expr, info) = match parsed {
@@ -100,8 +108,14 @@ fn compile_here(source: &str, decls: &Declarations) -> Result<(Node, Type), Comp
         source,
         locals: Vec::new(),
         request: request_type(),
+        reads_namespace_object: false,
     };
-    compiler.expr(&expr)
+    let (node, output) = compiler.expr(&expr)?;
+    Ok(Checked {
+        node,
+        output,
+        reads_namespace_object: compiler.reads_namespace_object,
+    })
 }
 
 /// The id of a node deeper than [`MAX_DEPTH`], found without recursing.
@@ -178,6 +192,8 @@ struct Compiler<'c> {
     /// The comprehension variables in scope, innermost last; a variable's slot is its index.
     locals: Vec<(String, Type)>,
     request: Type,
+    /// Set when the expression names `namespaceObject`.
+    reads_namespace_object: bool,
 }
 
 /// The type names an expression may use as values (`type(x) == string`).
@@ -282,14 +298,9 @@ impl Compiler<'_> {
             "oldObject" => Root::OldObject,
             "request" => return Ok((Node::Root(Root::Request), self.request.clone())),
             "params" if self.decls.params => Root::Params,
-            "namespaceObject" if self.decls.namespace_object => {
-                return Ok((Node::Root(Root::NamespaceObject), namespace_type()));
-            }
             "namespaceObject" => {
-                return Err(self.error(
-                    id,
-                    "namespaceObject is not supported by portier yet (it needs the namespace's labels and annotations)",
-                ));
+                self.reads_namespace_object = true;
+                return Ok((Node::Root(Root::NamespaceObject), namespace_type()));
             }
             "authorizer" => {
                 return Err(self.error(

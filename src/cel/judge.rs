@@ -4,8 +4,11 @@
 use std::borrow::Cow;
 
 use super::admission::Admission;
-use super::policy::Origin;
-use crate::policy::{Check, FieldPath, Finding, Mode, PolicySet, Violation};
+use super::policy::{Applies, Origin};
+use crate::engine::ObjectLabels;
+use crate::labels::{Labels, NoLabels};
+use crate::namespaces::{LabelSource, NamespaceLabels};
+use crate::policy::{Check, Decision, FieldPath, Finding, Mode, PolicySet, Violation};
 
 /// What the CEL policies found in one request.
 #[derive(Debug, Default)]
@@ -25,19 +28,41 @@ pub fn judge<'p, 'v>(set: &'p PolicySet, admission: &Admission<'_>, out: &mut Ju
         let Check::Cel(cel) = &policy.check else {
             continue;
         };
-        let selected = match cel.origin {
-            Origin::Portier { .. } => policy.selector.judges_kind(
-                admission.kind,
-                admission.attributes.namespace,
-                admission.user,
-            ),
-            Origin::Binding { .. } => cel.applies(admission),
+        let outcome = match cel.origin {
+            Origin::Portier { .. } => {
+                if !policy.selector.judges_kind(
+                    admission.kind,
+                    admission.attributes.namespace,
+                    admission.user,
+                ) {
+                    continue;
+                }
+                let object = ObjectLabels {
+                    object: admission.labels.map_or(&NoLabels as &dyn Labels, |l| l),
+                    old: admission.old_labels.map(|l| l as &dyn Labels),
+                };
+                let namespace = match admission.namespace_selector_labels() {
+                    Ok(Some(labels)) => NamespaceLabels::Known(labels, LabelSource::Object),
+                    // A cluster-scoped object is in no namespace: no selector exempts it.
+                    Ok(None) => NamespaceLabels::Known(&NoLabels, LabelSource::Object),
+                    Err(why) => NamespaceLabels::Unknown(why),
+                };
+                match policy.selector.decide_labels_of(object, namespace) {
+                    Decision::NotJudged => continue,
+                    Decision::Undecided(undecided) => {
+                        let finding = Finding::undecided(admission.attributes.namespace, undecided);
+                        cel.undecided(finding.problem.into_owned())
+                    }
+                    Decision::Judged => cel.evaluate(admission),
+                }
+            }
+            Origin::Binding { .. } => match cel.applies(admission) {
+                Applies::No => continue,
+                Applies::Yes => cel.evaluate(admission),
+                Applies::Undecided(problem) => cel.undecided(problem),
+            },
         };
-        if !selected {
-            continue;
-        }
         out.judged += 1;
-        let outcome = cel.evaluate(admission);
         for failure in outcome.failures {
             let (mode, audited) = match cel.origin {
                 Origin::Portier { .. } => (policy.mode, false),

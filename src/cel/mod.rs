@@ -31,6 +31,8 @@ pub mod value;
 pub mod vap;
 
 #[cfg(test)]
+mod namespace_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod tests;
@@ -51,9 +53,6 @@ pub use value::Value;
 pub struct Declarations {
     /// `params` is declared (a ValidatingAdmissionPolicy with a `paramKind`).
     pub params: bool,
-    /// `namespaceObject` is declared. Off until portier knows namespaces' labels; an
-    /// expression using it is then a load error rather than one that cannot be decided.
-    pub namespace_object: bool,
     /// The policy's variables declared before this expression, with their types.
     pub variables: Vec<(String, Type)>,
 }
@@ -83,6 +82,7 @@ pub struct Program {
     root: node::Node,
     output: Type,
     source: String,
+    reads_namespace_object: bool,
 }
 
 impl fmt::Debug for Program {
@@ -96,11 +96,12 @@ impl fmt::Debug for Program {
 
 /// Parses and checks `source` against `decls`.
 pub fn compile(source: &str, decls: &Declarations) -> Result<Program, CompileError> {
-    let (root, output) = compile::compile(source, decls)?;
+    let checked = compile::compile(source, decls)?;
     Ok(Program {
-        root,
-        output,
+        root: checked.node,
+        output: checked.output,
         source: source.to_owned(),
+        reads_namespace_object: checked.reads_namespace_object,
     })
 }
 
@@ -112,6 +113,11 @@ impl Program {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the expression names `namespaceObject`: evaluating it needs the namespace.
+    pub fn reads_namespace_object(&self) -> bool {
+        self.reads_namespace_object
     }
 
     /// Evaluates the expression in `scope`, which also holds its policy's variables.

@@ -158,7 +158,20 @@ pub struct CelPolicy {
     /// The policy's and the binding's object selectors (each must match the object's labels
     /// or its old labels, as in the API server).
     pub object_selectors: Vec<LabelSelector>,
+    /// The policy's and the binding's namespace selectors, each with its field (for the
+    /// message when the namespace's labels are not known).
+    pub namespace_selectors: Vec<(String, LabelSelector)>,
     pub actions: Actions,
+}
+
+/// Whether a policy applies to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applies {
+    Yes,
+    No,
+    /// Its rules and object selectors choose the request, but a namespace selector needs
+    /// labels that are not known: the message says which and why.
+    Undecided(String),
 }
 
 /// One way the request failed the policy.
@@ -213,20 +226,87 @@ impl CelPolicy {
         }
     }
 
-    /// Whether the policy's rules (and its binding's) select the request.
-    pub fn applies(&self, admission: &Admission<'_>) -> bool {
-        self.constraints.matches(&admission.attributes)
+    /// Whether the policy's rules (and its binding's) select the request: rules and object
+    /// selectors first, which need nothing but the request, then namespace selectors.
+    pub fn applies(&self, admission: &Admission<'_>) -> Applies {
+        let chosen = self.constraints.matches(&admission.attributes)
             && self.binding_match.matches(&admission.attributes)
             && self.object_selectors.iter().all(|selector| {
                 [admission.labels, admission.old_labels]
                     .into_iter()
                     .flatten()
                     .any(|labels| selector.matches(labels))
-            })
+            });
+        if !chosen {
+            return Applies::No;
+        }
+        if self.namespace_selectors.is_empty() {
+            return Applies::Yes;
+        }
+        match admission.namespace_selector_labels() {
+            Ok(None) => Applies::Yes,
+            Ok(Some(labels)) => match self
+                .namespace_selectors
+                .iter()
+                .all(|(_, s)| s.matches(labels))
+            {
+                true => Applies::Yes,
+                false => Applies::No,
+            },
+            Err(why) => {
+                let (field, selector) = &self.namespace_selectors[0];
+                Applies::Undecided(format!(
+                    "cannot decide {field} ({selector}): the labels of namespace {:?} are not known ({why})",
+                    admission.attributes.namespace
+                ))
+            }
+        }
+    }
+
+    /// Whether an expression of the policy reads `namespaceObject`.
+    pub fn reads_namespace_object(&self) -> bool {
+        let programs = self
+            .variables
+            .iter()
+            .chain(self.match_conditions.iter().map(|c| &c.program));
+        let validations = self
+            .validations
+            .iter()
+            .flat_map(|v| std::iter::once(&v.program).chain(v.message_expression.as_ref()));
+        let annotations = self.audit_annotations.iter().map(|a| &a.program);
+        programs
+            .chain(validations)
+            .chain(annotations)
+            .any(Program::reads_namespace_object)
+    }
+
+    /// A request the policy cannot decide fails closed, whatever its `failurePolicy`:
+    /// portier never lets a policy lapse because it lacks what the API server would have.
+    pub fn undecided(&self, problem: String) -> Outcome {
+        Outcome {
+            failures: vec![Failure {
+                message: problem,
+                reason: "Forbidden".into(),
+                always_denies: true,
+            }],
+            annotations: Vec::new(),
+        }
     }
 
     /// Evaluates the policy on a request it applies to.
     pub fn evaluate(&self, admission: &Admission<'_>) -> Outcome {
+        let namespace_object = match self.reads_namespace_object() {
+            true => match admission.namespace_object_value() {
+                Ok(value) => value,
+                Err(why) => {
+                    return self.undecided(format!(
+                        "cannot evaluate namespaceObject: namespace {:?} is not known ({why})",
+                        admission.attributes.namespace
+                    ));
+                }
+            },
+            false => Value::Null,
+        };
         let mut outcome = Outcome::default();
         let params: Vec<Option<&Json<'static>>> = match &self.params {
             Params::None | Params::Null => vec![None],
@@ -239,7 +319,7 @@ impl CelPolicy {
             },
         };
         for param in params {
-            self.evaluate_with(admission, param, &mut outcome);
+            self.evaluate_with(admission, param, &namespace_object, &mut outcome);
         }
         outcome
     }
@@ -268,6 +348,7 @@ impl CelPolicy {
         &self,
         admission: &Admission<'_>,
         param: Option<&Json<'static>>,
+        namespace_object: &Value<'_>,
         outcome: &mut Outcome,
     ) {
         let activation = Activation {
@@ -275,7 +356,7 @@ impl CelPolicy {
             old_object: admission.old_object.clone(),
             request: admission.request.clone(),
             params: param.map_or(Value::Null, Value::from_json),
-            namespace_object: Value::Null,
+            namespace_object: namespace_object.clone(),
         };
         let scope = Scope::new(&activation, &self.variables);
         let mut budget = RUNTIME_BUDGET;

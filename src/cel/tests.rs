@@ -1089,14 +1089,14 @@ fn load_errors_name_the_column() {
             None,
         ),
         (
-            "namespaceObject.metadata.labels.env == 'prod'",
-            "namespaceObject is not supported",
-            Some(1),
-        ),
-        (
             "authorizer.group('').resource('pods').check('get').allowed()",
             "authorizer is not supported",
             None,
+        ),
+        (
+            "namespaceObject.metadata.labelz == {}",
+            "undefined field 'labelz'",
+            Some(25),
         ),
         ("variables.missing == 1", "undefined field 'missing'", None),
         ("[1].all(x, x)", "must be a bool", None),

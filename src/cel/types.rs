@@ -103,6 +103,9 @@ impl Type {
             }
             (Type::Optional(p), Type::Optional(a)) => p.accepts(a, bindings),
             (Type::Object(p), Type::Object(a)) => p.name == a.name,
+            // cel-go's checker keeps the legacy nullness rule: null is assignable to object
+            // (struct) types, so `namespaceObject == null` checks.
+            (Type::Object(_), Type::Null) | (Type::Null, Type::Object(_)) => true,
             (Type::Opaque(p), Type::Opaque(a)) => p == a,
             (p, a) => {
                 std::mem::discriminant(p) == std::mem::discriminant(a)

@@ -8,10 +8,9 @@
 //! A policy without a binding does nothing; each binding of a policy becomes one compiled
 //! policy in the set (named after the binding, as bindings are what the API server enforces).
 //!
-//! Not supported yet, and so refused with a load error rather than ignored: a
-//! `namespaceSelector` other than `{}` (deciding it needs the namespace's labels, which
-//! portier will read from a namespace cache) and `namespaceObject` in expressions. An
-//! `objectSelector` needs only the object's labels and is decided.
+//! `objectSelector` needs only the object's labels; `namespaceSelector` and `namespaceObject`
+//! need the namespace, which the caller gives when it knows it (a request it cannot decide
+//! fails closed: [`super::policy::Applies::Undecided`]).
 
 use std::collections::BTreeMap;
 
@@ -516,6 +515,7 @@ pub fn compile_portier(name: &str, params: serde_json::Value) -> Result<CelPolic
         constraints: Matcher::default(),
         binding_match: Matcher::default(),
         object_selectors: Vec::new(),
+        namespace_selectors: Vec::new(),
         actions: Actions::default(),
     })
 }
@@ -551,23 +551,28 @@ fn compile_rules(field: &str, rules: &[RuleDoc]) -> Result<Vec<Rule>, DocError> 
     Ok(out)
 }
 
-/// Compiles a `MatchResources` (`require_rules` for a policy's `matchConstraints`): its rules,
-/// and its object selector unless empty.
+/// A `MatchResources` compiled: its rules, and its object and namespace selectors unless
+/// empty (the namespace selector with its field, for messages).
+type CompiledMatch = (
+    Matcher,
+    Option<LabelSelector>,
+    Option<(String, LabelSelector)>,
+);
+
+/// Compiles a `MatchResources` (`require_rules` for a policy's `matchConstraints`).
 fn compile_match(
     field: &str,
     doc: &MatchResourcesDoc,
     require_rules: bool,
-) -> Result<(Matcher, Option<LabelSelector>), DocError> {
-    if let Some(selector) = &doc.namespace_selector {
-        let compiled = LabelSelector::compile(selector, &format!("{field}.namespaceSelector"))
-            .map_err(selector_error)?;
-        if !compiled.is_everything() {
-            return Err(DocError::new(
-                format!("{field}.namespaceSelector"),
-                "not supported yet: portier does not read namespaces' labels yet, so it cannot decide a namespace selector (only the empty selector {}, which matches every namespace, is accepted)",
-            ));
+) -> Result<CompiledMatch, DocError> {
+    let namespace_selector = match &doc.namespace_selector {
+        Some(selector) => {
+            let at = format!("{field}.namespaceSelector");
+            let compiled = LabelSelector::compile(selector, &at).map_err(selector_error)?;
+            Some((at, compiled)).filter(|(_, s)| !s.is_everything())
         }
-    }
+        None => None,
+    };
     let object_selector = match &doc.object_selector {
         Some(selector) => Some(
             LabelSelector::compile(selector, &format!("{field}.objectSelector"))
@@ -601,7 +606,11 @@ fn compile_match(
         &format!("{field}.excludeResourceRules"),
         doc.exclude_resource_rules.as_deref().unwrap_or_default(),
     )?;
-    Ok((Matcher { rules, exclude }, object_selector))
+    Ok((
+        Matcher { rules, exclude },
+        object_selector,
+        namespace_selector,
+    ))
 }
 
 fn selector_error(e: LabelSelectorError) -> DocError {
@@ -653,6 +662,7 @@ struct LoadedPolicy {
     compiled: Compiled,
     constraints: Matcher,
     object_selector: Option<LabelSelector>,
+    namespace_selector: Option<(String, LabelSelector)>,
 }
 
 struct LoadedBinding {
@@ -663,6 +673,7 @@ struct LoadedBinding {
     param_ref: Option<ParamRefDoc>,
     matcher: Matcher,
     object_selector: Option<LabelSelector>,
+    namespace_selector: Option<(String, LabelSelector)>,
 }
 
 /// A compiled binding, ready to join the set.
@@ -782,7 +793,7 @@ impl Documents {
                 Some((api_version, kind))
             }
         };
-        let (constraints, object_selector) = match &spec.match_constraints {
+        let (constraints, object_selector, namespace_selector) = match &spec.match_constraints {
             Some(m) => compile_match("spec.matchConstraints", m, true)?,
             None => return Err(DocError::new("spec.matchConstraints", "Required value")),
         };
@@ -811,6 +822,7 @@ impl Documents {
             compiled,
             constraints,
             object_selector,
+            namespace_selector,
         })
     }
 
@@ -987,6 +999,12 @@ impl Documents {
                         .chain(binding.object_selector.iter())
                         .cloned()
                         .collect(),
+                    namespace_selectors: policy
+                        .namespace_selector
+                        .iter()
+                        .chain(binding.namespace_selector.iter())
+                        .cloned()
+                        .collect(),
                     actions: binding.actions,
                 },
             });
@@ -1060,9 +1078,9 @@ fn load_binding(place: Place, doc: BindingDoc) -> Result<LoadedBinding, DocError
             LabelSelector::compile(selector, "spec.paramRef.selector").map_err(selector_error)?;
         }
     }
-    let (matcher, object_selector) = match &spec.match_resources {
+    let (matcher, object_selector, namespace_selector) = match &spec.match_resources {
         Some(m) => compile_match("spec.matchResources", m, false)?,
-        None => (Matcher::default(), None),
+        None => (Matcher::default(), None, None),
     };
     Ok(LoadedBinding {
         place,
@@ -1072,5 +1090,6 @@ fn load_binding(place: Place, doc: BindingDoc) -> Result<LoadedBinding, DocError
         param_ref: spec.param_ref,
         matcher,
         object_selector,
+        namespace_selector,
     })
 }

@@ -24,6 +24,9 @@ use crate::mutation;
 use crate::pod::{self, VolumeType, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 use crate::row::Row;
+use namespaces::InputNamespaces;
+
+mod namespaces;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -96,7 +99,9 @@ pub fn check_paths(
     mutate: Mutate,
     images: Images<'_>,
 ) -> Result<Report, OfflineError> {
-    let mut report = Report::default();
+    // Every input is read before any is judged: a Namespace in one file is the namespace of
+    // the objects of every other.
+    let mut inputs = Vec::new();
     for path in paths {
         if path == Path::new("-") {
             let mut text = String::new();
@@ -106,7 +111,7 @@ pub fn check_paths(
                     path: path.clone(),
                     source,
                 })?;
-            check_text("<stdin>", &text, set, mutate, images, &mut report)?;
+            inputs.push(("<stdin>".to_owned(), text));
             continue;
         }
         for file in expand(path)? {
@@ -114,15 +119,27 @@ pub fn check_paths(
                 path: file.clone(),
                 source,
             })?;
-            check_text(
-                &file.display().to_string(),
-                &text,
-                set,
-                mutate,
-                images,
-                &mut report,
-            )?;
+            inputs.push((file.display().to_string(), text));
         }
+    }
+    let mut parsed = Vec::with_capacity(inputs.len());
+    for (origin, text) in &inputs {
+        parsed.push((origin.as_str(), parse(origin, text)?));
+    }
+    let namespaces = InputNamespaces::collect(
+        parsed
+            .iter()
+            .flat_map(|(_, documents)| documents.iter().flat_map(objects_of)),
+    );
+    let mut report = Report::default();
+    let judge = Judge {
+        set,
+        mutate,
+        images,
+        namespaces: &namespaces,
+    };
+    for (origin, documents) in &parsed {
+        judge.documents(origin, documents, &mut report)?;
     }
     Ok(report)
 }
@@ -150,7 +167,8 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, OfflineError> {
     Ok(files)
 }
 
-/// Judges every object in one YAML/JSON text (several documents, `List`s allowed).
+/// Judges every object in one YAML/JSON text (several documents, `List`s allowed), the
+/// Namespaces it holds being all that is known of namespaces.
 pub fn check_text(
     origin: &str,
     text: &str,
@@ -159,37 +177,89 @@ pub fn check_text(
     images: Images<'_>,
     report: &mut Report,
 ) -> Result<(), OfflineError> {
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| OfflineError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string(),
-        })?;
-    for (i, document) in documents.iter().enumerate() {
-        let fail = |message: String| OfflineError::Object {
-            origin: origin.to_owned(),
-            document: i + 1,
-            message,
-        };
-        let mut objects = Vec::new();
-        flatten(document, &mut objects).map_err(fail)?;
-        for object in objects {
-            if mutate == Mutate::No {
-                judge(object, set, images, Pass::BeforeMutation, report).map_err(fail)?;
-                continue;
-            }
-            let patched = mutated(object, set, images).map_err(fail)?;
-            let object = match patched {
-                Some(p) => {
-                    report.patched += 1;
-                    p
-                }
-                None => object.clone(),
-            };
-            judge(&object, set, images, Pass::Mutated, report).map_err(fail)?;
-            report.mutated.push(object);
-        }
+    let documents = parse(origin, text)?;
+    let namespaces = InputNamespaces::collect(documents.iter().flat_map(objects_of));
+    Judge {
+        set,
+        mutate,
+        images,
+        namespaces: &namespaces,
     }
-    Ok(())
+    .documents(origin, &documents, report)
+}
+
+fn parse(origin: &str, text: &str) -> Result<Vec<serde_json::Value>, OfflineError> {
+    serde_saphyr::from_multiple(text).map_err(|e| OfflineError::Parse {
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The objects of a document, or none when it is not one (the error is reported when it is
+/// judged).
+fn objects_of(document: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut objects = Vec::new();
+    let _ = flatten(document, &mut objects);
+    objects
+}
+
+/// What judging an object needs besides the object.
+#[derive(Clone, Copy)]
+struct Judge<'a> {
+    set: &'a PolicySet,
+    mutate: Mutate,
+    images: Images<'a>,
+    namespaces: &'a InputNamespaces,
+}
+
+impl Judge<'_> {
+    fn documents(
+        &self,
+        origin: &str,
+        documents: &[serde_json::Value],
+        report: &mut Report,
+    ) -> Result<(), OfflineError> {
+        let Judge {
+            set,
+            mutate,
+            images,
+            namespaces,
+        } = *self;
+        for (i, document) in documents.iter().enumerate() {
+            let fail = |message: String| OfflineError::Object {
+                origin: origin.to_owned(),
+                document: i + 1,
+                message,
+            };
+            let mut objects = Vec::new();
+            flatten(document, &mut objects).map_err(fail)?;
+            for object in objects {
+                if mutate == Mutate::No {
+                    judge(
+                        object,
+                        set,
+                        images,
+                        namespaces,
+                        Pass::BeforeMutation,
+                        report,
+                    )
+                    .map_err(fail)?;
+                    continue;
+                }
+                let patched = mutated(object, set, images, namespaces).map_err(fail)?;
+                let object = match patched {
+                    Some(p) => {
+                        report.patched += 1;
+                        p
+                    }
+                    None => object.clone(),
+                };
+                judge(&object, set, images, namespaces, Pass::Mutated, report).map_err(fail)?;
+                report.mutated.push(object);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Collects the objects of a document, unpacking `List` kinds (`List`, `PodList`, ...).
@@ -224,33 +294,41 @@ fn mutated(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    namespaces: &InputNamespaces,
 ) -> Result<Option<serde_json::Value>, String> {
-    let judged = evaluate(object, set, images, Pass::BeforeMutation, |judged| {
-        let Evaluated {
-            kind,
-            defaulted,
-            json,
-            request,
-            verdict,
-            images: verdicts,
-            ..
-        } = judged;
-        // Offline, no image is verified, so there is no digest to pin; verified, tags are
-        // pinned as /mutate pins them.
-        let pinning = match images {
-            Images::Offline => Vec::new(),
-            Images::Verify { .. } => mutation::pinning_policies(set, request),
-        };
-        let mutation = mutation::mutate(set, verdict, kind, json, &pinning, verdicts)
-            .map_err(|e| e.to_string())?;
-        let Some(mutation) = mutation else {
-            return Ok(None);
-        };
-        let mut patched = defaulted.clone();
-        json_patch::patch(&mut patched, &mutation.patch)
-            .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
-        Ok(Some(patched))
-    })?;
+    let judged = evaluate(
+        object,
+        set,
+        images,
+        namespaces,
+        Pass::BeforeMutation,
+        |judged| {
+            let Evaluated {
+                kind,
+                defaulted,
+                json,
+                request,
+                verdict,
+                images: verdicts,
+                ..
+            } = judged;
+            // Offline, no image is verified, so there is no digest to pin; verified, tags are
+            // pinned as /mutate pins them.
+            let pinning = match images {
+                Images::Offline => Vec::new(),
+                Images::Verify { .. } => mutation::pinning_policies(set, request),
+            };
+            let mutation = mutation::mutate(set, verdict, kind, json, &pinning, verdicts)
+                .map_err(|e| e.to_string())?;
+            let Some(mutation) = mutation else {
+                return Ok(None);
+            };
+            let mut patched = defaulted.clone();
+            json_patch::patch(&mut patched, &mutation.patch)
+                .map_err(|e| format!("cannot apply portier's own patch: {e}"))?;
+            Ok(Some(patched))
+        },
+    )?;
     Ok(judged.flatten().flatten())
 }
 
@@ -282,6 +360,7 @@ fn evaluate<R>(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    namespaces: &InputNamespaces,
     pass: Pass,
     then: impl FnOnce(Evaluated<'_, '_, '_>) -> Result<R, String>,
 ) -> Result<Option<Option<R>>, String> {
@@ -300,17 +379,18 @@ fn evaluate<R>(
     let Some(pod) = workload.pod() else {
         return Ok(Some(None));
     };
-    let request = Request::new(
-        kind,
-        workload.namespace.as_deref().unwrap_or("default"),
-        None,
-    );
+    let namespace = workload.namespace.as_deref().unwrap_or("default");
+    let request = Request::new(kind, namespace, None)
+        .with_object_labels(&workload.labels)
+        .with_namespace_labels(namespaces.labels(namespace));
     // CEL policies judge the whole object, as a CREATE of it would be reviewed.
     let cel_request = set
         .has_cel()
         .then(|| synthetic_create(Json::from_value(&defaulted), "default"))
         .flatten();
-    let admission = cel_request.as_ref().map(Admission::from_request);
+    let admission = cel_request
+        .as_ref()
+        .map(|r| namespaces.bind(Admission::from_request(r)));
     let run = |images: &dyn ImageVerdicts| match &admission {
         Some(admission) => {
             engine::evaluate_admission(set, Some((&request, pod)), images, admission)
@@ -342,13 +422,17 @@ fn evaluate<R>(
 
 /// An object of a kind without a pod, judged by the CEL policies that select it (a CREATE of
 /// it, as offline objects are): `None` when none does.
-fn judge_other(object: &serde_json::Value, set: &PolicySet) -> Result<Option<Vec<Row>>, String> {
+fn judge_other(
+    object: &serde_json::Value,
+    set: &PolicySet,
+    namespaces: &InputNamespaces,
+) -> Result<Option<Vec<Row>>, String> {
     if !set.has_cel() {
         return Ok(None);
     }
     let request =
         synthetic_create(Json::from_value(object), "default").ok_or("has no apiVersion or kind")?;
-    let admission = Admission::from_request(&request);
+    let admission = namespaces.bind(Admission::from_request(&request));
     let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
     if verdict.judged == 0 {
         return Ok(None);
@@ -381,10 +465,11 @@ fn judge(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
+    namespaces: &InputNamespaces,
     pass: Pass,
     report: &mut Report,
 ) -> Result<(), String> {
-    let rows = evaluate(object, set, images, pass, |judged| {
+    let rows = evaluate(object, set, images, namespaces, pass, |judged| {
         let Evaluated {
             kind,
             workload,
@@ -404,7 +489,7 @@ fn judge(
             .collect::<Vec<_>>())
     })?;
     match rows {
-        None => match judge_other(object, set)? {
+        None => match judge_other(object, set, namespaces)? {
             Some(rows) => {
                 report.judged += 1;
                 report.rows.extend(rows);
