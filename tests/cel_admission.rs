@@ -54,7 +54,7 @@ async fn a_binding_denies_pods_and_deployments_as_the_api_server_words_it() {
     assert_eq!(response["allowed"], false, "{response}");
     assert_eq!(
         response["status"]["message"],
-        "ValidatingAdmissionPolicy 'no-latest-tag' with binding 'no-latest-tag-binding' denied request: image registry.example.com/shop/app:latest uses the latest tag"
+        "pods \"web\" is forbidden: ValidatingAdmissionPolicy 'no-latest-tag' with binding 'no-latest-tag-binding' denied request: image registry.example.com/shop/app:latest uses the latest tag"
     );
     assert_eq!(response["status"]["reason"], "Invalid");
     assert_eq!(response["status"]["code"], 422);

@@ -212,14 +212,20 @@ pub(super) fn encode_verdict(
     let mut deny_message = String::new();
     let mut warnings = Vec::new();
     let mut audit_annotations: Vec<(&str, String)> = Vec::new();
+    // The API server reports the first ValidatingAdmissionPolicy denial only, and its
+    // warnings whole; portier's own policies are joined, and their warnings shortened.
+    let mut vap_denied = false;
     for d in &decisions {
+        let vap = d.check == crate::policy::VAP_ID;
         match d.mode {
+            Mode::Enforce if vap && std::mem::replace(&mut vap_denied, true) => {}
             Mode::Enforce => {
                 if !deny_message.is_empty() {
                     deny_message.push_str("; ");
                 }
                 deny_message.push_str(&d.message);
             }
+            Mode::Warn if vap => warnings.push(d.message.clone()),
             Mode::Warn => warnings.push(truncate_chars(d.message.clone(), MAX_WARNING_CHARS)),
             Mode::Audit => {}
         }

@@ -25,6 +25,8 @@ pub struct Admission<'a> {
     /// The object's labels and its old labels, for object selectors.
     pub labels: Option<&'a Json<'a>>,
     pub old_labels: Option<&'a Json<'a>>,
+    /// The object's `metadata` (its `oldObject`'s for a DELETE).
+    pub metadata: Option<&'a Json<'a>>,
     /// What is known of the namespace the object is in: its labels, for `namespaceSelector`.
     pub namespace_labels: NamespaceLabels<'a>,
     /// The Namespace object, for `namespaceObject`; `None` when not known.
@@ -76,6 +78,9 @@ impl<'a> Admission<'a> {
             request: Value::from_json(request),
             labels: labels("object"),
             old_labels: labels("oldObject"),
+            metadata: ["object", "oldObject"]
+                .into_iter()
+                .find_map(|key| request.get(key).and_then(|o| o.get("metadata"))),
             namespace_labels: NamespaceLabels::NOT_GIVEN,
             namespace_object: None,
         }

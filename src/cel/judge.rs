@@ -82,6 +82,7 @@ pub fn judge<'p, 'v>(set: &'p PolicySet, admission: &Admission<'_>, out: &mut Ju
                     problem: Cow::Owned(failure.message),
                     fix: Cow::Borrowed(""),
                     reason: Some(status_reason(&failure.reason)),
+                    denied_object: Some(denied_object(admission)),
                 },
                 mode,
                 audited,
@@ -89,6 +90,29 @@ pub fn judge<'p, 'v>(set: &'p PolicySet, admission: &Admission<'_>, out: &mut Ju
             });
         }
         out.annotations.extend(outcome.annotations);
+    }
+}
+
+/// The request as the API server names one it forbids (`admission.NewForbidden`):
+/// `<resource>[.<group>] "<name>"`, the name being the request's, else the object's, else its
+/// `generateName`, else `Unknown`.
+fn denied_object(admission: &Admission<'_>) -> String {
+    let a = &admission.attributes;
+    let object_name = |key: &str| {
+        admission
+            .metadata
+            .and_then(|m| m.get(key))
+            .and_then(super::Json::as_str)
+            .filter(|n| !n.is_empty())
+    };
+    let name = Some(a.name)
+        .filter(|n| !n.is_empty())
+        .or_else(|| object_name("name"))
+        .or_else(|| object_name("generateName"))
+        .unwrap_or("Unknown");
+    match a.group {
+        "" => format!("{} {name:?}", a.resource),
+        group => format!("{}.{group} {name:?}", a.resource),
     }
 }
 

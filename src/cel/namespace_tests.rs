@@ -215,7 +215,7 @@ fn validate_judges_any_kind_operation_and_subresource() {
     let r = response(&answer);
     assert_eq!(
         r["status"]["message"],
-        "ValidatingAdmissionPolicy 'no-load-balancers' with binding 'no-load-balancers' denied request: service web is a LoadBalancer"
+        "services \"web\" is forbidden: ValidatingAdmissionPolicy 'no-load-balancers' with binding 'no-load-balancers' denied request: service web is a LoadBalancer"
     );
     assert_eq!(
         (r["status"]["code"].as_i64(), r["status"]["reason"].as_str()),

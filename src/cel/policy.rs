@@ -203,22 +203,30 @@ impl CelPolicy {
     }
 
     /// Writes a failure's message as the API server words it for a ValidatingAdmissionPolicy
-    /// (`ValidatingAdmissionPolicy 'p' with binding 'b' denied request: ...`, or `Validation
-    /// failed for ...` when it only warns or audits), and `name/cel: message` for portier's
-    /// own policy `name`.
+    /// (`deployments.apps "web" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'b'
+    /// denied request: ...`, or `Validation failed for ...` when it only warns or audits), and
+    /// `name/cel: message` for portier's own policy `name`.
     pub fn write_message(
         &self,
         name: &str,
         mode: crate::policy::Mode,
+        denied_object: Option<&str>,
         message: &str,
         out: &mut impl std::fmt::Write,
     ) -> std::fmt::Result {
         match &self.origin {
             Origin::Portier { .. } => write!(out, "{name}/{}: {message}", crate::policy::CEL_ID),
-            Origin::Binding { policy, binding } if mode == crate::policy::Mode::Enforce => write!(
-                out,
-                "ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {message}"
-            ),
+            Origin::Binding { policy, binding } if mode == crate::policy::Mode::Enforce => {
+                // The API server's `admission.NewForbidden` wording.
+                match denied_object {
+                    Some(object) => write!(out, "{object} is forbidden: ")?,
+                    None => out.write_str("forbidden: ")?,
+                }
+                write!(
+                    out,
+                    "ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {message}"
+                )
+            }
             Origin::Binding { policy, binding } => write!(
                 out,
                 "Validation failed for ValidatingAdmissionPolicy '{policy}' with binding '{binding}': {message}"

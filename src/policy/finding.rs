@@ -76,6 +76,10 @@ pub struct Finding<'v> {
     /// The status reason a denial for it carries: `None` is `Forbidden`; a CEL validation's
     /// `reason` (`Invalid`, `Unauthorized`, `RequestEntityTooLarge`) otherwise.
     pub reason: Option<&'static str>,
+    /// The object as the API server names one it forbids (`deployments.apps "web"`): a
+    /// ValidatingAdmissionPolicy's denial begins `<it> is forbidden: `, as the API server's own
+    /// does.
+    pub denied_object: Option<String>,
 }
 
 impl<'v> Finding<'v> {
@@ -91,6 +95,7 @@ impl<'v> Finding<'v> {
             problem: problem.into(),
             fix: fix.into(),
             reason: None,
+            denied_object: None,
         }
     }
 
@@ -108,6 +113,7 @@ impl<'v> Finding<'v> {
             problem: problem.into(),
             fix: fix.into(),
             reason: None,
+            denied_object: None,
         }
     }
 
@@ -125,6 +131,7 @@ impl<'v> Finding<'v> {
             problem: problem.into(),
             fix: fix.into(),
             reason: None,
+            denied_object: None,
         }
     }
 
@@ -141,6 +148,7 @@ impl<'v> Finding<'v> {
             .into(),
             fix: "give portier read access to namespaces (get, list, watch), or, offline, the namespace's labels".into(),
             reason: None,
+            denied_object: None,
         }
     }
 
@@ -157,6 +165,7 @@ impl<'v> Finding<'v> {
             problem: problem.into(),
             fix: fix.into(),
             reason: None,
+            denied_object: None,
         }
     }
 }
@@ -209,7 +218,8 @@ impl Violation<'_, '_> {
         if let super::Check::Cel(cel) = &self.policy.check {
             // The whole message is the policy's: as the API server words it for a
             // ValidatingAdmissionPolicy, `policy/cel: message` for portier's own.
-            return cel.write_message(&self.policy.name, self.mode, &f.problem, out);
+            let denied_object = f.denied_object.as_deref();
+            return cel.write_message(&self.policy.name, self.mode, denied_object, &f.problem, out);
         }
         if self.verbatim {
             return out.write_str(&f.problem);
