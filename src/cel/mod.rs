@@ -31,6 +31,10 @@ pub mod value;
 pub mod vap;
 
 #[cfg(test)]
+mod check_tests;
+#[cfg(test)]
+mod library_tests;
+#[cfg(test)]
 mod namespace_tests;
 #[cfg(test)]
 mod policy_tests;
