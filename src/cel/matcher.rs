@@ -4,10 +4,14 @@
 //! server's rule matcher (`k8s.io/apiserver/pkg/admission/plugin/webhook/predicates/rules`
 //! and `.../policy/matching`) decides them.
 //!
-//! `matchPolicy: Equivalent` also matches a request for another version of the same resource
-//! after conversion; without the API server's discovery portier cannot know which versions
-//! are equivalent, so it decides both policies as `Exact`. For today's built-in resources,
-//! which serve one version each, the answer is the same.
+//! `matchPolicy: Equivalent` (the default) also matches a request for an equivalent resource:
+//! the same resource in another version of its group, or in the group it moved from or to
+//! (`extensions` deployments, daemonsets and replicasets are `apps` ones; `extensions`
+//! ingresses and networkpolicies are `networking.k8s.io` ones; core events are
+//! `events.k8s.io` ones), as the API server's `EquivalentResourceMapper` registers them.
+//! The object is judged as the request carries it: the API server converts it to the version
+//! the webhook's own rules asked for, not to the one the policy's rule names. Without
+//! discovery portier takes every version of a group as served.
 
 /// A request, as the matcher sees it.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +54,38 @@ fn exact_or_wildcard(items: &[String], requested: &str) -> bool {
     items.iter().any(|i| i == "*" || i == requested)
 }
 
+/// The groups that serve `resource` of `group` under the same name (itself included).
+fn equivalent_groups<'a>(group: &'a str, resource: &str) -> Vec<&'a str> {
+    match (group, resource) {
+        ("apps" | "extensions", "deployments" | "daemonsets" | "replicasets") => {
+            vec!["apps", "extensions"]
+        }
+        ("networking.k8s.io" | "extensions", "ingresses" | "networkpolicies") => {
+            vec!["networking.k8s.io", "extensions"]
+        }
+        ("" | "events.k8s.io", "events") => vec!["", "events.k8s.io"],
+        _ => vec![group],
+    }
+}
+
 impl Rule {
+    /// The rule under `matchPolicy: Equivalent`: exactly, or for an equivalent resource (any
+    /// version of the request's group or of a group equivalent to it).
+    pub fn matches_equivalent(&self, a: &Attributes<'_>) -> bool {
+        self.matches(a)
+            || equivalent_groups(a.group, a.resource)
+                .into_iter()
+                .any(|group| {
+                    self.api_versions.iter().any(|version| {
+                        self.matches(&Attributes {
+                            group,
+                            version,
+                            ..*a
+                        })
+                    })
+                })
+    }
+
     /// The API server's `rules.Matcher.Matches` plus the `resourceNames` check.
     pub fn matches(&self, a: &Attributes<'_>) -> bool {
         self.scope_matches(a)
@@ -84,14 +119,22 @@ pub struct Matcher {
     /// Empty: every resource (a binding's `matchResources` may leave them out).
     pub rules: Vec<Rule>,
     pub exclude: Vec<Rule>,
+    /// `matchPolicy: Exact`; `Equivalent` (false) is the default.
+    pub exact: bool,
 }
 
 impl Matcher {
+    /// Whether the request is chosen; `matchPolicy` applies to exclusions too, as in the API
+    /// server's `matchesResourceRules`.
     pub fn matches(&self, a: &Attributes<'_>) -> bool {
-        if self.exclude.iter().any(|r| r.matches(a)) {
+        let rule_matches = |r: &Rule| match self.exact {
+            true => r.matches(a),
+            false => r.matches_equivalent(a),
+        };
+        if self.exclude.iter().any(rule_matches) {
             return false;
         }
-        self.rules.is_empty() || self.rules.iter().any(|r| r.matches(a))
+        self.rules.is_empty() || self.rules.iter().any(rule_matches)
     }
 
     /// The (group, resource) pairs the rules name, for reporting what a policy can judge.
@@ -288,11 +331,73 @@ mod tests {
         let m = Matcher {
             rules: vec![rule(&["*"], &["*"], &["*"], &["*"])],
             exclude: vec![rule(&["DELETE"], &[""], &["v1"], &["pods"])],
+            exact: false,
         };
         assert!(m.matches(&attrs("", "pods", "", "CREATE", "ns")));
         assert!(!m.matches(&attrs("", "pods", "", "DELETE", "ns")));
         let everything = Matcher::default();
         assert!(everything.matches(&attrs("x", "y", "z", "CONNECT", "")));
+    }
+
+    #[test]
+    fn equivalent_resources_match_unless_exact() {
+        let deployments = || Matcher {
+            rules: vec![rule(&["CREATE"], &["apps"], &["v1"], &["deployments"])],
+            exclude: Vec::new(),
+            exact: false,
+        };
+        let request = |group, version| Attributes {
+            version,
+            ..attrs(group, "deployments", "", "CREATE", "ns")
+        };
+        let equivalent = deployments();
+        let exact = Matcher {
+            exact: true,
+            ..deployments()
+        };
+        for (group, version) in [
+            ("apps", "v1beta2"),
+            ("apps", "v1beta1"),
+            ("extensions", "v1beta1"),
+        ] {
+            assert!(
+                equivalent.matches(&request(group, version)),
+                "{group}/{version}"
+            );
+            assert!(
+                !exact.matches(&request(group, version)),
+                "{group}/{version}"
+            );
+        }
+        assert!(exact.matches(&request("apps", "v1")));
+        // Another resource, or the same name in an unrelated group, is not equivalent.
+        assert!(!equivalent.matches(&request("example.com", "v1")));
+        let mut statefulsets = request("extensions", "v1beta1");
+        statefulsets.resource = "statefulsets";
+        assert!(!equivalent.matches(&statefulsets));
+        // Ingresses moved from extensions to networking.k8s.io; exclusions follow the policy.
+        let ingresses = Matcher {
+            rules: vec![rule(&["*"], &["*"], &["*"], &["*"])],
+            exclude: vec![rule(
+                &["*"],
+                &["networking.k8s.io"],
+                &["v1"],
+                &["ingresses"],
+            )],
+            exact: false,
+        };
+        let old_ingress = Attributes {
+            version: "v1beta1",
+            ..attrs("extensions", "ingresses", "", "CREATE", "ns")
+        };
+        assert!(!ingresses.matches(&old_ingress));
+        assert!(
+            Matcher {
+                exact: true,
+                ..ingresses
+            }
+            .matches(&old_ingress)
+        );
     }
 
     #[test]

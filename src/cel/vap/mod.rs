@@ -344,7 +344,11 @@ fn compile_match(
         doc.exclude_resource_rules.as_deref().unwrap_or_default(),
     )?;
     Ok((
-        Matcher { rules, exclude },
+        Matcher {
+            rules,
+            exclude,
+            exact: doc.match_policy.as_deref() == Some("Exact"),
+        },
         object_selector,
         namespace_selector,
     ))
