@@ -269,3 +269,14 @@ def test_mtls_notes_name_the_kubeconfig_user() -> None:
                                         "service": {"port": 8443}}, namespace="sec"))
     assert '"portier.sec.svc:8443"' in other_port
     assert "Mutual TLS" not in chartlib.notes(render())
+
+
+def test_extra_rules_route_more_kinds_to_validate_only() -> None:
+    services = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["services"], "scope": "Namespaced"}
+    default = {c["kind"]: c["webhooks"][0]["rules"] for c in webhook_configs(render_objects())}
+    routed = {c["kind"]: c["webhooks"][0]["rules"]
+              for c in webhook_configs(render_objects({"webhook": {"extraRules": [services]}}))}
+    assert routed["ValidatingWebhookConfiguration"] == default["ValidatingWebhookConfiguration"] + [services]
+    # CEL policies validate: the mutating webhook is not called for them.
+    assert routed["MutatingWebhookConfiguration"] == default["MutatingWebhookConfiguration"]

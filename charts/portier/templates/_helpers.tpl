@@ -357,6 +357,9 @@ judging them could only leave them stuck in Terminating.
   operations: ["CREATE", "UPDATE"]
   resources: ["jobs", "cronjobs"]
   scope: Namespaced
+{{- with .Values.webhook.extraRules }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*
