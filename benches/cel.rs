@@ -101,6 +101,12 @@ fn cel(c: &mut Criterion<common::Clock>) {
             b.iter(|| black_box(admission::review(black_box(&body), set, Endpoint::Validate)))
         });
     }
+    // What every CEL review pays before any expression runs: the review decoded into the
+    // tree expressions read.
+    let text = std::str::from_utf8(&body).expect("UTF-8");
+    group.bench_function("decode-only", |b| {
+        b.iter(|| black_box(portier::cel::Json::parse(black_box(text)).expect("JSON")))
+    });
     group.finish();
 }
 

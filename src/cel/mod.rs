@@ -39,6 +39,8 @@ mod namespace_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
+mod readme_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
