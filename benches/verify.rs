@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../tests/common/notation_signing.rs"]
+mod notation_signing;
 #[path = "../tests/common/referrers_api.rs"]
 mod referrers_api;
 #[path = "../tests/common/registry.rs"]
@@ -18,16 +20,14 @@ mod signing;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use notation_signing::{EnvelopeSpec, JWS, NOTATION_ARTIFACT, NotationCa};
 use portier::images::{
     ImageVerdict, Requirement, Trust, Verifier, bundle, cosign, keyless, notation,
 };
 use portier::metrics::Metrics;
 use portier::policy::{Check, PolicySet};
 use registry::{Registry, TestSigner};
-use signing::{
-    BUNDLE_MEDIA_TYPE, BundleSpec, EnvelopeSpec, JWS, LeafSpec, NOTATION_ARTIFACT, NotationCa,
-    Sigstore, key_bundle,
-};
+use signing::{BUNDLE_MEDIA_TYPE, BundleSpec, LeafSpec, Sigstore, key_bundle};
 
 /// Images per format under `cargo bench`; `cargo test --all-targets` runs this binary too,
 /// without `--bench`, as a smoke test with a few.
@@ -293,8 +293,13 @@ async fn run() {
     };
     let envelope = ca.envelope(&digest, 500, &EnvelopeSpec::default());
     let now = signing::now();
+    let manifest = notation::Manifest {
+        digest: &digest,
+        media_type: Some("application/vnd.oci.image.manifest.v1+json"),
+        size: 500,
+    };
     measure("Notation JWS (chain to the trust store)", &|| {
-        notation::verify(JWS, &envelope, trust, &digest, now).is_ok()
+        notation::verify(JWS, &envelope, trust, manifest, now).is_ok()
     });
 }
 

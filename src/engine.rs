@@ -20,6 +20,8 @@ pub use crate::policy::{Annotation, Violation};
 pub struct Request<'r> {
     pub kind: WorkloadKind,
     pub namespace: &'r str,
+    /// The object's name as the request gives it (empty or `None` when it is generated).
+    pub name: Option<&'r str>,
     /// The requesting user; `None` outside admission (offline check, audit).
     pub user: Option<&'r str>,
     /// The labels of the object under review (and of the one an UPDATE replaces), for
@@ -64,12 +66,18 @@ impl<'r> Request<'r> {
         Request {
             kind,
             namespace,
+            name: None,
             user,
             object_labels: ObjectLabels::NONE,
             namespace_labels: NamespaceLabels::NOT_GIVEN,
             operation: None,
             old_object: None,
         }
+    }
+
+    pub fn with_name(mut self, name: Option<&'r str>) -> Self {
+        self.name = name;
+        self
     }
 
     pub fn with_object_labels(mut self, object: &'r dyn Labels) -> Self {
@@ -189,6 +197,15 @@ pub fn evaluate_with<'p, 'v>(
         judged,
         cel_annotations: Vec::new(),
     }
+}
+
+/// Whether a policy that may judge `request` needs its namespace's labels (a
+/// `namespaceSelector`, or a check that reads them): only then are they looked up.
+pub fn needs_namespace_labels(set: &PolicySet, request: &Request<'_>) -> bool {
+    let unknown = request.with_namespace_labels(NamespaceLabels::NOT_GIVEN);
+    set.policies()
+        .iter()
+        .any(|p| p.reads_namespace_labels() && p.selector.decide(&unknown) != Decision::NotJudged)
 }
 
 /// Judges a request with every policy: the built-in checks on its pod (`workload`: the

@@ -11,6 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::namespaces::LabelSource;
 use crate::outcome::{Endpoint, Outcome};
 use crate::policy::PolicySet;
 
@@ -38,6 +39,17 @@ pub struct Metrics {
     tls_expiry: IntGauge,
     audit: AuditMetrics,
     images: ImageMetrics,
+    namespaces: NamespaceMetrics,
+}
+
+/// `serve`'s Namespace cache, and where reviews' namespace labels came from.
+struct NamespaceMetrics {
+    cached: IntGauge,
+    last_event: IntGauge,
+    /// Seconds since `last_event`, set when rendering (a gauge that needs no query arithmetic).
+    last_event_age: IntGauge,
+    /// One per [`LabelSource`], then `unknown`.
+    labels: [IntCounter; LabelSource::ALL.len() + 1],
 }
 
 /// `signed-images`: verifications, cache lookups, registry round trips.
@@ -253,8 +265,35 @@ impl Metrics {
             &["operation"],
         )
         .expect("valid metric");
+        let namespaces_cached = IntGauge::new(
+            "portier_namespace_cache_namespaces",
+            "Namespaces in serve's watch-fed namespace cache.",
+        )
+        .expect("valid metric");
+        let namespace_last_event = IntGauge::new(
+            "portier_namespace_cache_last_event_timestamp_seconds",
+            "When the namespace cache last received an event from its watch (Unix time; 0: none yet).",
+        )
+        .expect("valid metric");
+        let namespace_last_event_age = IntGauge::new(
+            "portier_namespace_cache_last_event_age_seconds",
+            "Seconds since the namespace cache last received an event from its watch (-1: none yet).",
+        )
+        .expect("valid metric");
+        let namespace_labels = IntCounterVec::new(
+            Opts::new(
+                "portier_namespace_labels_total",
+                "Reviews judged by a policy that needed the namespace's labels, by where they came from (cache, api: read on a cache miss, object: the Namespace under review, unknown: not available, so such policies failed closed).",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(verifications.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(namespaces_cached.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(namespace_last_event.clone()),
+            Box::new(namespace_last_event_age.clone()),
+            Box::new(namespace_labels.clone()),
+            Box::new(verifications.clone()),
             Box::new(image_cache.clone()),
             Box::new(registry_latency.clone()),
             Box::new(audit_violations.clone()),
@@ -301,7 +340,39 @@ impl Metrics {
                 registry_latency: RegistryOp::ALL
                     .map(|op| registry_latency.with_label_values(&[op.as_str()])),
             },
+            namespaces: NamespaceMetrics {
+                cached: namespaces_cached,
+                last_event: namespace_last_event,
+                last_event_age: {
+                    namespace_last_event_age.set(-1);
+                    namespace_last_event_age
+                },
+                labels: std::array::from_fn(|i| {
+                    let source = LabelSource::ALL.get(i).map_or("unknown", |s| s.as_str());
+                    namespace_labels.with_label_values(&[source])
+                }),
+            },
         }
+    }
+
+    /// The namespace cache now holds `namespaces` namespaces.
+    pub fn record_namespace_cache(&self, namespaces: usize) {
+        self.namespaces
+            .cached
+            .set(i64::try_from(namespaces).unwrap_or(i64::MAX));
+    }
+
+    /// The namespace watch delivered an event.
+    pub fn record_namespace_event(&self) {
+        self.namespaces.last_event.set(unix_now());
+    }
+
+    /// A review was judged with namespace labels from `source` (`None`: unknown).
+    pub fn record_namespace_labels(&self, source: Option<LabelSource>) {
+        let i = source
+            .and_then(|s| LabelSource::ALL.iter().position(|x| *x == s))
+            .unwrap_or(LabelSource::ALL.len());
+        self.namespaces.labels[i].inc();
     }
 
     pub fn record_image_verification(&self, result: VerificationResult) {
@@ -349,12 +420,7 @@ impl Metrics {
         self.audit
             .workloads
             .set(i64::try_from(workloads).unwrap_or(i64::MAX));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.audit
-            .last_run
-            .set(i64::try_from(now).unwrap_or(i64::MAX));
+        self.audit.last_run.set(unix_now());
     }
 
     /// Records a key pair (re)load; `not_after` is the new certificate's expiry.
@@ -411,11 +477,24 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let last = self.namespaces.last_event.get();
+        if last > 0 {
+            self.namespaces
+                .last_event_age
+                .set(unix_now().saturating_sub(last).max(0));
+        }
         let mut out = Vec::with_capacity(4096);
         // Encoding gathered families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(now).unwrap_or(i64::MAX)
 }
 
 impl Default for Metrics {
@@ -440,6 +519,15 @@ mod tests {
         )
         .unwrap();
         m.decision_counters(&set)[0].inc();
+        assert!(
+            m.render()
+                .contains("portier_namespace_cache_last_event_age_seconds -1")
+        );
+        m.record_namespace_cache(3);
+        m.record_namespace_event();
+        m.record_namespace_labels(Some(LabelSource::Cache));
+        m.record_namespace_labels(Some(LabelSource::Cache));
+        m.record_namespace_labels(None);
         let text = m.render();
         for needle in [
             r#"portier_admission_requests_total{endpoint="validate",outcome="denied"} 1"#,
@@ -449,6 +537,11 @@ mod tests {
             r#"portier_policy_reloads_total{result="ok"} 1"#,
             r#"portier_policy_reloads_total{result="failed"} 1"#,
             "portier_policies_loaded 4",
+            "portier_namespace_cache_namespaces 3",
+            "portier_namespace_cache_last_event_age_seconds 0",
+            r#"portier_namespace_labels_total{source="cache"} 2"#,
+            r#"portier_namespace_labels_total{source="unknown"} 1"#,
+            r#"portier_namespace_labels_total{source="api"} 0"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -30,9 +30,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::Decoded;
 use crate::admission::{self, Answer};
+use crate::engine;
 use crate::image_pass::ReviewImages;
 use crate::images::Verifier;
 use crate::metrics::Metrics;
+use crate::namespaces::{NamespaceCache, NamespaceLabels};
 use crate::outcome::{Endpoint, Outcome};
 use crate::reload::PolicyStore;
 use crate::tls::ServerTls;
@@ -82,6 +84,8 @@ impl Default for ServeOptions {
 
 struct AppState {
     store: Arc<PolicyStore>,
+    /// Namespace labels for policies that need them.
+    namespaces: Arc<NamespaceCache>,
     metrics: Arc<Metrics>,
     /// Image signature verdicts (cache, registry access) for `signed-images`.
     images: Arc<Verifier>,
@@ -112,6 +116,22 @@ impl Server {
         metrics: Arc<Metrics>,
         images: Arc<Verifier>,
     ) -> std::io::Result<Server> {
+        let namespaces = NamespaceCache::without_api(
+            "this server was started without access to the Kubernetes API".into(),
+            Arc::clone(&metrics),
+        );
+        Server::start_with(options, tls, store, metrics, images, namespaces).await
+    }
+
+    /// [`Server::start`], reading namespace labels from `namespaces`.
+    pub async fn start_with(
+        options: ServeOptions,
+        tls: Arc<ServerTls>,
+        store: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+        images: Arc<Verifier>,
+        namespaces: Arc<NamespaceCache>,
+    ) -> std::io::Result<Server> {
         let webhook_listener = TcpListener::bind(options.addr).await?;
         let local_addr = webhook_listener.local_addr()?;
         let ops_listener = match options.metrics_addr {
@@ -124,6 +144,7 @@ impl Server {
         };
         let state = Arc::new(AppState {
             store,
+            namespaces,
             images,
             metrics,
             body_limit: options.body_limit,
@@ -320,6 +341,22 @@ async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
     response
 }
 
+/// The Namespace a lookup found, as CEL's `namespaceObject` reads it, when a CEL policy of
+/// `set` may need it.
+fn namespace_object(
+    set: &crate::policy::PolicySet,
+    namespace: &str,
+    lookup: &Option<crate::namespaces::Lookup<'_>>,
+) -> Option<crate::cel::Json<'static>> {
+    if !admission::cel_needs_namespace(set, namespace) {
+        return None;
+    }
+    let found = lookup.as_ref()?.namespace()?;
+    serde_json::to_value(found)
+        .ok()
+        .map(|value| crate::cel::Json::from_value(&value))
+}
+
 async fn answer(
     state: &AppState,
     endpoint: Endpoint,
@@ -331,33 +368,73 @@ async fn answer(
     let answer = match admission::decode(&body, endpoint) {
         Decoded::Answered(answer) => answer,
         Decoded::Judge(judgement) => {
-            // The images the cache does not know are verified first, at most until shortly
-            // before the deadline (leaving time to answer); the review is judged once.
+            // What the review needs and the caches lack is fetched first, at most until
+            // shortly before the deadline (leaving time to answer): the namespace's labels
+            // when a policy needs them, then the images' signatures. It is judged once.
+            let fetch_until = deadline - state.request_timeout / 10;
+            let request = judgement.request();
+            let lookup = match engine::needs_namespace_labels(&snapshot.set, &request) {
+                true => Some(
+                    state
+                        .namespaces
+                        .lookup(request.namespace, fetch_until)
+                        .await,
+                ),
+                false => None,
+            };
+            let labels = match &lookup {
+                Some(lookup) => {
+                    let labels = lookup.labels();
+                    state.metrics.record_namespace_labels(labels.source());
+                    labels
+                }
+                None => NamespaceLabels::Unknown("no policy asked for them"),
+            };
             let images = match judgement.pod() {
                 Some(pod) => {
-                    let verify_until = deadline - state.request_timeout / 10;
                     ReviewImages::new(&state.images)
-                        .verify(&snapshot.set, &judgement.request(), pod, Some(verify_until))
+                        .verify(
+                            &snapshot.set,
+                            &judgement.request_in(labels),
+                            pod,
+                            Some(fetch_until),
+                        )
                         .await
                 }
                 None => ReviewImages::new(&state.images),
             };
-            admission::answer(
+            let namespace_object = namespace_object(&snapshot.set, request.namespace, &lookup);
+            admission::answer_in(
                 &judgement,
                 &snapshot.set,
                 &images,
-                crate::namespaces::NamespaceLabels::Unknown(
-                    "portier serve has no source of namespace labels yet",
-                ),
+                labels,
+                namespace_object.as_ref(),
             )
         }
-        Decoded::Other(other) => admission::answer_other(
-            &other,
-            &snapshot.set,
-            crate::namespaces::NamespaceLabels::Unknown(
-                "portier serve has no source of namespace labels yet",
-            ),
-        ),
+        Decoded::Other(other) => {
+            // CEL policies alone judge it: the namespace is looked up when one needs it.
+            let fetch_until = deadline - state.request_timeout / 10;
+            let lookup = match admission::cel_needs_namespace(&snapshot.set, other.namespace()) {
+                true => Some(
+                    state
+                        .namespaces
+                        .lookup(other.namespace(), fetch_until)
+                        .await,
+                ),
+                false => None,
+            };
+            let labels = match &lookup {
+                Some(lookup) => {
+                    let labels = lookup.labels();
+                    state.metrics.record_namespace_labels(labels.source());
+                    labels
+                }
+                None => NamespaceLabels::Unknown("no policy asked for them"),
+            };
+            let namespace_object = namespace_object(&snapshot.set, other.namespace(), &lookup);
+            admission::answer_other_in(&other, &snapshot.set, labels, namespace_object.as_ref())
+        }
     };
     // Counted once per review and policy: decisions come in policy order.
     let mut last = None;

@@ -69,24 +69,51 @@ fn evaluating_an_allowed_decoded_pod_does_not_allocate() {
     }
 }
 
+/// Whatever the trust model (keys, keyless identities, a Notation trust store), a cached
+/// verdict is read the same way: two lookups, no allocation.
 #[test]
 fn judging_images_whose_signature_verdicts_are_cached_does_not_allocate() {
-    let (set, verifier, workloads) = fixtures::signed_images_cached(fixtures::workloads());
-    for w in &workloads {
+    for (model, trust) in [
+        ("keys", fixtures::keys_trust()),
+        ("keyless", fixtures::keyless_trust()),
+        ("notation", fixtures::notation_trust()),
+    ] {
+        let (set, verifier, workloads) =
+            fixtures::signed_images_cached_under(&trust, fixtures::workloads());
+        cached_path_does_not_allocate(model, &set, &verifier, &workloads);
+    }
+}
+
+fn cached_path_does_not_allocate(
+    model: &str,
+    set: &PolicySet,
+    verifier: &std::sync::Arc<portier::images::Verifier>,
+    workloads: &[fixtures::Workload],
+) {
+    for w in workloads {
         let decoded = decode_workload(w.kind, &w.json).unwrap();
         let pod = decoded.pod().unwrap();
         let request = Request::new(w.kind, w.namespace, None);
         // The whole image pass of a review whose verdicts are cached: planning (the cache
         // lookups), then the one evaluation.
         let (misses, n) = alloc_count::count(|| {
-            let mut images = ReviewImages::new(&verifier);
-            let misses = images.misses(&set, &request, pod);
-            let verdict = engine::evaluate_with(&set, &request, pod, &images);
-            assert!(verdict.is_clean(), "{}: {:?}", w.name, verdict.violations);
+            let mut images = ReviewImages::new(verifier);
+            let misses = images.misses(set, &request, pod);
+            let verdict = engine::evaluate_with(set, &request, pod, &images);
+            assert!(
+                verdict.is_clean(),
+                "{model}/{}: {:?}",
+                w.name,
+                verdict.violations
+            );
             misses.len()
         });
-        assert_eq!(misses, 0, "{}: every verdict is cached", w.name);
-        assert_eq!(n, 0, "{}: the cached path allocated {n} times", w.name);
+        assert_eq!(misses, 0, "{model}/{}: every verdict is cached", w.name);
+        assert_eq!(
+            n, 0,
+            "{model}/{}: the cached path allocated {n} times",
+            w.name
+        );
     }
 }
 

@@ -20,18 +20,20 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use k8s::eventually;
 use k8s::objects::object;
 use k8s::webhooks::Portier;
 
-/// Two policies and their bindings, as a team would write them: images from our registry, no
+/// Four policies and their bindings, as a team would write them: images from our registry, no
 /// LoadBalancer Services, a team label on everything (Deny); replicas under a limit read from
-/// a ConfigMap (Deny, params); no `:latest` (Warn). Every binding selects only objects
+/// a ConfigMap (Deny, params); no `:latest` (Warn); a rule for namespaces labelled
+/// `e2e-tier: gold` that reads `namespaceObject` (portier reads both from its namespace
+/// cache). Every binding selects only objects
 /// labelled `vap-e2e: "on"`, so nothing else in the cluster is judged.
 fn policies(ns: &str) -> String {
     format!(
@@ -106,6 +108,27 @@ spec:
   validationActions: [Warn]
   matchResources:
     objectSelector: {{matchLabels: {{vap-e2e: "on"}}}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: e2e-namespace}}
+spec:
+  matchConstraints:
+    namespaceSelector: {{matchLabels: {{e2e-tier: gold}}}}
+    resourceRules:
+      - {{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}}
+  validations:
+    - expression: "object.data.?a.orValue('') != 'not-in-' + namespaceObject.metadata.labels['e2e-tier']"
+      messageExpression: "'not in a ' + namespaceObject.metadata.labels['e2e-tier'] + ' namespace like ' + namespaceObject.metadata.name"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: e2e-namespace}}
+spec:
+  policyName: e2e-namespace
+  validationActions: [Deny]
+  matchResources:
+    objectSelector: {{matchLabels: {{vap-e2e: "on"}}}}
 "#
     )
 }
@@ -142,10 +165,14 @@ fn service(name: &str, kind: &str, team: bool) -> (&'static str, Value) {
 }
 
 fn config_map(name: &str, team: bool) -> (&'static str, Value) {
+    config_map_of(name, team, "b")
+}
+
+fn config_map_of(name: &str, team: bool, a: &str) -> (&'static str, Value) {
     (
         "configmaps",
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels(team)},
-            "data": {"a": "b"}}),
+            "data": {"a": a}}),
     )
 }
 
@@ -162,6 +189,7 @@ fn cases() -> Vec<(&'static str, Value)> {
         service("bare-edge", "LoadBalancer", false),
         config_map("settings", true),
         config_map("loose", false),
+        config_map_of("gold", true, "not-in-gold"),
     ]
 }
 
@@ -245,10 +273,23 @@ async fn until(client: &Client, ns: &str, case: (&str, Value), refused: bool, wh
 async fn portier_and_the_api_server_agree_on_the_same_policies() {
     // A policy that selects nothing: portier allows everything until phase 2.
     let inert = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: inert}\nspec: {check: privileged, mode: audit, match: {namespaces: [nowhere]}}\n";
-    let portier = Portier::start("vap", &[("inert.yaml".to_owned(), inert.to_owned())]).await;
+    // With a kubeconfig: portier's namespace cache gives namespaceSelector and namespaceObject.
+    let kubeconfig = k8s::cluster().kubeconfig.to_str().unwrap().to_owned();
+    let portier = Portier::start_with(
+        "vap",
+        &[("inert.yaml".to_owned(), inert.to_owned())],
+        &["--kubeconfig", &kubeconfig],
+    )
+    .await;
     let client = portier.client.clone();
     let ns = portier.ns.clone();
     let pp = PostParams::default();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let label = json!({"metadata": {"labels": {"e2e-tier": "gold"}}});
+    namespaces
+        .patch(&ns, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     config_maps.create(&pp, &object(params(&ns))).await.unwrap();
 
@@ -375,7 +416,7 @@ async fn portier_and_the_api_server_agree_on_the_same_policies() {
     let statuses: Vec<u16> = api_server.iter().map(|v| v.http_status).collect();
     assert_eq!(
         statuses,
-        [201, 403, 201, 403, 422, 201, 422, 422, 201, 422],
+        [201, 403, 201, 403, 422, 201, 422, 422, 201, 422, 422],
         "{api_server:#?}"
     );
     assert_eq!(api_server[2].warnings.len(), 1, "{api_server:#?}");

@@ -168,16 +168,51 @@ pub fn signed_images_cached(
     std::sync::Arc<portier::images::Verifier>,
     Vec<Workload>,
 ) {
-    use portier::images::ImageVerdict;
-    use portier::policy::Check;
+    signed_images_cached_under(&keys_trust(), workloads)
+}
+
+/// The trust of a `keys` rule (a new ECDSA P-256 key), as YAML lines of the rule.
+pub fn keys_trust() -> String {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let pem: String = key
         .public_key_pem()
         .lines()
         .map(|l| format!("            {l}\n"))
         .collect();
+    format!("        keys:\n          - |\n{pem}")
+}
+
+/// The trust of a `keyless` rule over the public-good Sigstore trusted root (a genuine one,
+/// src/images/testdata).
+pub fn keyless_trust() -> String {
+    format!(
+        "        keyless:\n          trustedRoot: {}/src/images/testdata/sigstore-rust_trusted_roots_public-good.json\n          identities: [{{issuer: \"https://token.actions.githubusercontent.com\", subjectRegExp: \"^https://github.com/acme/\"}}]\n",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The trust of a `notation` rule over a genuine Notation signer certificate (src/images/testdata).
+pub fn notation_trust() -> String {
+    format!(
+        "        notation:\n          trustStore: [{}/src/images/testdata/notation-go_jws_signature_signer.pem]\n          trustedIdentities: [\"x509.subject: C=US, ST=WA, O=Notary\"]\n",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// [`signed_images_cached`] with a rule trusting `trust` (YAML lines of the rule after
+/// `images`, indented by eight spaces): keys, keyless or notation.
+pub fn signed_images_cached_under(
+    trust: &str,
+    workloads: Vec<Workload>,
+) -> (
+    PolicySet,
+    std::sync::Arc<portier::images::Verifier>,
+    Vec<Workload>,
+) {
+    use portier::images::ImageVerdict;
+    use portier::policy::Check;
     let yaml = format!(
-        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: signed}}\nspec:\n  check: signed-images\n  params:\n    rules:\n      - images: [\"*\"]\n        keys:\n          - |\n{pem}"
+        "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: signed}}\nspec:\n  check: signed-images\n  params:\n    rules:\n      - images: [\"*\"]\n{trust}"
     );
     let set = PolicySet::from_yaml("signed.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
     let verifier =

@@ -1,6 +1,7 @@
 //! Writing the answer: AdmissionReview responses (allow, deny with every violation, warnings,
 //! audit annotations, a JSON patch) and `metav1.Status` bodies for HTTP errors.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::{Serialize, Serializer};
@@ -28,7 +29,7 @@ struct ResponseOut<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
-    audit_annotations: Vec<(&'a str, String)>,
+    audit_annotations: Vec<(Cow<'a, str>, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
     /// Standard base64 of the JSON Patch (kube-rs's own type writes an array of numbers).
@@ -45,7 +46,7 @@ struct StatusOut<'a> {
     code: u16,
 }
 
-fn as_map<S: Serializer>(pairs: &[(&str, String)], s: S) -> Result<S::Ok, S::Error> {
+fn as_map<S: Serializer>(pairs: &[(Cow<'_, str>, String)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
@@ -190,6 +191,7 @@ pub(super) fn encode_verdict(
     verdict: &Verdict<'_, '_>,
     pod_spec_path: &str,
 ) -> Answer {
+    let verbatim: Vec<bool> = verdict.violations.iter().map(|v| v.verbatim).collect();
     let decisions: Vec<Decision> = verdict
         .violations
         .iter()
@@ -211,11 +213,11 @@ pub(super) fn encode_verdict(
         .unwrap_or("Forbidden");
     let mut deny_message = String::new();
     let mut warnings = Vec::new();
-    let mut audit_annotations: Vec<(&str, String)> = Vec::new();
+    let mut audit_annotations: Vec<(Cow<'_, str>, String)> = Vec::new();
     // The API server reports the first ValidatingAdmissionPolicy denial only, and its
     // warnings whole; portier's own policies are joined, and their warnings shortened.
     let mut vap_denied = false;
-    for d in &decisions {
+    for (d, verbatim) in decisions.iter().zip(verbatim) {
         let vap = d.check == crate::policy::VAP_ID;
         match d.mode {
             Mode::Enforce if vap && std::mem::replace(&mut vap_denied, true) => {}
@@ -225,11 +227,21 @@ pub(super) fn encode_verdict(
                 }
                 deny_message.push_str(&d.message);
             }
-            Mode::Warn if vap => warnings.push(d.message.clone()),
+            // Pod Security admission's and ValidatingAdmissionPolicies' words are returned
+            // whole, as the API server returns them.
+            Mode::Warn if verbatim || vap => warnings.push(d.message.clone()),
             Mode::Warn => warnings.push(truncate_chars(d.message.clone(), MAX_WARNING_CHARS)),
             Mode::Audit => {}
         }
-        if d.mode == Mode::Audit || d.audited {
+        if d.mode == Mode::Audit && verbatim {
+            // PSA's key; the API server prefixes it with the webhook's name.
+            add_annotation(
+                &mut audit_annotations,
+                "audit-violations",
+                &d.policy,
+                d.message.clone(),
+            );
+        } else if d.mode == Mode::Audit || d.audited {
             // One annotation per policy. The API server prefixes the key with the webhook
             // name and accepts a single '/', so the key is the bare policy name.
             match audit_annotations
@@ -239,20 +251,23 @@ pub(super) fn encode_verdict(
                 Some((_, value)) => {
                     let _ = write!(value, "; {}", d.message);
                 }
-                None => audit_annotations.push((&d.policy, d.message.clone())),
+                None => audit_annotations.push((Cow::Borrowed(&d.policy), d.message.clone())),
             }
         }
+    }
+    for a in &verdict.annotations {
+        add_annotation(
+            &mut audit_annotations,
+            a.key,
+            &a.policy.name,
+            a.value.clone(),
+        );
     }
     // CEL policies' audit annotations, keyed `<policy>/<key>` as the API server forms them;
     // a webhook's keys may not hold a '/' (the API server prefixes the webhook's name), so
     // they become `<policy>.<key>`.
-    let cel_annotations: Vec<(String, &str)> = verdict
-        .cel_annotations
-        .iter()
-        .map(|(key, value)| (key.replacen('/', ".", 1), value.as_str()))
-        .collect();
-    for (key, value) in &cel_annotations {
-        audit_annotations.push((key, (*value).to_owned()));
+    for (key, value) in &verdict.cel_annotations {
+        audit_annotations.push((Cow::Owned(key.replacen('/', ".", 1)), value.clone()));
     }
     let status = denied.then(|| StatusOut {
         status: "Failure",
@@ -285,6 +300,20 @@ pub(super) fn encode_verdict(
         subject: Some(subject),
         decisions,
         mutated: Vec::new(),
+    }
+}
+
+/// Adds `key: value`; a key another policy took already becomes `<policy>.<key>`.
+fn add_annotation<'a>(
+    annotations: &mut Vec<(Cow<'a, str>, String)>,
+    key: &'static str,
+    policy: &str,
+    value: String,
+) {
+    if annotations.iter().any(|(k, _)| k == key) {
+        annotations.push((Cow::Owned(format!("{policy}.{key}")), value));
+    } else {
+        annotations.push((Cow::Borrowed(key), value));
     }
 }
 

@@ -116,6 +116,8 @@ pub enum Decoded<'a> {
 pub struct Other<'a> {
     endpoint: Endpoint,
     uid: Text<'a>,
+    /// `request.namespace` (empty for cluster-scoped objects).
+    namespace: Option<Text<'a>>,
     /// The whole review, which CEL policies read.
     body: &'a [u8],
 }
@@ -149,6 +151,7 @@ impl<'a> Judgement<'a> {
             .or(self.workload.namespace.as_deref())
             .unwrap_or("");
         let request = Request::new(self.kind, namespace, self.user.as_deref())
+            .with_name(self.name.as_deref())
             .with_object_labels(&self.workload.labels)
             .with_operation(self.operation.as_deref(), self.old_object.map(|o| o.get()));
         match &self.old_labels {
@@ -249,6 +252,7 @@ fn prepare<'a>(
             return Decoded::Other(Other {
                 endpoint,
                 uid,
+                namespace: request.namespace,
                 body,
             });
         }
@@ -297,6 +301,17 @@ pub fn answer(
     images: &dyn ImageVerdicts,
     namespace: NamespaceLabels<'_>,
 ) -> Answer {
+    answer_in(judgement, set, images, namespace, None)
+}
+
+/// [`answer`], with the Namespace object (CEL's `namespaceObject`) when the caller has it.
+pub fn answer_in(
+    judgement: &Judgement<'_>,
+    set: &PolicySet,
+    images: &dyn ImageVerdicts,
+    namespace: NamespaceLabels<'_>,
+    namespace_object: Option<&crate::cel::Json<'_>>,
+) -> Answer {
     let request = judgement.request_in(namespace);
     // CEL policies read the whole request: decoded again, only for sets that have them, and
     // only on /validate (they validate; /mutate never denies).
@@ -310,9 +325,13 @@ pub fn answer(
         },
         false => None,
     };
-    let admission = cel_review
-        .as_ref()
-        .map(|r| crate::cel::Admission::from_request(&r.request).with_namespace_labels(namespace));
+    let admission = cel_review.as_ref().map(|r| {
+        with_namespace(
+            crate::cel::Admission::from_request(&r.request),
+            namespace,
+            namespace_object,
+        )
+    });
     let verdict = match (judgement.pod(), &admission) {
         (Some(pod), None) => engine::evaluate_with(set, &request, pod, images),
         (None, None) => return allow(&judgement.uid),
@@ -327,7 +346,11 @@ pub fn answer(
     } else {
         Vec::new()
     };
-    if verdict.is_clean() && pinning.is_empty() && verdict.cel_annotations.is_empty() {
+    if verdict.is_clean()
+        && pinning.is_empty()
+        && verdict.cel_annotations.is_empty()
+        && (verdict.annotations.is_empty() || endpoint == Endpoint::Mutate)
+    {
         return allow(&judgement.uid);
     }
     if endpoint == Endpoint::Mutate {
@@ -369,11 +392,39 @@ pub fn answer(
     encode_verdict(subject, &verdict, request.kind.pod_spec_path())
 }
 
+impl Other<'_> {
+    /// The namespace the request is in; empty for a cluster-scoped object.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+}
+
+/// Whether judging a request (of `namespace`) with `set` may need its namespace's labels or
+/// object: only then does the caller look them up.
+pub fn cel_needs_namespace(set: &PolicySet, namespace: &str) -> bool {
+    !namespace.is_empty()
+        && set.has_cel()
+        && set
+            .policies()
+            .iter()
+            .any(|p| matches!(&p.check, crate::policy::Check::Cel(c) if c.needs_namespace()))
+}
+
 /// Judges a request only CEL policies may judge (any kind, operation or subresource: a
 /// Service, an Ingress, a Namespace, a custom resource, a DELETE, a `pods/exec`) with the
 /// namespace's labels from `namespace`, and encodes the answer. Without CEL policies, or on
 /// /mutate, it is allowed as it is.
 pub fn answer_other(other: &Other<'_>, set: &PolicySet, namespace: NamespaceLabels<'_>) -> Answer {
+    answer_other_in(other, set, namespace, None)
+}
+
+/// [`answer_other`], with the Namespace object (`namespaceObject`) when the caller has it.
+pub fn answer_other_in(
+    other: &Other<'_>,
+    set: &PolicySet,
+    namespace: NamespaceLabels<'_>,
+    namespace_object: Option<&crate::cel::Json<'_>>,
+) -> Answer {
     if !set.has_cel() || other.endpoint != Endpoint::Validate {
         return allow(&other.uid);
     }
@@ -384,8 +435,11 @@ pub fn answer_other(other: &Other<'_>, set: &PolicySet, namespace: NamespaceLabe
             return fail_closed(&other.uid, other.endpoint, &why);
         }
     };
-    let admission =
-        crate::cel::Admission::from_request(&review.request).with_namespace_labels(namespace);
+    let admission = with_namespace(
+        crate::cel::Admission::from_request(&review.request),
+        namespace,
+        namespace_object,
+    );
     let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
     if verdict.is_clean() && verdict.cel_annotations.is_empty() {
         return allow(&other.uid);
@@ -400,6 +454,18 @@ pub fn answer_other(other: &Other<'_>, set: &PolicySet, namespace: NamespaceLabe
         user: admission.user.unwrap_or("").to_owned(),
     };
     encode_verdict(subject, &verdict, "")
+}
+
+/// A CEL request with what is known of its namespace.
+fn with_namespace<'a>(
+    admission: crate::cel::Admission<'a>,
+    labels: NamespaceLabels<'a>,
+    object: Option<&'a crate::cel::Json<'a>>,
+) -> crate::cel::Admission<'a> {
+    match (object, labels.source()) {
+        (Some(object), Some(source)) => admission.with_namespace_object(object, source),
+        _ => admission.with_namespace_labels(labels),
+    }
 }
 
 #[cfg(test)]

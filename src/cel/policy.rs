@@ -271,6 +271,12 @@ impl CelPolicy {
         }
     }
 
+    /// Whether judging a request may need its namespace: a namespace selector, or an
+    /// expression reading `namespaceObject`.
+    pub fn needs_namespace(&self) -> bool {
+        !self.namespace_selectors.is_empty() || self.reads_namespace_object()
+    }
+
     /// Whether an expression of the policy reads `namespaceObject`.
     pub fn reads_namespace_object(&self) -> bool {
         let programs = self

@@ -12,6 +12,7 @@ use super::{POLL_INTERVAL, ReportKind};
 use portier::audit;
 use portier::images::Verifier;
 use portier::metrics::Metrics;
+use portier::namespaces::NamespaceCache;
 use portier::reload::PolicyStore;
 use portier::server::{ServeOptions, Server};
 use portier::tls;
@@ -65,6 +66,11 @@ pub struct ServeArgs {
     /// service account (or $KUBECONFIG).
     #[arg(long, value_parser = humantime::parse_duration, env = "PORTIER_AUDIT_INTERVAL")]
     pub audit_interval: Option<Duration>,
+    /// Kubeconfig for the Kubernetes API (namespace labels, the periodic audit); default: as
+    /// kubectl finds one ($KUBECONFIG, ~/.kube/config), then the in-cluster service account.
+    /// Without any, policies that need namespace labels fail closed.
+    #[arg(long, env = "PORTIER_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     /// With --audit-interval: also write the results as PolicyReports.
     #[arg(
         long,
@@ -99,6 +105,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             allowed_subjects: args.client_cn_allow,
         }),
         allow_empty: args.allow_empty,
+        kubeconfig: args.kubeconfig,
         audit: args
             .audit_interval
             .map(|interval| audit::periodic::PeriodicOptions {
@@ -127,6 +134,7 @@ struct ServeConfig {
     key_pair: tls::KeyPairFiles,
     client_auth: Option<tls::ClientAuth>,
     allow_empty: bool,
+    kubeconfig: Option<PathBuf>,
     audit: Option<audit::periodic::PeriodicOptions>,
     options: ServeOptions,
 }
@@ -158,12 +166,15 @@ async fn serve(args: ServeConfig) -> Result<()> {
     let addr = args.options.addr;
     // One verifier for the webhook and the periodic audit: one cache, one registry backoff.
     let images = Verifier::new(Arc::clone(&metrics));
-    let server = Server::start(
+    let namespaces = namespace_cache(args.kubeconfig, &store, &metrics).await;
+    let namespace_watch = namespaces.watch();
+    let server = Server::start_with(
         args.options,
         Arc::clone(&server_tls),
         Arc::clone(&store),
         Arc::clone(&metrics),
         Arc::clone(&images),
+        namespaces,
     )
     .await
     .with_context(|| format!("cannot listen on {addr}"))?;
@@ -187,10 +198,53 @@ async fn serve(args: ServeConfig) -> Result<()> {
     if let Some(task) = periodic_audit {
         task.abort();
     }
+    if let Some(task) = namespace_watch {
+        task.abort();
+    }
     tracing::info!("shutting down: no longer ready, finishing in-flight requests");
     server.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The namespace cache over the API, or, without API access, none: then say so, and which
+/// policies will fail closed for it.
+async fn namespace_cache(
+    kubeconfig: Option<PathBuf>,
+    store: &PolicyStore,
+    metrics: &Arc<Metrics>,
+) -> Arc<NamespaceCache> {
+    let connect = audit::Connect {
+        kubeconfig,
+        ..audit::Connect::default()
+    };
+    match audit::client(&connect).await {
+        Ok(connection) => {
+            tracing::info!(server = %connection.server, "watching namespaces for their labels");
+            NamespaceCache::new(connection.client, Arc::clone(metrics))
+        }
+        Err(e) => {
+            let why = format!("portier has no access to the Kubernetes API ({e})");
+            let snapshot = store.snapshot();
+            let needing: Vec<&str> = snapshot
+                .set
+                .policies()
+                .iter()
+                .filter(|p| p.reads_namespace_labels())
+                .map(|p| p.name.as_str())
+                .collect();
+            if needing.is_empty() {
+                tracing::warn!(reason = %why, "namespace labels are unknown: a policy that needs them will fail closed");
+            } else {
+                tracing::warn!(
+                    reason = %why,
+                    policies = %needing.join(", "),
+                    "namespace labels are unknown: these policies need them and fail closed (deny in enforce mode)"
+                );
+            }
+            NamespaceCache::without_api(why, Arc::clone(metrics))
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, registered before the server announces itself: a signal that arrives

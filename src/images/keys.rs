@@ -256,6 +256,74 @@ XBr+kSa2Oqoqc2CYFwIDAQAB
         assert_eq!(rsa_modulus_bits(&key.key), 2048);
     }
 
+    // The same, with `openssl genrsa 4096`: the largest size accepted.
+    const RSA_4096: &str = "-----BEGIN PUBLIC KEY-----
+MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEAuBwtRedZ30PthzMgu0SS
+4GS0NQO2sxBL/k4RIiMI5Ml+e0nG6JelYPei9mPAUvwtf/0riAs5Wg9kpS2oMe8w
+1+qTfY00IgPzZ9UwIha8yK1iKGp0hyyy7ViF65tGrmXd1b/+nXWqqD/U84nMk09a
+tDMLfJzkHua+jUKC97307f9rw6lTUZxdWB5lpG+Zpt1/5h/JtzO3TENQqOEiqJq5
+sIa5XdpR+z57XoDCETAyarEQgUSeVIUnqfK/la6XQZLZ+vz/t/5KZa3+16ZfBtm2
+bTAAPBJjX5+rcosemK3brEK0voTw4CoP7zdaZ1I7I+J+tbRu2MI9womrgb/UvSkj
+f88PI1eZkb7dvyAdp2nZvotkrnkw/BvyNaqpBJE4NnNjO1aZfFDjCMgK0SxqpSZP
+geZfqrrHHw8kCWOiYCJANFcwcShBE9OKgZFRwIJvXfTzLuK4dRUTWlau8h/YfG6K
+LXfBOdBRkHX8NHPgxaFyuQ2Br9C/1hLVuWQ1rPyZMGZ9Ya6MFXVg/eR5AItOX+Fq
+nZGdGX9/8v2+oIIz3sc2zUwqq5IByhGMAZ7ndC+rhaiSFlkQ1IF+TSdHdeU10+6/
+jc/PhFn7Axj/EmLLAI4ggI7ZmYEZCEgl3ROZkcfvspDr7TXIG+gkMdrBmB/S4S6A
+Xx2OJkoihnLA3/L/dmNXYvsCAwEAAQ==
+-----END PUBLIC KEY-----
+";
+    const PKCS1_4096: &str = "SengdAFx2smPHiidAfPI43UHPFQU+a9DpqjsoppIzShXo7iuXpAgYUG6ZI6/wgu+5kkZDSEFLGRuIhbUMdlphAM5gMnWU5n/AcLRWo20aX8NYEhFk590ZwhW/c4If23hpUARmaIFiz0tEayO8hDDO4g5Y1ttPBHQqyyMPeoK4b3JeQKTMCrunTN6PEN+YncIEQAIJ5RlHOicd1Cp8RlYeILlzv1+7R41FbJD27ZuObFmdwnwxAjfCFN71ezRK9hhYVer/Zt4nicmjMQoc7m/GvSaZnH2+VjWejp8YBFihnyH2SZnHRhaX536ZRAXkd+Lhv6MIuXWHjdbFfO1gw5ZhfHyrYCCkNHlThHL6iFBgiuLblH2gHwO7boMGA53iKSxgmFRfHTURoLuHDXvnzenovSKVOkMzJgFS/bKrot5mtoOg/+k3Y+aqSSSz+Ry7d9lVIomQRozAs5VaZJoFPnZPcFIGJrToaXCvhWx9GyOIURYNyDON7AftHMYzl/buRo3CB5B3o5QwowSeo9euqXOj+gwLGJBJ/kIuChnVousT/zSOerhs8MSVc3sWWJFl0QNYWEkefbr7FapN+kODwYt99TisX3fJeQYHnpodsQ2znJPo/x9ijpQ9yiYQctlHDlua8PqA9DgDUFGKfRK75PMCxD7lw9+z/tqSxjLwAby0ns=";
+    const PSS_4096: &str = "oZg4qc9wrkDGlhcihrirj5HKKInYS7QTudNBofoXvnHXTlIOp4xbb6iYs6Iw4zRTOgqYJM4gT6Ax21VArD4WbJmui6o/wIf/W93foFsfKB+ZHz2R6BcsNCKWK4+8OmLsYRyDX8MSexPrEjhgpm3aV1S3KQfFJTCsKm/7KQUmvTLz9EDPiPJZOGpzZjX4hlL3aNQyFJLJPcNa1FztXhMojFwLUMYPNQnTOanQaYtEmHRKH+7Ajq2gbUAI8ZZqZOBS9vme4ktB0YfG49klw7KTkHu4fPHLsEiylTBzJclAK4jI7h9Wvny36Fjio64Y1w4LNQMBbV30wcYrttN9JHFbgLwMKzJbfYhwulkX1gT6D/E+kvFaGACEi0Sljx5u54EIIThjdbak/SthO3GEneBCMPVmKwxwJMoDjBC/F6ugKf0jAD4oecGbN03fW4gH8y4nR6ZCH9lL4fJDoPQoqZ5v8aPOZf0NJvt78fwj8vh2Gu+IklRgBOEf9PI/IHlg0S+2abS8uqYn7QDPLMUEFR6fGCZEW6ow1TbtuZCrPtuuU88Zd4+2v6tpXCLXcG4Z4uxBPFrThY2tBsOPoHSgG2NTYHNSZ0xjAExoO3oWmyU4rv4tBSex9MsACQDUKtD6SaM3MdAcSCa+Q+Zmsjv1kxR06R46C0x3UKkaRMdYMZcIPeQ=";
+
+    #[test]
+    fn rsa_4096_keys_verify_pkcs1_and_pss_signatures() {
+        let key = PublicKey::from_pem(RSA_4096, "rsa4096.pub".into()).unwrap();
+        assert_eq!(key.rsa_bits(), Some(4096));
+        let decode = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+        assert!(key.verifies(MESSAGE, &decode(PKCS1_4096)));
+        assert!(key.verifies(MESSAGE, &decode(PSS_4096)));
+        assert!(
+            !key.verifies(MESSAGE, &decode(PKCS1)),
+            "another key's signature"
+        );
+    }
+
+    /// The SubjectPublicKeyInfo PEM of a key made by rcgen.
+    fn pem_of(key: &rcgen::KeyPair) -> String {
+        key.public_key_pem()
+    }
+
+    #[test]
+    fn p384_and_ed25519_keys_verify_their_signatures() {
+        use ring::signature::{
+            ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
+        };
+        let rng = ring::rand::SystemRandom::new();
+        // P-384, hashed with SHA-384 (sigstore-go, Notation) or SHA-256 (cosign).
+        let generated = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let key = PublicKey::from_pem(&pem_of(&generated), "p384.pub".into()).unwrap();
+        assert_eq!(key.kind, KeyKind::P384);
+        let signer = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P384_SHA384_ASN1_SIGNING,
+            &generated.serialize_der(),
+            &rng,
+        )
+        .unwrap();
+        let signature = signer.sign(&rng, MESSAGE).unwrap();
+        assert!(key.verifies(MESSAGE, signature.as_ref()));
+        assert!(!key.verifies(b"another message", signature.as_ref()));
+        // Ed25519.
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let signer = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let generated = rcgen::KeyPair::try_from(pkcs8.as_ref()).unwrap();
+        let key = PublicKey::from_pem(&pem_of(&generated), "ed25519.pub".into()).unwrap();
+        assert_eq!(key.kind, KeyKind::Ed25519);
+        assert_eq!(key.key, signer.public_key().as_ref());
+        let signature = signer.sign(MESSAGE);
+        assert!(key.verifies(MESSAGE, signature.as_ref()));
+        assert!(!key.verifies(b"another message", signature.as_ref()));
+    }
+
     #[test]
     fn rsa_keys_below_2048_bits_are_refused() {
         let err = PublicKey::from_pem(RSA_1024, "weak.pub".into()).unwrap_err();

@@ -18,6 +18,7 @@ pub mod cache;
 mod clients;
 pub mod cosign;
 pub mod credentials;
+mod judge;
 pub mod keyless;
 pub mod keys;
 pub mod notation;
@@ -39,7 +40,7 @@ use crate::image_ref;
 use crate::metrics::{CacheResult, Metrics};
 use cache::TtlMap;
 use clients::Clients;
-use referrers::{Artifact, Wanted};
+pub use judge::telling;
 use registry::{Backoff, Found, RegistryClient, RegistryError};
 pub use verdict::{
     ImageVerdict, ImageVerdicts, OnRegistryError, Rejection, Requirement, Settings, Trust,
@@ -437,271 +438,20 @@ impl Verifier {
             return unavailable(why);
         }
         let verdict = self
-            .judge(rule, &client, &registry, &reference, &digest, repository)
+            .judge(
+                rule,
+                &judge::Subject {
+                    client: &client,
+                    registry: &registry,
+                    reference: &reference,
+                    digest: &digest,
+                    repository,
+                },
+            )
             .await;
         let ttl = ttl_for(&verdict, &rule.settings);
         let verdict = Arc::new(verdict);
         self.remember_verdict(rule, canonical, Arc::clone(&verdict), ttl);
         verdict
     }
-
-    /// Fetches what `rule` trusts for `digest` and judges it. Each signature source is read
-    /// once: the legacy `.sig` tag, then the referrers (API or tag schema) of the kind the
-    /// rule reads, then (for a message signature only) the image manifest.
-    async fn judge(
-        &self,
-        rule: &Requirement,
-        client: &RegistryClient,
-        registry: &str,
-        reference: &oci_client::Reference,
-        digest: &str,
-        repository: &str,
-    ) -> ImageVerdict {
-        let rejected = |rejection| ImageVerdict::Rejected {
-            digest: Some(digest.to_owned()),
-            rejection,
-        };
-        let unavailable = |e: RegistryError| ImageVerdict::Unavailable {
-            reason: e.to_string(),
-        };
-        match &rule.trust {
-            Trust::Keys(keys) => {
-                let legacy = client.signatures(reference, digest).await;
-                self.note_registry_result(registry, &legacy);
-                let legacy = match legacy {
-                    Ok(Ok(signatures)) if signatures.is_empty() => None,
-                    Ok(Ok(signatures)) => {
-                        Some(cosign::judge(&signatures, keys, digest, repository))
-                    }
-                    Ok(Err(rejection)) => Some(rejected(rejection)),
-                    Err(e) => return unavailable(e),
-                };
-                if let Some(verified @ ImageVerdict::Verified { .. }) = legacy {
-                    return verified;
-                }
-                let artifacts = match self
-                    .artifacts(client, registry, reference, digest, Wanted::Bundles)
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(e) => return unavailable(e),
-                };
-                if artifacts.is_empty() {
-                    return legacy.unwrap_or_else(|| {
-                        rejected(Rejection::NoSignature {
-                            looked_for: cosign::COSIGN_SIGNATURE,
-                        })
-                    });
-                }
-                let (bundles, broken) = bundle_bytes(artifacts);
-                let artifact = match self
-                    .artifact_if_needed(client, registry, reference, digest, &bundles)
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(e) => return unavailable(e),
-                };
-                let from_bundles =
-                    match bundle::judge_keys(&bundles, keys, digest, artifact.as_deref()) {
-                        Ok(key) => {
-                            return ImageVerdict::Verified {
-                                digest: digest.to_owned(),
-                                key,
-                            };
-                        }
-                        Err(rejection) => {
-                            broken.map_or(rejection.clone(), |b| telling(rejection, b))
-                        }
-                    };
-                let rejection = match legacy {
-                    Some(ImageVerdict::Rejected { rejection, .. }) => {
-                        telling(rejection, from_bundles)
-                    }
-                    _ => from_bundles,
-                };
-                rejected(rejection)
-            }
-            Trust::Keyless(keyless) => {
-                // cosign < 3 stored keyless signatures in the legacy tag, with the
-                // certificate and the Rekor bundle as layer annotations.
-                let legacy = client.signatures(reference, digest).await;
-                self.note_registry_result(registry, &legacy);
-                let legacy = match legacy {
-                    Ok(Ok(signatures)) => {
-                        let mut first = None;
-                        for signature in &signatures {
-                            match keyless::verify_legacy(signature, keyless, digest, repository) {
-                                Ok(identity) => {
-                                    return ImageVerdict::Verified {
-                                        digest: digest.to_owned(),
-                                        key: identity,
-                                    };
-                                }
-                                Err(e) => {
-                                    first.get_or_insert(Rejection::Invalid {
-                                        format: "keyless cosign signature",
-                                        reason: e.to_string(),
-                                    });
-                                }
-                            }
-                        }
-                        first
-                    }
-                    Ok(Err(rejection)) => Some(rejection),
-                    Err(e) => return unavailable(e),
-                };
-                let artifacts = match self
-                    .artifacts(client, registry, reference, digest, Wanted::Bundles)
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(e) => return unavailable(e),
-                };
-                if artifacts.is_empty() {
-                    return rejected(legacy.unwrap_or(Rejection::NoSignature {
-                        looked_for: "Sigstore bundle or keyless cosign signature",
-                    }));
-                }
-                let (bundles, broken) = bundle_bytes(artifacts);
-                let artifact = match self
-                    .artifact_if_needed(client, registry, reference, digest, &bundles)
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(e) => return unavailable(e),
-                };
-                match keyless::judge(&bundles, keyless, digest, artifact.as_deref()) {
-                    Ok(identity) => ImageVerdict::Verified {
-                        digest: digest.to_owned(),
-                        key: identity,
-                    },
-                    Err(rejection) => {
-                        let rejection = broken.map_or(rejection.clone(), |b| telling(rejection, b));
-                        rejected(legacy.map_or(rejection.clone(), |l| telling(rejection, l)))
-                    }
-                }
-            }
-            Trust::Notation(trust) => {
-                let artifacts = match self
-                    .artifacts(client, registry, reference, digest, Wanted::Notation)
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(e) => return unavailable(e),
-                };
-                let mut envelopes = Vec::with_capacity(artifacts.len());
-                let mut broken = None;
-                for artifact in artifacts {
-                    match artifact {
-                        Ok(a) => envelopes.push(notation::Envelope {
-                            referrer: a.digest,
-                            media_type: a.media_type,
-                            bytes: a.blob,
-                        }),
-                        Err(why) => {
-                            broken.get_or_insert(Rejection::Malformed(why));
-                        }
-                    }
-                }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                match notation::judge(&envelopes, trust, digest, now) {
-                    Ok(signer) => ImageVerdict::Verified {
-                        digest: digest.to_owned(),
-                        key: signer,
-                    },
-                    Err(rejection) => {
-                        rejected(broken.map_or(rejection.clone(), |b| telling(rejection, b)))
-                    }
-                }
-            }
-        }
-    }
-
-    /// The artifacts of `wanted`'s kind that refer to `digest`: each either fetched or the
-    /// reason it could not be read.
-    async fn artifacts(
-        &self,
-        client: &RegistryClient,
-        registry: &str,
-        reference: &oci_client::Reference,
-        digest: &str,
-        wanted: Wanted,
-    ) -> Result<Vec<Result<Artifact, String>>, RegistryError> {
-        self.check_backoff(registry)
-            .map_err(|detail| RegistryError::Failed {
-                registry: registry.to_owned(),
-                detail,
-            })?;
-        let listed = client.referrers(reference, digest, wanted).await;
-        self.note_registry_result(registry, &listed);
-        let mut out = Vec::new();
-        for referrer in listed? {
-            let fetched = client.artifact(reference, &referrer, wanted).await;
-            self.note_registry_result(registry, &fetched);
-            out.push(fetched?);
-        }
-        Ok(out)
-    }
-
-    /// The image manifest, when one of `bundles` is a message signature (which signs it).
-    async fn artifact_if_needed(
-        &self,
-        client: &RegistryClient,
-        registry: &str,
-        reference: &oci_client::Reference,
-        digest: &str,
-        bundles: &[bundle::Fetched],
-    ) -> Result<Option<Vec<u8>>, RegistryError> {
-        let needed = bundles.iter().any(|b| {
-            bundle::parse(&b.bytes)
-                .and_then(|b| b.signed())
-                .is_ok_and(|s| s.needs_artifact())
-        });
-        if !needed {
-            return Ok(None);
-        }
-        let fetched = client.manifest_bytes(reference, digest).await;
-        self.note_registry_result(registry, &fetched);
-        fetched
-    }
-}
-
-/// The bundles among fetched artifacts, and the first reason one could not be read.
-fn bundle_bytes(
-    artifacts: Vec<Result<Artifact, String>>,
-) -> (Vec<bundle::Fetched>, Option<Rejection>) {
-    let mut bundles = Vec::with_capacity(artifacts.len());
-    let mut broken = None;
-    for artifact in artifacts {
-        match artifact {
-            Ok(a) => bundles.push(bundle::Fetched {
-                referrer: a.digest,
-                bytes: a.blob,
-            }),
-            Err(why) => {
-                broken.get_or_insert(Rejection::Malformed(why));
-            }
-        }
-    }
-    (bundles, broken)
-}
-
-/// Of two rejections, the one that tells the operator more: a trusted signature for the
-/// wrong subject, then a signature that fails a named check, then an unreadable artifact,
-/// then "none verifies", then "none found".
-pub fn telling(a: Rejection, b: Rejection) -> Rejection {
-    fn rank(r: &Rejection) -> u8 {
-        match r {
-            Rejection::DigestMismatch { .. } | Rejection::ReferenceMismatch { .. } => 5,
-            Rejection::Invalid { .. } => 4,
-            Rejection::Malformed(_) => 3,
-            Rejection::NoTrustedSignature { .. } => 2,
-            Rejection::NoSignature { .. } => 1,
-            Rejection::ImageNotFound => 0,
-        }
-    }
-    if rank(&b) > rank(&a) { b } else { a }
 }

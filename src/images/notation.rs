@@ -1,177 +1,113 @@
-//! Notation (Notary Project) signatures: JWS envelopes attached to the image as OCI referrers
+//! Notation (Notary Project) signatures: JWS or COSE envelopes attached to the image as OCI referrers
 //! of artifact type `application/vnd.cncf.notary.signature`, verified against a trust store
-//! and trusted identities as the Notary Project specification's trust policy says (signature
-//! envelope, trust store and trust policy specifications, v1.1):
+//! and trusted identities as the Notary Project specifications (signature specification, JWS
+//! envelope, trust store and trust policy) and notation-go's verifier (strict level) say, in
+//! their order:
 //!
-//! - integrity: the JWS signature verifies with the signing certificate (`x5c[0]`) under the
-//!   `alg` the protected header names, which must match the certificate's key;
-//! - critical headers: `crit` must list `io.cncf.notary.signingScheme` (and the expiry and
-//!   authentic signing time when present); a critical header this verifier does not
-//!   understand (a verification plugin's) fails the signature;
-//! - the signed descriptor (`targetArtifact`) is the admitted digest;
-//! - authenticity: `x5c` chains to a certificate of the trust store, with the code-signing
-//!   usage; the signing time lies inside the signing certificate's validity; under
-//!   `notary.x509` (no timestamp countersignature read here) the chain must also be valid
-//!   now, under `notary.x509.signingAuthority` at the authentic signing time;
-//! - the signing certificate's subject matches a trusted identity (`x509.subject: ...` or `*`);
-//! - the envelope's `io.cncf.notary.expiry` has not passed.
+//! 1. integrity: the envelope parses; its protected headers are the signing scheme's
+//!    (`notary.x509` carries `io.cncf.notary.signingTime` and no authentic signing time,
+//!    `notary.x509.signingAuthority` the critical `io.cncf.notary.authenticSigningTime` and no
+//!    signing time); `crit` lists the signing scheme, the expiry and the authentic signing
+//!    time when present, and no header this verifier does not understand (a verification
+//!    plugin's included: portier runs no plugins); the JWS signature verifies with the
+//!    signing certificate (`x5c[0]`) under the `alg` the specification pairs with its key; the
+//!    signed descriptor (`targetArtifact`) is the admitted manifest: digest, media type, size;
+//! 2. authenticity: `x5c` meets the certificate requirements (`notation/chain.rs`) and one of
+//!    its certificates is in the rule's trust store of the scheme's type (`trustStore`, type
+//!    `ca`, for `notary.x509`; `signingAuthorityStore` for `notary.x509.signingAuthority`);
+//!    the signing certificate's subject matches a trusted identity (`notation/identity.rs`);
+//! 3. expiry: `io.cncf.notary.expiry`, when present, has not passed;
+//! 4. authentic timestamp: under `notary.x509` (no timestamp countersignature is read: no
+//!    `tsa` store is configured) every certificate of the chain is valid now, and the signing
+//!    time the signer states lies inside the signing certificate's validity; under
+//!    `notary.x509.signingAuthority` every certificate is valid at the authentic signing time.
 //!
-//! COSE envelopes are refused with a clear reason rather than half-verified. Pure: no network.
+//! JWS envelopes are read by `notation/jws.rs`, COSE ones (COSE_Sign1, with `coset`) by
+//! `notation/cose.rs`; both are judged by the same steps. Revocation (OCSP, CRL) is not
+//! checked: that needs the network beyond the registry. Pure: no network.
+
+mod chain;
+mod cose;
+mod identity;
+mod jws;
 
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use ring::signature as alg;
 use serde::Deserialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::keyless::{CODE_SIGNING_EKU, chain_to_anchors, show_time};
+use super::keyless::show_time;
 use super::keys::{KeyKind, PublicKey};
 use super::referrers::{COSE_ENVELOPE, JWS_ENVELOPE};
 use super::verdict::Rejection;
+use chain::ChainError;
+pub use identity::{Subject, TrustedIdentity};
 
 const PAYLOAD_CONTENT_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
 const SIGNING_SCHEME: &str = "io.cncf.notary.signingScheme";
 const SIGNING_TIME: &str = "io.cncf.notary.signingTime";
 const AUTHENTIC_SIGNING_TIME: &str = "io.cncf.notary.authenticSigningTime";
 const EXPIRY: &str = "io.cncf.notary.expiry";
+const VERIFICATION_PLUGIN: &str = "io.cncf.notary.verificationPlugin";
+const VERIFICATION_PLUGIN_MIN_VERSION: &str = "io.cncf.notary.verificationPluginMinVersion";
+const X509: &str = "notary.x509";
+const SIGNING_AUTHORITY: &str = "notary.x509.signingAuthority";
 /// The critical headers this verifier honours.
 const UNDERSTOOD: [&str; 3] = [SIGNING_SCHEME, EXPIRY, AUTHENTIC_SIGNING_TIME];
-
-/// A trusted identity of a Notation rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrustedIdentity {
-    /// `*`: any signer the trust store vouches for.
-    Any,
-    /// `x509.subject: C=US, O=Acme, CN=release`: every attribute given must be in the signing
-    /// certificate's subject with that value.
-    Subject(Vec<(String, String)>),
-}
-
-impl TrustedIdentity {
-    /// Reads `*` or `x509.subject: <DN>`.
-    pub fn parse(text: &str) -> Result<TrustedIdentity, String> {
-        if text.trim() == "*" {
-            return Ok(TrustedIdentity::Any);
-        }
-        let dn = text
-            .trim()
-            .strip_prefix("x509.subject:")
-            .ok_or("must be \"*\" or \"x509.subject: <distinguished name>\"")?;
-        let attributes = parse_dn(dn)?;
-        if attributes.is_empty() {
-            return Err("the distinguished name is empty".into());
-        }
-        Ok(TrustedIdentity::Subject(attributes))
-    }
-
-    fn matches(&self, subject: &[(String, String)]) -> bool {
-        match self {
-            TrustedIdentity::Any => true,
-            TrustedIdentity::Subject(wanted) => wanted.iter().all(|w| subject.contains(w)),
-        }
-    }
-}
-
-/// `C=US, ST=WA, O=Acme, CN=release` as (attribute, value) pairs; `\,` escapes a comma.
-fn parse_dn(dn: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut parts = Vec::new();
-    let mut escaped = false;
-    for c in dn.chars() {
-        match (escaped, c) {
-            (false, '\\') => escaped = true,
-            (false, ',') => parts.push(std::mem::take(&mut current)),
-            (_, c) => {
-                escaped = false;
-                current.push(c);
-            }
-        }
-    }
-    parts.push(current);
-    for part in parts {
-        let part = part.trim();
-        if part.is_empty() {
-            continue;
-        }
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not ATTRIBUTE=value"))?;
-        out.push((key.trim().to_ascii_uppercase(), value.trim().to_owned()));
-    }
-    Ok(out)
-}
-
-/// The subject of a certificate as (attribute, value) pairs, attributes by Notation's names.
-fn subject_of(cert: &X509Certificate<'_>) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for rdn in cert.subject().iter_rdn() {
-        for attr in rdn.iter() {
-            let name = match attr.attr_type().to_id_string().as_str() {
-                "2.5.4.6" => "C",
-                "2.5.4.8" => "ST",
-                "2.5.4.7" => "L",
-                "2.5.4.10" => "O",
-                "2.5.4.11" => "OU",
-                "2.5.4.3" => "CN",
-                "1.2.840.113549.1.9.1" => "E",
-                _ => continue,
-            };
-            if let Ok(value) = attr.as_str() {
-                out.push((name.to_owned(), value.to_owned()));
-            }
-        }
-    }
-    out
-}
-
-fn show_subject(subject: &[(String, String)]) -> String {
-    subject
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// A Notation rule's trust.
 #[derive(Debug)]
 pub struct NotationTrust {
-    /// Trusted certificates (DER), from the trust store's PEM files.
-    pub trust_store: Vec<Vec<u8>>,
-    pub trust_store_paths: Vec<PathBuf>,
+    /// Trust store of type `ca` (DER): for `notary.x509` signatures.
+    pub ca: Vec<Vec<u8>>,
+    /// Trust store of type `signingAuthority` (DER): for `notary.x509.signingAuthority`.
+    pub signing_authority: Vec<Vec<u8>>,
     pub identities: Vec<TrustedIdentity>,
-    /// SHA-256 over the trust store, so a changed store never reuses a verdict.
+    /// SHA-256 over both stores, so a changed store never reuses a verdict.
     pub fingerprint: String,
 }
 
-impl NotationTrust {
-    /// Reads the trust store's PEM files (each may hold several certificates).
-    pub fn new(paths: Vec<PathBuf>, identities: Vec<TrustedIdentity>) -> Result<Self, String> {
-        let mut trust_store = Vec::new();
-        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-        for path in &paths {
-            let text =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            hash.update(&text);
-            let mut found = 0;
-            for pem in x509_parser::pem::Pem::iter_from_buffer(&text) {
-                let pem = pem.map_err(|e| format!("{}: not PEM: {e}", path.display()))?;
-                if pem.label != "CERTIFICATE" {
-                    continue;
-                }
-                X509Certificate::from_der(&pem.contents)
-                    .map_err(|e| format!("{}: not a certificate: {e}", path.display()))?;
-                trust_store.push(pem.contents);
-                found += 1;
+/// The certificates (DER) of PEM files, each of which may hold several.
+fn read_store(paths: &[PathBuf], hash: &mut ring::digest::Context) -> Result<Vec<Vec<u8>>, String> {
+    let mut store = Vec::new();
+    for path in paths {
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        hash.update(&text);
+        let mut found = 0;
+        for pem in x509_parser::pem::Pem::iter_from_buffer(&text) {
+            let pem = pem.map_err(|e| format!("{}: not PEM: {e}", path.display()))?;
+            if pem.label != "CERTIFICATE" {
+                continue;
             }
-            if found == 0 {
-                return Err(format!("{} holds no PEM certificate", path.display()));
-            }
+            X509Certificate::from_der(&pem.contents)
+                .map_err(|e| format!("{}: not a certificate: {e}", path.display()))?;
+            store.push(pem.contents);
+            found += 1;
         }
+        if found == 0 {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+    }
+    Ok(store)
+}
+
+impl NotationTrust {
+    /// Reads the trust stores' PEM files: `ca` (type `ca`) and `signing_authority` (type
+    /// `signingAuthority`).
+    pub fn new(
+        ca: &[PathBuf],
+        signing_authority: &[PathBuf],
+        identities: Vec<TrustedIdentity>,
+    ) -> Result<Self, String> {
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        let ca = read_store(ca, &mut hash)?;
+        hash.update(b"\0signingAuthority\0");
+        let signing_authority = read_store(signing_authority, &mut hash)?;
         Ok(NotationTrust {
-            trust_store,
-            trust_store_paths: paths,
+            ca,
+            signing_authority,
             identities,
             fingerprint: super::tlog::hex(hash.finish().as_ref()),
         })
@@ -184,13 +120,11 @@ pub enum NotationError {
     #[error("the envelope is not a Notation JWS envelope: {0}")]
     Envelope(String),
     #[error(
-        "it is a COSE envelope, which portier does not verify (sign with notation sign --signature-format jws)"
-    )]
-    Cose,
-    #[error(
         "it marks header {0:?} critical, which this verifier does not understand (the Notary Project specification requires refusing it)"
     )]
     UnknownCritical(String),
+    #[error("it requires the verification plugin {0:?}, which portier cannot run")]
+    Plugin(String),
     #[error("its critical headers are wrong: {0}")]
     Critical(String),
     #[error("its signature algorithm {0} is not supported or does not match the certificate's key")]
@@ -199,8 +133,14 @@ pub enum NotationError {
     Signature,
     #[error("it signs {0}, not this image")]
     Digest(String),
-    #[error("its certificate chain does not lead to the trust store with code-signing usage: {0}")]
-    Untrusted(String),
+    #[error("it signs {0}, which is not how the registry describes this image ({1})")]
+    Descriptor(String, String),
+    #[error("its certificate chain does not meet the Notary Project requirements: {0}")]
+    Chain(String),
+    #[error(
+        "its certificate chain does not lead to the trust store: no certificate of it is in the rule's {0}"
+    )]
+    Untrusted(&'static str),
     #[error(
         "its signing time {signing_time} is outside its certificate's validity ({not_before} to {not_after})"
     )]
@@ -209,25 +149,18 @@ pub enum NotationError {
         not_before: String,
         not_after: String,
     },
+    #[error(
+        "its certificate chain is not valid now ({0}): without a timestamp countersignature every certificate must be (notary.x509)"
+    )]
+    NotValidNow(String),
+    #[error("its certificate chain was not valid at its authentic signing time {0} ({1})")]
+    NotValidAtSigning(String, String),
     #[error("the envelope expired at {0}")]
     Expired(String),
     #[error("it was signed by {0}, which matches no trusted identity of the rule")]
     Identity(String),
-}
-
-#[derive(Debug, Deserialize)]
-struct Jws {
-    payload: String,
-    protected: String,
-    #[serde(default)]
-    header: UnprotectedHeader,
-    signature: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct UnprotectedHeader {
-    #[serde(default)]
-    x5c: Vec<String>,
+    #[error("it was signed by {0}, which matches no trusted identity of the rule: {1}")]
+    Unmatchable(String, String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,14 +170,40 @@ struct Payload {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Target {
+    media_type: String,
     digest: String,
+    size: u64,
 }
 
-fn b64url(field: &str, text: &str) -> Result<Vec<u8>, NotationError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .map_err(|_| NotationError::Envelope(format!("{field} is not base64url")))
+/// The manifest a signature must sign, as the registry describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Manifest<'a> {
+    pub digest: &'a str,
+    /// Its `mediaType` field, when it has one.
+    pub media_type: Option<&'a str>,
+    pub size: u64,
+}
+
+impl<'a> Manifest<'a> {
+    /// The description of `bytes`, which the registry served for `digest` (checked).
+    pub fn of(digest: &'a str, bytes: &'a [u8]) -> Manifest<'a> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct MediaType<'a> {
+            #[serde(borrow, default)]
+            media_type: Option<&'a str>,
+        }
+        let media_type = serde_json::from_slice::<MediaType<'a>>(bytes)
+            .ok()
+            .and_then(|m| m.media_type);
+        Manifest {
+            digest,
+            media_type,
+            size: bytes.len() as u64,
+        }
+    }
 }
 
 /// Seconds since the epoch of an RFC 3339 time with any offset (`2024-06-18T17:08:35+08:00`).
@@ -313,154 +272,214 @@ fn algorithm_for(
     Ok(algorithm)
 }
 
-/// Verifies one envelope for `digest` under `trust` at `now` (Unix seconds); returns the
+/// What a Notation envelope (JWS or COSE) says and signs, read by `jws.rs` or `cose.rs`.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    /// `io.cncf.notary.signingScheme`.
+    pub scheme: Option<String>,
+    /// The protected headers present (text names; COSE integer labels as `label N`).
+    pub present: Vec<String>,
+    pub crit: Vec<String>,
+    /// `io.cncf.notary.verificationPlugin`.
+    pub plugin: Option<String>,
+    pub content_type: Option<String>,
+    /// The algorithm by its JWS name (`PS256`, `ES256`, ...).
+    pub alg: Option<String>,
+    pub signing_time: Option<i64>,
+    pub authentic_signing_time: Option<i64>,
+    pub expiry: Option<i64>,
+    /// The certificate chain (DER), the signing certificate first.
+    pub x5c: Vec<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// What the signature covers.
+    pub signed_bytes: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// The critical-header rules, for `scheme`: which headers may and must be there.
+fn check_critical(signed: &Signed, scheme: &str) -> Result<(), NotationError> {
+    let crit: Vec<&str> = signed.crit.iter().map(String::as_str).collect();
+    let present = |name: &str| signed.present.iter().any(|p| p == name);
+    if let Some(absent) = crit.iter().find(|c| !present(c)) {
+        return Err(NotationError::Critical(format!(
+            "{absent} is listed but not present"
+        )));
+    }
+    if crit.contains(&VERIFICATION_PLUGIN) || crit.contains(&VERIFICATION_PLUGIN_MIN_VERSION) {
+        return Err(NotationError::Plugin(
+            signed.plugin.clone().unwrap_or_default(),
+        ));
+    }
+    if let Some(unknown) = crit.iter().find(|c| !UNDERSTOOD.contains(c)) {
+        return Err(NotationError::UnknownCritical((*unknown).to_owned()));
+    }
+    // What a scheme forbids, then what it requires.
+    let (forbidden, required_time) = if scheme == X509 {
+        (AUTHENTIC_SIGNING_TIME, SIGNING_TIME)
+    } else {
+        (SIGNING_TIME, AUTHENTIC_SIGNING_TIME)
+    };
+    if present(forbidden) {
+        return Err(NotationError::Critical(format!(
+            "{forbidden} must not be present under {scheme}"
+        )));
+    }
+    if !present(required_time) {
+        return Err(NotationError::Critical(format!(
+            "{required_time} is required under {scheme}"
+        )));
+    }
+    let mut must = vec![SIGNING_SCHEME];
+    if present(EXPIRY) {
+        must.push(EXPIRY);
+    }
+    if scheme == SIGNING_AUTHORITY {
+        must.push(AUTHENTIC_SIGNING_TIME);
+    }
+    if let Some(missing) = must.iter().find(|m| !crit.contains(m)) {
+        return Err(NotationError::Critical(format!(
+            "{missing} must be marked critical"
+        )));
+    }
+    Ok(())
+}
+
+/// Verifies one envelope for `manifest` under `trust` at `now` (Unix seconds); returns the
 /// signer's subject.
 pub fn verify(
     media_type: &str,
     envelope: &[u8],
     trust: &NotationTrust,
-    digest: &str,
+    manifest: Manifest<'_>,
     now: i64,
 ) -> Result<String, NotationError> {
-    if media_type == COSE_ENVELOPE {
-        return Err(NotationError::Cose);
-    }
-    if media_type != JWS_ENVELOPE {
-        return Err(NotationError::Envelope(format!(
-            "media type {media_type:?}"
-        )));
-    }
-    let jws: Jws =
-        serde_json::from_slice(envelope).map_err(|e| NotationError::Envelope(e.to_string()))?;
-    let protected_bytes = b64url("protected", &jws.protected)?;
-    let protected: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&protected_bytes)
-            .map_err(|e| NotationError::Envelope(format!("protected header: {e}")))?;
-    let header = |name: &str| protected.get(name).and_then(serde_json::Value::as_str);
-    // Critical headers first: a verifier that does not understand one must stop there.
-    let crit: Vec<&str> = match protected.get("crit") {
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| NotationError::Critical("crit holds a non-string".into()))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(NotationError::Critical("crit is not a list".into())),
-        None => Vec::new(),
+    let signed = match media_type {
+        JWS_ENVELOPE => jws::parse(envelope)?,
+        COSE_ENVELOPE => cose::parse(envelope)?,
+        other => {
+            return Err(NotationError::Envelope(format!("media type {other:?}")));
+        }
     };
-    if let Some(unknown) = crit.iter().find(|c| !UNDERSTOOD.contains(c)) {
-        return Err(NotationError::UnknownCritical((*unknown).to_owned()));
-    }
-    if let Some(absent) = crit.iter().find(|c| !protected.contains_key(**c)) {
-        return Err(NotationError::Critical(format!(
-            "{absent} is listed but not present"
-        )));
-    }
-    for required in [SIGNING_SCHEME, EXPIRY, AUTHENTIC_SIGNING_TIME] {
-        if (required == SIGNING_SCHEME || protected.contains_key(required))
-            && !crit.contains(&required)
-        {
-            return Err(NotationError::Critical(format!(
-                "{required} must be marked critical"
+    verify_signed(&signed, trust, manifest, now)
+}
+
+/// [`verify`] of an envelope read.
+fn verify_signed(
+    signed: &Signed,
+    trust: &NotationTrust,
+    manifest: Manifest<'_>,
+    now: i64,
+) -> Result<String, NotationError> {
+    // 1. Integrity.
+    let scheme = match signed.scheme.as_deref() {
+        Some(scheme @ (X509 | SIGNING_AUTHORITY)) => scheme,
+        other => {
+            return Err(NotationError::Envelope(format!(
+                "signing scheme {other:?} (notary.x509 or notary.x509.signingAuthority)"
             )));
         }
-    }
-    if header("cty") != Some(PAYLOAD_CONTENT_TYPE) {
+    };
+    // Critical headers before anything else: a verifier that does not understand one must
+    // stop there.
+    check_critical(signed, scheme)?;
+    if signed.content_type.as_deref() != Some(PAYLOAD_CONTENT_TYPE) {
         return Err(NotationError::Envelope(format!(
             "content type {:?}, not {PAYLOAD_CONTENT_TYPE}",
-            header("cty")
+            signed.content_type
         )));
     }
-    let certificates = jws
-        .header
-        .x5c
-        .iter()
-        .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| {
-            NotationError::Envelope("x5c holds a certificate that is not base64".into())
-        })?;
+    let (signing_time, authentic_signing_time, expiry) = (
+        signed.signing_time,
+        signed.authentic_signing_time,
+        signed.expiry,
+    );
+    let stated_time = signing_time.or(authentic_signing_time).unwrap_or_default();
+    if let Some(expiry) = expiry
+        && expiry <= stated_time
+    {
+        return Err(NotationError::Envelope(format!(
+            "{EXPIRY} is not after its signing time"
+        )));
+    }
+    let certificates = &signed.x5c;
     let leaf_der = certificates
         .first()
-        .ok_or_else(|| NotationError::Envelope("x5c is empty".into()))?;
+        .ok_or_else(|| NotationError::Envelope("the certificate chain is empty".into()))?;
     let (_, leaf) = X509Certificate::from_der(leaf_der)
         .map_err(|e| NotationError::Envelope(format!("the signing certificate: {e}")))?;
-    // The specification's signing-certificate requirements: not a CA, digitalSignature usage.
-    let digital_signature =
-        matches!(leaf.key_usage(), Ok(Some(ku)) if ku.value.digital_signature());
-    if leaf.is_ca() || !digital_signature {
-        return Err(NotationError::Untrusted(
-            "the signing certificate must be a non-CA certificate with the digitalSignature key usage".into(),
-        ));
-    }
     let key = PublicKey::from_spki_der(leaf.public_key().raw, "the signing certificate".into())
         .map_err(|e| NotationError::Algorithm(e.to_string()))?;
-    let algorithm = algorithm_for(header("alg").unwrap_or("(none)"), &key)?;
-    let signing_input = format!("{}.{}", jws.protected, jws.payload);
-    let signature = b64url("signature", &jws.signature)?;
-    if !key.verifies_with(algorithm, signing_input.as_bytes(), &signature) {
+    let algorithm = algorithm_for(signed.alg.as_deref().unwrap_or("(none)"), &key)?;
+    if !key.verifies_with(algorithm, &signed.signed_bytes, &signed.signature) {
         return Err(NotationError::Signature);
     }
-    let payload: Payload = serde_json::from_slice(&b64url("payload", &jws.payload)?)
+    let payload: Payload = serde_json::from_slice(&signed.payload)
         .map_err(|e| NotationError::Envelope(format!("payload: {e}")))?;
-    if payload.target_artifact.digest != digest {
-        return Err(NotationError::Digest(payload.target_artifact.digest));
+    let target = payload.target_artifact;
+    if target.digest != manifest.digest {
+        return Err(NotationError::Digest(target.digest));
     }
-    let (signing_time, chain_time) = match header(SIGNING_SCHEME) {
-        Some("notary.x509") => {
-            let t = header(SIGNING_TIME)
-                .and_then(parse_rfc3339)
-                .ok_or_else(|| {
-                    NotationError::Envelope(format!("{SIGNING_TIME} is missing or not RFC 3339"))
-                })?;
-            // Without a timestamp countersignature the signing time is the signer's word:
-            // the chain must be valid now, as the specification's authentic timestamp says.
-            (t, now)
-        }
-        Some("notary.x509.signingAuthority") => {
-            let t = header(AUTHENTIC_SIGNING_TIME)
-                .and_then(parse_rfc3339)
-                .ok_or_else(|| {
-                    NotationError::Envelope(format!(
-                        "{AUTHENTIC_SIGNING_TIME} is missing or not RFC 3339"
-                    ))
-                })?;
-            (t, t)
-        }
-        other => {
-            return Err(NotationError::Envelope(format!("signing scheme {other:?}")));
-        }
+    let media_type_differs = manifest.media_type.is_some_and(|m| m != target.media_type);
+    if target.size != manifest.size || media_type_differs {
+        return Err(NotationError::Descriptor(
+            format!("{} of {} bytes", target.media_type, target.size),
+            format!(
+                "{} of {} bytes",
+                manifest.media_type.unwrap_or("a manifest"),
+                manifest.size
+            ),
+        ));
+    }
+    // 2. Authenticity.
+    let (store, store_name) = if scheme == X509 {
+        (&trust.ca, "trustStore (type ca)")
+    } else {
+        (
+            &trust.signing_authority,
+            "signingAuthorityStore (type signingAuthority)",
+        )
     };
-    let not_before = leaf.validity().not_before.timestamp();
-    let not_after = leaf.validity().not_after.timestamp();
-    if signing_time < not_before || signing_time > not_after {
-        return Err(NotationError::SigningTime {
-            signing_time: show_time(signing_time),
-            not_before: show_time(not_before),
-            not_after: show_time(not_after),
+    chain::verify(certificates, store).map_err(|e| match e {
+        ChainError::Invalid(why) => NotationError::Chain(why),
+        ChainError::Untrusted => NotationError::Untrusted(store_name),
+    })?;
+    let subject = Subject::of(&leaf);
+    if !trust.identities.iter().any(|i| i.matches(&subject)) {
+        return Err(match &subject.unmatchable {
+            Some(why) => NotationError::Unmatchable(subject.show(), why.clone()),
+            None => NotationError::Identity(subject.show()),
         });
     }
-    chain_to_anchors(
-        leaf_der,
-        &trust.trust_store,
-        &certificates[1..],
-        chain_time,
-        CODE_SIGNING_EKU,
-    )
-    .map_err(NotationError::Untrusted)?;
-    let subject = subject_of(&leaf);
-    if !trust.identities.iter().any(|i| i.matches(&subject)) {
-        return Err(NotationError::Identity(show_subject(&subject)));
+    // 3. Expiry.
+    if let Some(expiry) = expiry
+        && now >= expiry
+    {
+        return Err(NotationError::Expired(show_time(expiry)));
     }
-    if let Some(expiry) = header(EXPIRY) {
-        let expiry = parse_rfc3339(expiry)
-            .ok_or_else(|| NotationError::Envelope(format!("{EXPIRY} is not RFC 3339")))?;
-        if expiry < now {
-            return Err(NotationError::Expired(show_time(expiry)));
+    // 4. Authentic timestamp.
+    match (signing_time, authentic_signing_time) {
+        (Some(signing_time), _) => {
+            let not_before = leaf.validity().not_before.timestamp();
+            let not_after = leaf.validity().not_after.timestamp();
+            if signing_time < not_before || signing_time > not_after {
+                return Err(NotationError::SigningTime {
+                    signing_time: show_time(signing_time),
+                    not_before: show_time(not_before),
+                    not_after: show_time(not_after),
+                });
+            }
+            chain::valid_at(certificates, now).map_err(NotationError::NotValidNow)?;
+        }
+        (None, Some(authentic)) => {
+            chain::valid_at(certificates, authentic)
+                .map_err(|why| NotationError::NotValidAtSigning(show_time(authentic), why))?;
+        }
+        // check_critical requires the scheme's time.
+        (None, None) => {
+            return Err(NotationError::Critical("no signing time".into()));
         }
     }
-    Ok(show_subject(&subject))
+    Ok(subject.show())
 }
 
 /// One Notation envelope fetched: the referrer, its layer media type and bytes.
@@ -475,12 +494,12 @@ pub struct Envelope {
 pub fn judge(
     envelopes: &[Envelope],
     trust: &NotationTrust,
-    digest: &str,
+    manifest: Manifest<'_>,
     now: i64,
 ) -> Result<String, Rejection> {
     let mut first = None;
     for envelope in envelopes {
-        match verify(&envelope.media_type, &envelope.bytes, trust, digest, now) {
+        match verify(&envelope.media_type, &envelope.bytes, trust, manifest, now) {
             Ok(signer) => return Ok(signer),
             Err(e) => {
                 first.get_or_insert(Rejection::Invalid {

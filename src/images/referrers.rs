@@ -18,7 +18,7 @@ pub const SIGSTORE_BUNDLE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 pub const NOTATION_SIGNATURE: &str = "application/vnd.cncf.notary.signature";
 /// Notation's JWS envelope, the layer of its signature manifest.
 pub const JWS_ENVELOPE: &str = "application/jose+json";
-/// Notation's COSE envelope (not verified here: see `notation.rs`).
+/// Notation's COSE envelope (a COSE_Sign1, `notation sign --signature-format cose`).
 pub const COSE_ENVELOPE: &str = "application/cose";
 
 /// More referrers of one kind than this is not what a signing pipeline leaves; the rest are

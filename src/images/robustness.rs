@@ -35,7 +35,7 @@ fn notation_trust() -> NotationTrust {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca.pem");
     std::fs::write(&path, SIGNER).unwrap();
-    NotationTrust::new(vec![path], vec![TrustedIdentity::Any]).unwrap()
+    NotationTrust::new(&[path], &[], vec![TrustedIdentity::Any]).unwrap()
 }
 
 /// Runs `bytes` through every verifier; none may panic.
@@ -48,7 +48,17 @@ fn everything(bytes: &[u8], keyless: &Keyless, notation_trust: &NotationTrust) {
     let _ = bundle::judge_keys(&fetched, std::slice::from_ref(&key), DIGEST, Some(ARTIFACT));
     let _ = super::keyless::judge(&fetched, keyless, DIGEST, Some(ARTIFACT));
     for media_type in [JWS_ENVELOPE, COSE_ENVELOPE] {
-        let _ = notation::verify(media_type, bytes, notation_trust, DIGEST, 1_800_000_000);
+        let _ = notation::verify(
+            media_type,
+            bytes,
+            notation_trust,
+            notation::Manifest {
+                digest: DIGEST,
+                media_type: None,
+                size: 0,
+            },
+            1_800_000_000,
+        );
     }
     let _ = TrustedRoot::from_json(bytes, "fuzz");
     let _ = PublicKey::from_spki_der(bytes, "fuzz".into());
@@ -92,5 +102,26 @@ proptest! {
     ) {
         let _ = tlog::root_from_inclusion_proof(index, size, [0; 32], &hashes);
         let _ = tlog::root_from_inclusion_proof(index % 1000, size % 1000, [0; 32], &hashes);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any text after `x509.subject:` is read or refused with a reason, and what is read
+    /// reads the same when written back with every value escaped.
+    #[test]
+    fn any_distinguished_name_is_read_or_refused_without_panicking(dn in "[ -~\\\\,;+=#éß]{0,40}") {
+        if let Ok(TrustedIdentity::Subject(pairs)) = TrustedIdentity::parse(&format!("x509.subject:{dn}")) {
+            let escaped: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| {
+                    let value: String = v.bytes().map(|b| format!("\\{b:02X}")).collect();
+                    format!("{k}={value}")
+                })
+                .collect();
+            let again = TrustedIdentity::parse(&format!("x509.subject: {}", escaped.join(", ")));
+            prop_assert_eq!(again, Ok(TrustedIdentity::Subject(pairs)));
+        }
     }
 }

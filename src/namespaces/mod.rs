@@ -6,6 +6,10 @@
 //! namespaces it lists. So the three entry points share one evaluation and differ only in where
 //! the labels come from, which [`LabelSource`] says (and metrics count).
 
+mod cache;
+
+pub use cache::{Lookup, NamespaceCache, Namespaces, labels_of};
+
 use crate::labels::Labels;
 
 /// Where a request's namespace labels came from.

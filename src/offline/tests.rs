@@ -14,12 +14,12 @@ kind: Deployment
 metadata: {name: web, namespace: shop}
 spec:
   template:
-spec:
-  hostNetwork: true
-  containers:
-    - name: app
-      image: nginx
-      securityContext: {privileged: true}
+    spec:
+      hostNetwork: true
+      containers:
+        - name: app
+          image: nginx
+          securityContext: {privileged: true}
 ---
 apiVersion: v1
 kind: List
@@ -67,10 +67,10 @@ fn judges_every_workload_like_admission() {
 #[test]
 fn admission_defaults_are_applied_first() {
     let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "spec": {
-        "hostNetwork": true,
-        "volumes": [{"name": "none"}, {"name": "null", "secret": null}, {"name": "s", "secret": {}}],
-        "containers": [{"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 9}]}],
-        "initContainers": [{"name": "i", "ports": [{"containerPort": 82, "hostPort": 0}]}]}});
+            "hostNetwork": true,
+            "volumes": [{"name": "none"}, {"name": "null", "secret": null}, {"name": "s", "secret": {}}],
+            "containers": [{"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 9}]}],
+            "initContainers": [{"name": "i", "ports": [{"containerPort": 82, "hostPort": 0}]}]}});
     apply_admission_defaults(WorkloadKind::Pod, &mut pod);
     let spec = &pod["spec"];
     assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));
@@ -81,7 +81,7 @@ fn admission_defaults_are_applied_first() {
     assert_eq!(spec["initContainers"][0]["ports"][0]["hostPort"], 82);
 
     let mut deployment = serde_json::json!({"spec": {"template": {"spec": {"hostNetwork": true,
-        "volumes": [{"name": "v"}], "containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}}});
+            "volumes": [{"name": "v"}], "containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}}});
     apply_admission_defaults(WorkloadKind::Deployment, &mut deployment);
     let spec = &deployment["spec"]["template"]["spec"];
     assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));

@@ -34,6 +34,9 @@ pub struct PodSpec<'a> {
     /// `false` runs the pod in its own user namespace; unset means true.
     #[serde(default)]
     pub host_users: Option<bool>,
+    /// The RuntimeClass, which Pod Security admission's exemptions name.
+    #[serde(borrow, default)]
+    pub runtime_class_name: Option<Text<'a>>,
 }
 
 /// The three lists a container can come from.

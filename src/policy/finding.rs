@@ -270,15 +270,18 @@ impl<'o, 'p, 'v> Sink<'o, 'p, 'v> {
 
     /// Reports a finding worded as upstream Pod Security admission words it, with the mode
     /// the namespace's labels gave it (never stricter than the policy's own mode).
-    pub fn report_verbatim(&mut self, mode: Mode, finding: Finding<'v>) {
+    /// Returns the mode it was reported in.
+    pub fn report_verbatim(&mut self, mode: Mode, finding: Finding<'v>) -> Mode {
+        let mode = mode.at_most(self.policy.mode);
         self.out.push(Violation {
             policy: self.policy,
             policy_index: self.index,
             finding,
-            mode: mode.at_most(self.policy.mode),
+            mode,
             audited: false,
             verbatim: true,
         });
+        mode
     }
 
     /// Adds an audit annotation `<policy>.<key>: value` that is not a violation.

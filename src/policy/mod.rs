@@ -87,6 +87,9 @@ pub enum Check {
     ResourceLimits(Box<resource_limits::Params>),
     /// `pod-security`: a Pod Security Standards level at a version.
     PodSecurity(pss::PodSecurity),
+    /// `pod-security` with `level: namespace`: Pod Security admission driven by the
+    /// namespace's labels. Boxed: the controls of every level and version.
+    PodSecurityNamespace(Box<pss::namespace::NamespacePolicy>),
     /// One control of the Pod Security Standards (`pss-*`).
     PssControl(pss::ControlCheck),
     /// Boxed: rules, keys and registry settings.
@@ -140,7 +143,7 @@ impl Check {
             Check::Privileged(_) => privileged::ID,
             Check::HostNamespaces(_) => host_namespaces::ID,
             Check::ResourceLimits(_) => resource_limits::ID,
-            Check::PodSecurity(_) => pss::ID,
+            Check::PodSecurity(_) | Check::PodSecurityNamespace(_) => pss::ID,
             Check::PssControl(c) => c.control.id,
             Check::SignedImages(_) => signed_images::ID,
             Check::Cel(c) => match c.origin {
@@ -182,6 +185,11 @@ impl Check {
                     revision,
                 )?))
             }
+            pss::ID if params.get("level").and_then(|l| l.as_str()) == Some("namespace") => {
+                Check::PodSecurityNamespace(Box::new(pss::namespace::NamespacePolicy::compile(
+                    params,
+                )?))
+            }
             pss::ID => Check::PodSecurity(pss::PodSecurity::compile(typed(params)?)),
             other => match pss::control(other) {
                 Some(control) => {
@@ -200,6 +208,15 @@ impl Check {
         })
     }
 
+    /// Whether the check reads the namespace's labels itself.
+    pub fn reads_namespace_labels(&self) -> bool {
+        match self {
+            Check::PodSecurityNamespace(_) => true,
+            Check::Cel(cel) => cel.needs_namespace(),
+            _ => false,
+        }
+    }
+
     /// Whether this check (with these params) can fill in compliant defaults.
     pub fn can_mutate(&self) -> bool {
         match self {
@@ -208,6 +225,7 @@ impl Check {
             Check::HostNamespaces(_) => false,
             Check::ResourceLimits(p) => p.can_mutate(),
             Check::PodSecurity(c) => c.can_mutate(),
+            Check::PodSecurityNamespace(_) => false,
             Check::PssControl(c) => c.can_mutate(),
             // Pinning digests is `params.mutateDigest`; there are no defaults to fill in.
             Check::SignedImages(_) => false,
@@ -225,6 +243,9 @@ impl Check {
                 "host-namespaces has nothing safe to fill in (a host namespace or port is always written by the user)"
             }
             Check::ResourceLimits(_) => "resource-limits needs params.defaults to fill in",
+            Check::PodSecurityNamespace(_) => {
+                "level: namespace has no fixed level to fill in; use a policy with level: restricted and mutate: true"
+            }
             Check::PodSecurity(_) => {
                 "only the restricted level has values to fill in (allowPrivilegeEscalation, capabilities, seccomp, runAsNonRoot)"
             }
@@ -248,6 +269,7 @@ impl Check {
             Check::HostNamespaces(_) => false,
             Check::ResourceLimits(p) => resource_limits::mutate(p, spec),
             Check::PodSecurity(c) => c.mutate(spec),
+            Check::PodSecurityNamespace(_) => false,
             Check::PssControl(c) => c.mutate(spec),
             Check::SignedImages(_) => false,
             Check::Cel(_) => false,
@@ -263,13 +285,13 @@ impl Check {
         images: &dyn ImageVerdicts,
         sink: &mut Sink<'_, '_, 'v>,
     ) {
-        let _ = request;
         match self {
             Check::RunAsNonRoot(p) => run_as_non_root::evaluate(p, pod.spec, sink),
             Check::Privileged(p) => privileged::evaluate(p, pod.spec, sink),
             Check::HostNamespaces(p) => host_namespaces::evaluate(p, pod.spec, sink),
             Check::ResourceLimits(p) => resource_limits::evaluate(p, pod.spec, sink),
             Check::PodSecurity(c) => c.evaluate(pod, sink),
+            Check::PodSecurityNamespace(c) => c.evaluate(pod, request, sink),
             Check::PssControl(c) => c.evaluate(pod, sink),
             Check::SignedImages(p) => signed_images::evaluate(p, pod.spec, images, sink),
             // Judged over the whole object, by `cel::judge`.
@@ -295,7 +317,9 @@ impl ParamError {
 }
 
 /// Deserializes params into a check's typed form, naming the offending field on failure.
-fn typed<T: serde::de::DeserializeOwned>(params: serde_json::Value) -> Result<T, ParamError> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+    params: serde_json::Value,
+) -> Result<T, ParamError> {
     let params = if params.is_null() {
         serde_json::Value::Object(Default::default())
     } else {
@@ -324,4 +348,12 @@ pub struct Policy {
     pub selector: Selector,
     /// Whether `/mutate` fills in this check's compliant defaults.
     pub mutate: bool,
+}
+
+impl Policy {
+    /// Whether judging a request needs its namespace's labels: a `namespaceSelector`, or a
+    /// check that reads them.
+    pub fn reads_namespace_labels(&self) -> bool {
+        self.selector.reads_namespace_labels() || self.check.reads_namespace_labels()
+    }
 }

@@ -53,6 +53,9 @@ def test_grafana_dashboard() -> None:
     assert dashboard["title"] and dashboard["uid"]
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert exprs and all("portier_" in e or "container_" in e or "kube_" in e for e in exprs)
+    # Every way a review can end unjudged (src/outcome.rs) is on a panel, not only "invalid".
+    for outcome in ("denied", "invalid", "shed", "timed_out"):
+        assert any(outcome in e for e in exprs), outcome
 
 
 def test_notes_explain_checking_audit_and_recovery() -> None:

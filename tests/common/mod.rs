@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod metrics;
+pub mod notation_signing;
 pub mod referrers_api;
 pub mod registry;
 pub mod signing;

@@ -10,14 +10,15 @@
 //!   checkpoint (a signed note) for the tree at that size;
 //! - [`Sigstore`]: the three together, writing a `trusted_root.json` in the real format and
 //!   cosign v3 bundles (DSSE in-toto statement, `https://sigstore.dev/cosign/sign/v1`);
-//! - [`NotationCa`]: a CA and a code-signing leaf, writing Notation JWS envelopes.
+//!
+//! Notation's signer is `notation_signing.rs`.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -33,8 +34,6 @@ use super::registry::{TestSigner, sha256_digest};
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
-pub const NOTATION_ARTIFACT: &str = "application/vnd.cncf.notary.signature";
-pub const JWS: &str = "application/jose+json";
 
 pub fn now() -> i64 {
     SystemTime::now()
@@ -667,117 +666,6 @@ pub fn key_message_bundle(signer: &TestSigner, manifest: &[u8]) -> Vec<u8> {
         }
     }))
     .unwrap()
-}
-
-/// A Notation CA: a root and a code-signing leaf.
-pub struct NotationCa {
-    pub root_pem: String,
-    pub root_der: Vec<u8>,
-    root: Issuer<'static, KeyPair>,
-}
-
-/// How a Notation envelope should be made, and how it may be wrong.
-pub struct EnvelopeSpec {
-    pub subject: Vec<(DnType, &'static str)>,
-    pub digest_signed: Option<String>,
-    pub expiry: Option<String>,
-    pub extra_critical: Option<&'static str>,
-    pub leaf_validity: Option<Validity>,
-}
-
-impl Default for EnvelopeSpec {
-    fn default() -> Self {
-        EnvelopeSpec {
-            subject: vec![
-                (DnType::CountryName, "US"),
-                (DnType::OrganizationName, "Acme"),
-                (DnType::CommonName, "release"),
-            ],
-            digest_signed: None,
-            expiry: None,
-            extra_critical: None,
-            leaf_validity: None,
-        }
-    }
-}
-
-impl NotationCa {
-    pub fn new(name: &str) -> NotationCa {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CountryName, "US");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Acme");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-        let cert = params.self_signed(&key).unwrap();
-        NotationCa {
-            root_pem: cert.pem(),
-            root_der: cert.der().to_vec(),
-            root: Issuer::new(params, key),
-        }
-    }
-
-    /// A Notation JWS envelope (notary.x509, ES256) for `digest` of a manifest of `size`
-    /// bytes, signed by a new leaf of this CA; `x5c` is [leaf, root].
-    pub fn envelope(&self, digest: &str, size: usize, spec: &EnvelopeSpec) -> Vec<u8> {
-        let key = EcKey::new();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        for (attribute, value) in &spec.subject {
-            params.distinguished_name.push(attribute.clone(), *value);
-        }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        let (from, to) = spec.leaf_validity.unwrap_or(((2020, 1, 1), (2099, 1, 1)));
-        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
-        params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
-        let leaf = params.signed_by(&key.rcgen(), &self.root).unwrap();
-        let signing_time = if spec.leaf_validity.is_some() {
-            format!("{:04}-{:02}-{:02}T12:00:00Z", from.0, from.1, from.2)
-        } else {
-            humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-        };
-        let mut crit = vec!["io.cncf.notary.signingScheme"];
-        let mut protected = json!({
-            "alg": "ES256",
-            "cty": "application/vnd.cncf.notary.payload.v1+json",
-            "io.cncf.notary.signingScheme": "notary.x509",
-            "io.cncf.notary.signingTime": signing_time,
-        });
-        if let Some(expiry) = &spec.expiry {
-            crit.push("io.cncf.notary.expiry");
-            protected["io.cncf.notary.expiry"] = expiry.clone().into();
-        }
-        if let Some(extra) = spec.extra_critical {
-            crit.push(extra);
-            protected[extra] = "required".into();
-        }
-        protected["crit"] = json!(crit);
-        let payload = json!({"targetArtifact": {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": spec.digest_signed.as_deref().unwrap_or(digest),
-            "size": size
-        }});
-        let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&protected).unwrap());
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
-        let signature = key.sign_fixed(format!("{protected}.{payload}").as_bytes());
-        serde_json::to_vec(&json!({
-            "payload": payload,
-            "protected": protected,
-            "header": {
-                "x5c": [STANDARD.encode(leaf.der()), STANDARD.encode(&self.root_der)],
-                "io.cncf.notary.signingAgent": "portier-test/1.0"
-            },
-            "signature": URL_SAFE_NO_PAD.encode(signature)
-        }))
-        .unwrap()
-    }
 }
 
 /// "sha256:<hex>" of a blob, re-exported for tests that build artifacts.

@@ -86,6 +86,36 @@ rules:
   - level: None
 ";
 
+/// Namespaces the API server's own Pod Security admission leaves alone (its
+/// `exemptions.namespaces`), so that portier's `level: namespace` can judge them instead while
+/// PSA judges twins with the same labels (`tests/psa.rs`). Only these exact names.
+pub const PSA_EXEMPT_NAMESPACES: [&str; 8] = [
+    "portier-psa-0",
+    "portier-psa-1",
+    "portier-psa-2",
+    "portier-psa-3",
+    "portier-psa-4",
+    "portier-psa-5",
+    "portier-psa-6",
+    "portier-psa-7",
+];
+
+fn admission_configuration() -> String {
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: PodSecurity
+    configuration:
+      apiVersion: pod-security.admission.config.k8s.io/v1
+      kind: PodSecurityConfiguration
+      defaults: {{enforce: privileged, enforce-version: latest, audit: privileged, audit-version: latest, warn: privileged, warn-version: latest}}
+      exemptions: {{usernames: [], runtimeClasses: [], namespaces: [{}]}}
+",
+        PSA_EXEMPT_NAMESPACES.join(", ")
+    )
+}
+
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 /// The processes to stop at exit, in start order (stopped in reverse), and the scratch folder.
@@ -347,6 +377,7 @@ fn launch() -> Result<Cluster, String> {
     write(&pki.join("sa.pub"), &sa_key.public_key_pem())?;
     write_private(&pki.join("sa.key"), &sa_key.serialize_pem())?;
     write(&dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
+    write(&dir.join("admission.yaml"), &admission_configuration())?;
 
     let etcd_port = free_port()?;
     let peer_port = free_port()?;
@@ -395,6 +426,10 @@ fn launch() -> Result<Cluster, String> {
         ))
         .arg(format!("--audit-log-path={}", audit_log.display()))
         .arg("--audit-log-mode=blocking")
+        .arg(format!(
+            "--admission-control-config-file={}",
+            dir.join("admission.yaml").display()
+        ))
         .arg(format!("--cert-dir={}", dir.join("certs").display()));
     let apiserver_log = dir.join("kube-apiserver.log");
     spawn_tied("kube-apiserver", apiserver, &apiserver_log)?;

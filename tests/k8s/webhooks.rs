@@ -45,6 +45,11 @@ impl Portier {
     /// A new namespace `prefix-N`, a portier serving `policies` and both webhook
     /// configurations, live once the API server has called /mutate and /validate.
     pub async fn start(prefix: &str, policies: &[(String, String)]) -> Portier {
+        Portier::start_with(prefix, policies, &[]).await
+    }
+
+    /// [`Portier::start`] with more arguments for `portier serve`.
+    pub async fn start_with(prefix: &str, policies: &[(String, String)], args: &[&str]) -> Portier {
         let cluster = cluster();
         let client = cluster.client().await;
         let ns = cluster.namespace(&client, prefix).await;
@@ -59,14 +64,16 @@ impl Portier {
         let key = dir.path().join("tls.key");
         std::fs::write(&cert, &pki.cert_pem).unwrap();
         write_private(&key, &pki.key_pem);
-        let process = ServeProcess::start(&[
+        let mut all_args = vec![
             "--policies",
             policy_dir.to_str().unwrap(),
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
-        ]);
+        ];
+        all_args.extend_from_slice(args);
+        let process = ServeProcess::start(&all_args);
         let url = format!("https://{}", process.addr);
         let portier = Portier {
             cluster,

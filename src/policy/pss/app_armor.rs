@@ -23,13 +23,13 @@ pub static CONTROL: Control = Control {
     evaluate,
 };
 
-const PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+pub(super) const PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 const FIELD: &str = "securityContext.appArmorProfile.type";
 const FIELD_FIX: &str =
     "set securityContext.appArmorProfile.type to RuntimeDefault or Localhost, or remove it";
 
 /// A profile set in a security context, if it is forbidden: its type (`""` when unset).
-fn bad_type<'p>(profile: Option<&'p AppArmorProfile<'_>>) -> Option<&'p str> {
+pub(super) fn bad_type<'p>(profile: Option<&'p AppArmorProfile<'_>>) -> Option<&'p str> {
     let kind = profile?.kind.as_deref().unwrap_or("");
     match kind {
         "RuntimeDefault" | "Localhost" => None,
@@ -37,7 +37,7 @@ fn bad_type<'p>(profile: Option<&'p AppArmorProfile<'_>>) -> Option<&'p str> {
     }
 }
 
-fn allowed_annotation(value: &str) -> bool {
+pub(super) fn allowed_annotation(value: &str) -> bool {
     value.is_empty() || value == "runtime/default" || value.starts_with("localhost/")
 }
 

@@ -37,7 +37,7 @@ pub const ALLOWED: [&str; 13] = [
     "SYS_CHROOT",
 ];
 
-fn allowed(cap: &str) -> bool {
+pub(super) fn allowed(cap: &str) -> bool {
     ALLOWED.contains(&cap)
 }
 

@@ -29,6 +29,8 @@ pub mod host_path_volumes;
 pub mod host_ports;
 pub mod host_probes;
 pub mod host_process;
+pub mod labels;
+pub mod namespace;
 pub mod privilege_escalation;
 pub mod privileged;
 pub mod proc_mount;
@@ -39,6 +41,7 @@ pub mod seccomp_baseline;
 pub mod seccomp_restricted;
 pub mod selinux;
 pub mod sysctls;
+pub mod upstream;
 pub mod volume_types;
 
 #[cfg(test)]

@@ -29,8 +29,8 @@ pub static CONTROL: Control = Control {
 const FIELD: &str = "securityContext.seccompProfile.type";
 const FIELD_FIX: &str =
     "set securityContext.seccompProfile.type to RuntimeDefault or Localhost, or remove it";
-const POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
-const CONTAINER_ANNOTATION: &str = "container.seccomp.security.alpha.kubernetes.io/";
+pub(super) const POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
+pub(super) const CONTAINER_ANNOTATION: &str = "container.seccomp.security.alpha.kubernetes.io/";
 
 /// The type of a set profile if it is forbidden (`""` when the profile has no type).
 pub(super) fn bad_type<'p>(profile: Option<&'p SeccompProfile<'_>>) -> Option<&'p str> {
@@ -81,7 +81,7 @@ fn fields<'v>(pod: PodView<'v, '_>, sink: &mut Sink<'_, '_, 'v>) {
     }
 }
 
-fn allowed_annotation(value: &str) -> bool {
+pub(super) fn allowed_annotation(value: &str) -> bool {
     value == "runtime/default" || value == "docker/default" || value.starts_with("localhost/")
 }
 

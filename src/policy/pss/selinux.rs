@@ -21,7 +21,7 @@ pub static CONTROL: Control = Control {
     evaluate,
 };
 
-fn allowed_type(kind: &str, minor: u32) -> bool {
+pub(super) fn allowed_type(kind: &str, minor: u32) -> bool {
     match kind {
         "" | "container_t" | "container_init_t" | "container_kvm_t" => true,
         "container_engine_t" => minor >= 31,

@@ -38,7 +38,7 @@ pub const ALLOWED: [VolumeType; 9] = [
 ];
 
 /// The order in which upstream names a restricted volume's type.
-const NAMING_ORDER: [VolumeType; 21] = [
+pub(super) const NAMING_ORDER: [VolumeType; 21] = [
     VolumeType::HostPath,
     VolumeType::GcePersistentDisk,
     VolumeType::AwsElasticBlockStore,
@@ -62,7 +62,7 @@ const NAMING_ORDER: [VolumeType; 21] = [
     VolumeType::Storageos,
 ];
 
-fn allowed(volume: &Volume<'_>) -> bool {
+pub(super) fn allowed(volume: &Volume<'_>) -> bool {
     ALLOWED.iter().any(|t| volume.sources.contains(*t))
 }
 

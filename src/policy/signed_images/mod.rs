@@ -18,7 +18,8 @@
 //!                         subjectRegExp: "^https://github.com/acme/"}]
 //!       - images: ["acme.azurecr.io/*"]
 //!         notation:
-//!           trustStore: [/etc/portier/notation/ca.pem]
+//!           trustStore: [/etc/portier/notation/ca.pem]   # type ca: notary.x509
+//!           signingAuthorityStore: []                    # notary.x509.signingAuthority
 //!           trustedIdentities: ["x509.subject: C=US, O=Acme, CN=release"]   # or "*"
 //!     mutateDigest: true        # /mutate pins verified tags to their digest (default)
 //!     requireDigest: true       # /validate denies a judged image without a digest (default:
@@ -55,14 +56,16 @@ use super::selector::{self, Globs};
 use super::{Finding, ParamError, Selector, Sink};
 use crate::image_ref::{self, ImageRef};
 use crate::images::credentials::read_docker_config;
-use crate::images::keyless::{Identity, Keyless, Matcher, TrustedRoot};
 use crate::images::keys::PublicKey;
-use crate::images::notation::{NotationTrust, TrustedIdentity};
 use crate::images::verdict::{
     DEFAULT_CACHE_TTL, DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, OnRegistryError,
 };
 use crate::images::{ImageVerdict, ImageVerdicts, Requirement, Settings, Trust};
 use crate::pod::PodSpec;
+
+mod trust;
+
+use trust::{KeylessDoc, NotationDoc, compile_keyless, compile_notation};
 
 pub const ID: &str = "signed-images";
 
@@ -107,101 +110,6 @@ struct RuleDoc {
     /// Notation signatures: a trust store and trusted identities.
     #[serde(default)]
     notation: Option<NotationDoc>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct NotationDoc {
-    trust_store: Vec<PathBuf>,
-    trusted_identities: Vec<String>,
-}
-
-fn compile_notation(at: &str, doc: NotationDoc) -> Result<NotationTrust, ParamError> {
-    if doc.trust_store.is_empty() {
-        return Err(ParamError::new(
-            format!("{at}.trustStore"),
-            "needs at least one PEM file of trusted certificates",
-        ));
-    }
-    if doc.trusted_identities.is_empty() {
-        return Err(ParamError::new(
-            format!("{at}.trustedIdentities"),
-            "needs at least one identity (\"x509.subject: C=..., O=..., CN=...\" or \"*\")",
-        ));
-    }
-    let mut identities = Vec::with_capacity(doc.trusted_identities.len());
-    for (i, text) in doc.trusted_identities.iter().enumerate() {
-        identities.push(
-            TrustedIdentity::parse(text)
-                .map_err(|e| ParamError::new(format!("{at}.trustedIdentities[{i}]"), e))?,
-        );
-    }
-    NotationTrust::new(doc.trust_store, identities)
-        .map_err(|e| ParamError::new(format!("{at}.trustStore"), e))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct KeylessDoc {
-    trusted_root: PathBuf,
-    identities: Vec<IdentityDoc>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdentityDoc {
-    #[serde(default)]
-    issuer: Option<String>,
-    #[serde(default, rename = "issuerRegExp")]
-    issuer_regexp: Option<String>,
-    #[serde(default)]
-    subject: Option<String>,
-    #[serde(default, rename = "subjectRegExp")]
-    subject_regexp: Option<String>,
-}
-
-/// One of an exact value and a regular expression, as `field` (`issuer`, `subject`) names
-/// them.
-fn matcher(
-    at: &str,
-    field: &str,
-    exact: Option<String>,
-    regexp: Option<String>,
-) -> Result<Matcher, ParamError> {
-    match (exact, regexp) {
-        (Some(exact), None) => Ok(Matcher::Exact(exact)),
-        (None, Some(pattern)) => regex::Regex::new(&pattern)
-            .map(Matcher::Regex)
-            .map_err(|e| ParamError::new(format!("{at}.{field}RegExp"), e.to_string())),
-        _ => Err(ParamError::new(
-            at.to_owned(),
-            format!("give exactly one of {field} and {field}RegExp"),
-        )),
-    }
-}
-
-fn compile_keyless(at: &str, doc: KeylessDoc) -> Result<Keyless, ParamError> {
-    let trusted_root = TrustedRoot::from_file(&doc.trusted_root)
-        .map_err(|e| ParamError::new(format!("{at}.trustedRoot"), e.to_string()))?;
-    if doc.identities.is_empty() {
-        return Err(ParamError::new(
-            format!("{at}.identities"),
-            "needs at least one identity (issuer and subject or subjectRegExp)",
-        ));
-    }
-    let mut identities = Vec::with_capacity(doc.identities.len());
-    for (i, id) in doc.identities.into_iter().enumerate() {
-        let at = format!("{at}.identities[{i}]");
-        identities.push(Identity {
-            issuer: matcher(&at, "issuer", id.issuer, id.issuer_regexp)?,
-            subject: matcher(&at, "subject", id.subject, id.subject_regexp)?,
-        });
-    }
-    Ok(Keyless {
-        trusted_root,
-        trusted_root_path: doc.trusted_root,
-        identities,
-    })
 }
 
 /// What to do with an image that no rule judges.
@@ -283,6 +191,7 @@ impl Params {
             }
             if let Some(notation) = &rule.notation {
                 notation.trust_store.iter().for_each(&mut note);
+                notation.signing_authority_store.iter().for_each(&mut note);
             }
         }
         let cache_ttl = duration("cacheTTL", doc.cache_ttl.as_deref(), DEFAULT_CACHE_TTL)?;
