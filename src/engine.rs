@@ -3,11 +3,15 @@
 //! The engine knows nothing of HTTP, AdmissionReviews or files: admission, `portier check` and
 //! (later) the cluster audit all call [`evaluate`] on the same view, so they cannot disagree.
 //! When nothing is wrong it allocates nothing.
+//!
+//! CEL policies judge the whole object, of any kind, rather than the pod view: a caller that
+//! has the object calls [`evaluate_admission`], which adds them through the CEL room's one
+//! seam ([`crate::cel::judge`]). Sets without CEL policies never reach it.
 
 use crate::labels::{Labels, NoLabels};
 use crate::namespaces::NamespaceLabels;
 use crate::pod::{PodView, WorkloadKind};
-use crate::policy::{Decision, Finding, ImageVerdicts, Mode, PolicySet, Sink, Unverified};
+use crate::policy::{Check, Decision, Finding, ImageVerdicts, Mode, PolicySet, Sink, Unverified};
 
 pub use crate::policy::{Annotation, Violation};
 
@@ -111,6 +115,9 @@ pub struct Verdict<'p, 'v> {
     pub annotations: Vec<Annotation<'p>>,
     /// Policies whose selectors chose the object (with or without a violation).
     pub judged: usize,
+    /// Audit annotations CEL policies recorded, keyed `<policy>/<key>` as the API server
+    /// forms them.
+    pub cel_annotations: Vec<(String, String)>,
 }
 
 impl<'p, 'v> Verdict<'p, 'v> {
@@ -167,6 +174,10 @@ pub fn evaluate_with<'p, 'v>(
     let mut annotations = Vec::new();
     let mut judged = 0;
     for (index, policy) in set.policies().iter().enumerate() {
+        if matches!(policy.check, Check::Cel(_)) {
+            // Judged over the whole object, by `evaluate_admission`.
+            continue;
+        }
         let decision = policy.selector.decide(request);
         if decision == Decision::NotJudged {
             continue;
@@ -184,6 +195,7 @@ pub fn evaluate_with<'p, 'v>(
         violations,
         annotations,
         judged,
+        cel_annotations: Vec::new(),
     }
 }
 
@@ -194,6 +206,33 @@ pub fn needs_namespace_labels(set: &PolicySet, request: &Request<'_>) -> bool {
     set.policies()
         .iter()
         .any(|p| p.reads_namespace_labels() && p.selector.decide(&unknown) != Decision::NotJudged)
+}
+
+/// Judges a request with every policy: the built-in checks on its pod (`workload`: the
+/// request as their selectors read it and the pod, for the kinds that have one) and the CEL
+/// policies on the whole object (`admission`).
+pub fn evaluate_admission<'p, 'v>(
+    set: &'p PolicySet,
+    workload: Option<(&Request<'_>, PodView<'v, '_>)>,
+    images: &dyn ImageVerdicts,
+    admission: &crate::cel::Admission<'_>,
+) -> Verdict<'p, 'v> {
+    let mut verdict = match workload {
+        Some((request, pod)) => evaluate_with(set, request, pod, images),
+        None => Verdict::default(),
+    };
+    if set.has_cel() {
+        let mut judged = crate::cel::Judged::default();
+        crate::cel::judge(set, admission, &mut judged);
+        verdict.judged += judged.judged;
+        verdict.cel_annotations = judged.annotations;
+        if !judged.violations.is_empty() {
+            verdict.violations.append(&mut judged.violations);
+            // Policy order, each policy's violations together (a stable sort).
+            verdict.violations.sort_by_key(|v| v.policy_index);
+        }
+    }
+    verdict
 }
 
 /// Counters that tests read to prove how often the engine ran (not in the product's API).

@@ -11,6 +11,7 @@ pub mod admission;
 pub mod alloc_count;
 pub mod audit;
 pub mod bench;
+pub mod cel;
 pub mod engine;
 pub mod image_pass;
 pub mod image_ref;

@@ -31,17 +31,34 @@ impl Row {
         name: &str,
         violation: &engine::Violation<'_, '_>,
     ) -> Row {
+        Row::of_object(
+            kind.as_str(),
+            kind.pod_spec_path(),
+            namespace,
+            name,
+            violation,
+        )
+    }
+
+    /// The row for one violation in an object of any kind (`pod_spec_path`: where its pod
+    /// spec is, for findings about a pod; CEL policies' findings name no path).
+    pub fn of_object(
+        kind: &str,
+        pod_spec_path: &str,
+        namespace: &str,
+        name: &str,
+        violation: &engine::Violation<'_, '_>,
+    ) -> Row {
         let f = &violation.finding;
         Row {
-            kind: kind.as_str().to_owned(),
+            kind: kind.to_owned(),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             policy: violation.policy.name.clone(),
-            check: violation.policy.check.id().to_owned(),
+            check: violation.policy.check.label().to_owned(),
             mode: violation.mode.as_str().to_owned(),
             container: f.container.map(|(_, name)| name.to_owned()),
-            path: f.path.render(kind.pod_spec_path()),
-            // Pod Security admission's own words have no fix of ours.
+            path: f.path.render(pod_spec_path),
             message: if f.fix.is_empty() {
                 f.problem.to_string()
             } else {

@@ -342,6 +342,22 @@ async fn admit(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
     response
 }
 
+/// The Namespace a lookup found, as CEL's `namespaceObject` reads it, when a CEL policy of
+/// `set` may need it.
+fn namespace_object(
+    set: &crate::policy::PolicySet,
+    namespace: &str,
+    lookup: &Option<crate::namespaces::Lookup<'_>>,
+) -> Option<crate::cel::Json<'static>> {
+    if !admission::cel_needs_namespace(set, namespace) {
+        return None;
+    }
+    let found = lookup.as_ref()?.namespace()?;
+    serde_json::to_value(found)
+        .ok()
+        .map(|value| crate::cel::Json::from_value(&value))
+}
+
 async fn answer(
     state: &AppState,
     endpoint: Endpoint,
@@ -388,10 +404,40 @@ async fn answer(
                 }
                 None => ReviewImages::new(&state.images),
             };
-            admission::answer(&judgement, &snapshot.set, &images, labels)
+            let namespace_object = namespace_object(&snapshot.set, request.namespace, &lookup);
+            admission::answer_in(
+                &judgement,
+                &snapshot.set,
+                &images,
+                labels,
+                namespace_object.as_ref(),
+            )
         }
-        Decoded::Namespace(review) => {
-            namespace_write(state, &review, &snapshot.set, deadline).await
+        Decoded::Other(other) => {
+            // CEL policies alone judge it: the namespace is looked up when one needs it.
+            let fetch_until = deadline - state.request_timeout / 10;
+            let lookup = match admission::cel_needs_namespace(&snapshot.set, other.namespace()) {
+                true => Some(
+                    state
+                        .namespaces
+                        .lookup(other.namespace(), fetch_until)
+                        .await,
+                ),
+                false => None,
+            };
+            let labels = match &lookup {
+                Some(lookup) => {
+                    let labels = lookup.labels();
+                    state.metrics.record_namespace_labels(labels.source());
+                    labels
+                }
+                None => NamespaceLabels::Unknown("no policy asked for them"),
+            };
+            let namespace_object = namespace_object(&snapshot.set, other.namespace(), &lookup);
+            admission::answer_other_in(&other, &snapshot.set, labels, namespace_object.as_ref())
+        }
+        Decoded::Namespace(review, other) => {
+            namespace_write(state, &review, &other, &snapshot.set, deadline).await
         }
     };
     // Counted once per review and policy: decisions come in policy order.
@@ -417,6 +463,7 @@ async fn answer(
 async fn namespace_write(
     state: &AppState,
     review: &admission::NamespaceReview<'_>,
+    other: &admission::Other<'_>,
     set: &crate::policy::PolicySet,
     deadline: tokio::time::Instant,
 ) -> Answer {
@@ -432,7 +479,9 @@ async fn namespace_write(
         true => state.namespaces.list_pods(review.name(), budget).await,
         false => Ok(Vec::new()),
     };
-    review.answer(&judged, &pods, || tokio::time::Instant::now() >= budget)
+    admission::answer_namespace(review, &judged, other, set, &pods, || {
+        tokio::time::Instant::now() >= budget
+    })
 }
 
 /// One structured line per violation decided: who asked for what, which policy, what it
@@ -448,7 +497,7 @@ fn log_decisions(endpoint: Endpoint, answer: &Answer) {
             endpoint = endpoint.as_str(),
             uid = %subject.uid,
             operation = %subject.operation,
-            kind = subject.kind,
+            kind = %subject.kind,
             namespace = %subject.namespace,
             name = %subject.name,
             user = %subject.user,

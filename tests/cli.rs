@@ -80,7 +80,7 @@ fn check_passes_a_compliant_manifest_against_the_shipped_policies() {
         stderr(&out)
     );
     assert!(
-        stdout(&out).contains("1 workload(s) judged, 0 violation(s)"),
+        stdout(&out).contains("1 object(s) judged, 0 violation(s)"),
         "{}",
         stdout(&out)
     );
@@ -213,7 +213,7 @@ fn check_reads_a_directory_of_manifests() {
     assert_eq!(out.status.code(), Some(1));
     let table = stdout(&out);
     assert!(table.contains("Pod/default/p"), "{table}");
-    assert!(table.contains("2 workload(s) judged"), "{table}");
+    assert!(table.contains("2 object(s) judged"), "{table}");
 }
 
 #[test]

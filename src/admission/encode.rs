@@ -224,20 +224,31 @@ pub(super) fn encode_verdict(
         })
         .collect();
     let denied = verdict.denies();
+    // The status reason of the first denial: Forbidden, or a CEL validation's own reason.
+    let reason = verdict
+        .in_mode(Mode::Enforce)
+        .next()
+        .and_then(|v| v.finding.reason)
+        .unwrap_or("Forbidden");
     let mut deny_message = String::new();
     let mut warnings = Vec::new();
     let mut audit_annotations: Vec<(Cow<'_, str>, String)> = Vec::new();
+    // The API server reports the first ValidatingAdmissionPolicy denial only, and its
+    // warnings whole; portier's own policies are joined, and their warnings shortened.
+    let mut vap_denied = false;
     for (d, verbatim) in decisions.iter().zip(verbatim) {
+        let vap = d.check == crate::policy::VAP_ID;
         match d.mode {
+            Mode::Enforce if vap && std::mem::replace(&mut vap_denied, true) => {}
             Mode::Enforce => {
                 if !deny_message.is_empty() {
                     deny_message.push_str("; ");
                 }
                 deny_message.push_str(&d.message);
             }
-            // Pod Security admission's words are returned whole, as the API server's own
-            // PodSecurity admission returns them.
-            Mode::Warn if verbatim => warnings.push(d.message.clone()),
+            // Pod Security admission's and ValidatingAdmissionPolicies' words are returned
+            // whole, as the API server returns them.
+            Mode::Warn if verbatim || vap => warnings.push(d.message.clone()),
             Mode::Warn => warnings.push(truncate_chars(d.message.clone(), MAX_WARNING_CHARS)),
             Mode::Audit => {}
         }
@@ -271,11 +282,22 @@ pub(super) fn encode_verdict(
             a.value.to_string(),
         );
     }
+    // CEL policies' audit annotations, keyed `<policy>/<key>` as the API server forms them;
+    // a webhook's keys may not hold a '/' (the API server prefixes the webhook's name), so
+    // they become `<policy>.<key>`.
+    for (key, value) in &verdict.cel_annotations {
+        audit_annotations.push((Cow::Owned(key.replacen('/', ".", 1)), value.clone()));
+    }
     let status = denied.then(|| StatusOut {
         status: "Failure",
         message: &deny_message,
-        reason: "Forbidden",
-        code: 403,
+        reason,
+        code: match reason {
+            "Unauthorized" => 401,
+            "RequestEntityTooLarge" => 413,
+            "Invalid" => 422,
+            _ => 403,
+        },
         details: None,
     });
     let body = write_review(ResponseOut {

@@ -21,7 +21,7 @@ use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 use decode::{Target, decode_one_pass, read_uid, target};
 use encode::{allow, encode_verdict, fail_closed, patched};
 pub use encode::{bad_request, status_body};
-pub use namespace::{Judged as NamespaceJudged, NamespaceReview};
+pub use namespace::{Judged as NamespaceJudged, NamespaceReview, answer_namespace};
 use wire::ReviewIn;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -52,7 +52,8 @@ pub struct Answer {
 pub struct Subject {
     pub uid: String,
     pub operation: String,
-    pub kind: &'static str,
+    /// The object's kind, e.g. `Deployment` or, judged by CEL policies, `Ingress`.
+    pub kind: String,
     pub namespace: String,
     pub name: String,
     pub user: String,
@@ -84,11 +85,24 @@ pub fn review(body: &[u8], set: &PolicySet, endpoint: Endpoint) -> Answer {
             &Unverified,
             NamespaceLabels::Unknown("no source of namespace labels"),
         ),
-        Decoded::Namespace(review) => {
+        Decoded::Namespace(review, other) => {
             let judged = review.judge(set);
-            review.answer(&judged, &Err("no access to the API".into()), || false)
+            let pods = Err("no access to the API".into());
+            answer_namespace(&review, &judged, &other, set, &pods, || false)
         }
+        Decoded::Other(other) => answer_other(
+            &other,
+            set,
+            NamespaceLabels::Unknown("no source of namespace labels"),
+        ),
     }
+}
+
+/// The review's `request` as CEL policies read it: the whole of it, borrowed from the body.
+#[derive(serde::Deserialize)]
+struct CelReview<'a> {
+    #[serde(borrow)]
+    request: crate::cel::Json<'a>,
 }
 
 /// A review read from its body: answered already, or a workload to judge.
@@ -100,8 +114,22 @@ pub enum Decoded<'a> {
     /// the answer needs no policy.
     Answered(Answer),
     Judge(Judgement<'a>),
-    /// A Namespace CREATE or UPDATE on `/validate` (rare: boxed, decoded whole).
-    Namespace(Box<NamespaceReview<'a>>),
+    /// A Namespace CREATE or UPDATE on `/validate` (rare: boxed, decoded whole), and the
+    /// same request for CEL policies.
+    Namespace(Box<NamespaceReview<'a>>, Other<'a>),
+    /// A request the built-in checks do not judge (another kind, operation or subresource):
+    /// only CEL policies may, on the whole object ([`answer_other`]).
+    Other(Other<'a>),
+}
+
+/// A request for CEL policies alone: allowed at once by a set without any.
+pub struct Other<'a> {
+    endpoint: Endpoint,
+    uid: Text<'a>,
+    /// `request.namespace` (empty for cluster-scoped objects).
+    namespace: Option<Text<'a>>,
+    /// The whole review, which CEL policies read.
+    body: &'a [u8],
 }
 
 /// A workload to judge, decoded once from the review's body (which it borrows).
@@ -120,6 +148,8 @@ pub struct Judgement<'a> {
     old_object: Option<&'a RawValue>,
     /// Its labels, read from it on first use.
     old_labels: Option<OldLabels<'a>>,
+    /// The whole review, which CEL policies read again when the set has any.
+    body: &'a [u8],
 }
 
 impl<'a> Judgement<'a> {
@@ -163,7 +193,7 @@ pub fn decode(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
     #[cfg(any(test, feature = "test-seams"))]
     engine::seams::DECODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Ok((review, workload)) = decode_one_pass(body, endpoint) {
-        return prepare(review, workload, endpoint);
+        return prepare(review, workload, endpoint, body);
     }
     decode_general(body, endpoint)
 }
@@ -201,7 +231,7 @@ fn decode_general(body: &[u8], endpoint: Endpoint) -> Decoded<'_> {
             return Decoded::Answered(bad_request(&format!("the body is not valid JSON: {e}")));
         }
     };
-    prepare(review, None, endpoint)
+    prepare(review, None, endpoint, body)
 }
 
 /// Checks a decoded review and finds its workload. `decoded` is the workload when
@@ -211,6 +241,7 @@ fn prepare<'a>(
     review: ReviewIn<'a>,
     decoded: Option<Workload<'a>>,
     endpoint: Endpoint,
+    body: &'a [u8],
 ) -> Decoded<'a> {
     let api_version = review.api_version.as_deref().unwrap_or("");
     let kind = review.kind.as_deref().unwrap_or("");
@@ -233,6 +264,12 @@ fn prepare<'a>(
             request.sub_resource.as_deref().unwrap_or(""),
         )
     {
+        let other = Other {
+            endpoint,
+            uid: Text(uid.0.clone()),
+            namespace: request.namespace.as_ref().map(|n| Text(n.0.clone())),
+            body,
+        };
         return namespace::decode(
             Text(uid.0.clone()),
             Text(operation.0.clone()),
@@ -240,18 +277,26 @@ fn prepare<'a>(
             request.user_info.and_then(|u| u.username),
             request.object,
             request.old_object,
+            other,
         );
     }
-    let (kind, object) = match (target(&request, decoded.is_some()), request.uid.as_deref()) {
-        (_, None | Some("")) => return Decoded::Answered(bad_request("request.uid is missing")),
-        (Target::NotJudged, Some(uid)) => return Decoded::Answered(allow(uid)),
-        (Target::Unreadable(why), Some(uid)) => {
-            return Decoded::Answered(fail_closed(uid, endpoint, &why));
-        }
-        (Target::Workload(kind, object), _) => (kind, object),
-    };
-    let Some(uid) = request.uid else {
+    let target = target(&request, decoded.is_some());
+    let Some(uid) = request.uid.filter(|uid| !uid.is_empty()) else {
         return Decoded::Answered(bad_request("request.uid is missing"));
+    };
+    let (kind, object) = match target {
+        Target::NotJudged => {
+            return Decoded::Other(Other {
+                endpoint,
+                uid,
+                namespace: request.namespace,
+                body,
+            });
+        }
+        Target::Unreadable(why) => {
+            return Decoded::Answered(fail_closed(&uid, endpoint, &why));
+        }
+        Target::Workload(kind, object) => (kind, object),
     };
     let workload = match (decoded, object) {
         (Some(workload), _) => workload,
@@ -280,6 +325,7 @@ fn prepare<'a>(
         object,
         old_object: request.old_object,
         old_labels: request.old_object.map(OldLabels::new),
+        body,
     })
 }
 
@@ -292,11 +338,44 @@ pub fn answer(
     images: &dyn ImageVerdicts,
     namespace: NamespaceLabels<'_>,
 ) -> Answer {
-    let Some(pod) = judgement.pod() else {
-        return allow(&judgement.uid);
-    };
+    answer_in(judgement, set, images, namespace, None)
+}
+
+/// [`answer`], with the Namespace object (CEL's `namespaceObject`) when the caller has it.
+pub fn answer_in(
+    judgement: &Judgement<'_>,
+    set: &PolicySet,
+    images: &dyn ImageVerdicts,
+    namespace: NamespaceLabels<'_>,
+    namespace_object: Option<&crate::cel::Json<'_>>,
+) -> Answer {
     let request = judgement.request_in(namespace);
-    let verdict = engine::evaluate_with(set, &request, pod, images);
+    // CEL policies read the whole request: decoded again, only for sets that have them, and
+    // only on /validate (they validate; /mutate never denies).
+    let cel_review = match set.has_cel() && judgement.endpoint == Endpoint::Validate {
+        true => match serde_json::from_slice::<CelReview<'_>>(judgement.body) {
+            Ok(review) => Some(review),
+            Err(e) => {
+                let why = format!("the review cannot be read for CEL policies: {e}");
+                return fail_closed(&judgement.uid, judgement.endpoint, &why);
+            }
+        },
+        false => None,
+    };
+    let admission = cel_review.as_ref().map(|r| {
+        with_namespace(
+            crate::cel::Admission::from_request(&r.request),
+            namespace,
+            namespace_object,
+        )
+    });
+    let verdict = match (judgement.pod(), &admission) {
+        (Some(pod), None) => engine::evaluate_with(set, &request, pod, images),
+        (None, None) => return allow(&judgement.uid),
+        (pod, Some(admission)) => {
+            engine::evaluate_admission(set, pod.map(|pod| (&request, pod)), images, admission)
+        }
+    };
     let endpoint = judgement.endpoint;
     // Policies that pin verified image tags to digests on /mutate, whatever the verdict.
     let pinning: Vec<usize> = if endpoint == Endpoint::Mutate {
@@ -306,6 +385,7 @@ pub fn answer(
     };
     if verdict.is_clean()
         && pinning.is_empty()
+        && verdict.cel_annotations.is_empty()
         && (verdict.annotations.is_empty() || endpoint == Endpoint::Mutate)
     {
         return allow(&judgement.uid);
@@ -334,7 +414,7 @@ pub fn answer(
     let subject = Subject {
         uid: judgement.uid.to_string(),
         operation: judgement.operation.as_deref().unwrap_or("").to_owned(),
-        kind: request.kind.as_str(),
+        kind: request.kind.as_str().to_owned(),
         namespace: request.namespace.to_owned(),
         name: judgement
             .name
@@ -347,6 +427,82 @@ pub fn answer(
         user: request.user.unwrap_or("").to_owned(),
     };
     encode_verdict(subject, &verdict, request.kind.pod_spec_path())
+}
+
+impl Other<'_> {
+    /// The namespace the request is in; empty for a cluster-scoped object.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+}
+
+/// Whether judging a request (of `namespace`) with `set` may need its namespace's labels or
+/// object: only then does the caller look them up.
+pub fn cel_needs_namespace(set: &PolicySet, namespace: &str) -> bool {
+    !namespace.is_empty()
+        && set.has_cel()
+        && set
+            .policies()
+            .iter()
+            .any(|p| matches!(&p.check, crate::policy::Check::Cel(c) if c.needs_namespace()))
+}
+
+/// Judges a request only CEL policies may judge (any kind, operation or subresource: a
+/// Service, an Ingress, a Namespace, a custom resource, a DELETE, a `pods/exec`) with the
+/// namespace's labels from `namespace`, and encodes the answer. Without CEL policies, or on
+/// /mutate, it is allowed as it is.
+pub fn answer_other(other: &Other<'_>, set: &PolicySet, namespace: NamespaceLabels<'_>) -> Answer {
+    answer_other_in(other, set, namespace, None)
+}
+
+/// [`answer_other`], with the Namespace object (`namespaceObject`) when the caller has it.
+pub fn answer_other_in(
+    other: &Other<'_>,
+    set: &PolicySet,
+    namespace: NamespaceLabels<'_>,
+    namespace_object: Option<&crate::cel::Json<'_>>,
+) -> Answer {
+    if !set.has_cel() || other.endpoint != Endpoint::Validate {
+        return allow(&other.uid);
+    }
+    let review = match serde_json::from_slice::<CelReview<'_>>(other.body) {
+        Ok(review) => review,
+        Err(e) => {
+            let why = format!("the review cannot be read for CEL policies: {e}");
+            return fail_closed(&other.uid, other.endpoint, &why);
+        }
+    };
+    let admission = with_namespace(
+        crate::cel::Admission::from_request(&review.request),
+        namespace,
+        namespace_object,
+    );
+    let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
+    if verdict.is_clean() && verdict.cel_annotations.is_empty() {
+        return allow(&other.uid);
+    }
+    let a = &admission.attributes;
+    let subject = Subject {
+        uid: other.uid.to_string(),
+        operation: a.operation.to_owned(),
+        kind: admission.kind.to_owned(),
+        namespace: a.namespace.to_owned(),
+        name: a.name.to_owned(),
+        user: admission.user.unwrap_or("").to_owned(),
+    };
+    encode_verdict(subject, &verdict, "")
+}
+
+/// A CEL request with what is known of its namespace.
+fn with_namespace<'a>(
+    admission: crate::cel::Admission<'a>,
+    labels: NamespaceLabels<'a>,
+    object: Option<&'a crate::cel::Json<'a>>,
+) -> crate::cel::Admission<'a> {
+    match (object, labels.source()) {
+        (Some(object), Some(source)) => admission.with_namespace_object(object, source),
+        _ => admission.with_namespace_labels(labels),
+    }
 }
 
 #[cfg(test)]

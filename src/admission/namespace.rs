@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use serde_json::value::RawValue;
 
 use super::encode::{NamespaceRefusal, fail_closed, namespace_answer};
-use super::{Answer, Decision, Decoded, Endpoint, Subject};
+use super::{Answer, Decision, Decoded, Endpoint, Other, Subject, answer_other};
 use crate::engine::Request;
 use crate::namespaces::{LabelSource, NamespaceLabels, labels_of};
 use crate::pod::{Text, WorkloadKind};
@@ -21,6 +21,31 @@ use crate::policy::pss::namespace_write::{
     ExistingPod, NamespaceWrite, Write, existing_pod_warnings,
 };
 use crate::policy::{Check, Decision as Selected, Mode, Policy, PolicySet};
+
+/// The answer to a Namespace write: `level: namespace` policies judge it as Pod Security
+/// admission does, CEL policies (if any select it) as any object. With none of the former it
+/// is the CEL answer; with both, a CEL refusal wins, else the Pod Security answer is given
+/// (a CEL policy's warnings on the same write are then not returned).
+pub fn answer_namespace(
+    review: &NamespaceReview<'_>,
+    judged: &[Judged<'_>],
+    other: &Other<'_>,
+    set: &PolicySet,
+    pods: &Result<Vec<ExistingPod>, String>,
+    out_of_time: impl FnMut() -> bool,
+) -> Answer {
+    if judged.is_empty() {
+        return answer_other(other, set, review.labels());
+    }
+    let psa = review.answer(judged, pods, out_of_time);
+    if set.has_cel() {
+        let cel = answer_other(other, set, review.labels());
+        if cel.outcome == super::Outcome::Denied {
+            return cel;
+        }
+    }
+    psa
+}
 
 /// A Namespace write to judge.
 pub struct NamespaceReview<'a> {
@@ -54,6 +79,7 @@ pub(super) fn decode<'a>(
     user: Option<Text<'a>>,
     object: Option<&'a RawValue>,
     old_object: Option<&'a RawValue>,
+    other: Other<'a>,
 ) -> Decoded<'a> {
     let read = |raw: &RawValue, which: &str| {
         if !raw.get().trim_start().starts_with('{') {
@@ -86,14 +112,17 @@ pub(super) fn decode<'a>(
         .or(object.metadata.name.as_deref())
         .unwrap_or("")
         .to_owned();
-    Decoded::Namespace(Box::new(NamespaceReview {
-        uid,
-        operation,
-        name,
-        user,
-        object,
-        old_object,
-    }))
+    Decoded::Namespace(
+        Box::new(NamespaceReview {
+            uid,
+            operation,
+            name,
+            user,
+            object,
+            old_object,
+        }),
+        other,
+    )
 }
 
 /// One `level: namespace` policy that judges the write, and its finding.
@@ -244,7 +273,7 @@ impl NamespaceReview<'_> {
         let subject = Subject {
             uid: self.uid.to_string(),
             operation: self.operation.to_string(),
-            kind: "Namespace",
+            kind: "Namespace".to_owned(),
             namespace: self.name.clone(),
             name: self.name.clone(),
             user: self.user.as_deref().unwrap_or("").to_owned(),

@@ -18,6 +18,31 @@ pub struct NamespaceLabelsFlagError {
     pub why: &'static str,
 }
 
+/// Reads one `--namespace-labels NS=key=value,key=value` (`NS=` for no labels).
+pub fn parse_namespace_labels_flag(
+    flag: &str,
+) -> Result<(String, BTreeMap<String, String>), NamespaceLabelsFlagError> {
+    let fail = |why| NamespaceLabelsFlagError {
+        given: flag.to_owned(),
+        why,
+    };
+    let (name, pairs) = flag.split_once('=').ok_or_else(|| fail("no '='"))?;
+    if name.is_empty() {
+        return Err(fail("no namespace name before the first '='"));
+    }
+    let mut labels = BTreeMap::new();
+    for pair in pairs.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| fail("a label without '=value'"))?;
+        if key.is_empty() {
+            return Err(fail("a label without a key"));
+        }
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    Ok((name.to_owned(), labels))
+}
+
 /// Namespaces by name, with where each came from.
 #[derive(Debug, Default)]
 pub struct KnownNamespaces {
@@ -45,27 +70,12 @@ impl KnownNamespaces {
     /// Adds the labels of one `--namespace-labels NS=k=v,...`: they are all the namespace's
     /// labels (what the input said of it is replaced); the same NS given twice merges.
     pub fn insert_flag(&mut self, flag: &str) -> Result<(), NamespaceLabelsFlagError> {
-        let fail = |why| NamespaceLabelsFlagError {
-            given: flag.to_owned(),
-            why,
-        };
-        let (name, pairs) = flag.split_once('=').ok_or_else(|| fail("no '='"))?;
-        if name.is_empty() {
-            return Err(fail("no namespace name before the first '='"));
-        }
-        let mut labels = match self.map.get(name) {
+        let (name, given) = parse_namespace_labels_flag(flag)?;
+        let mut labels = match self.map.get(&name) {
             Some((ns, LabelSource::Flag)) => ns.metadata.labels.clone().unwrap_or_default(),
             _ => BTreeMap::new(),
         };
-        for pair in pairs.split(',').filter(|p| !p.is_empty()) {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| fail("a label without '=value'"))?;
-            if key.is_empty() {
-                return Err(fail("a label without a key"));
-            }
-            labels.insert(key.to_owned(), value.to_owned());
-        }
+        labels.extend(given);
         let mut namespace = Namespace::default();
         namespace.metadata.name = Some(name.to_owned());
         namespace.metadata.labels = Some(labels);

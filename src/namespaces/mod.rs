@@ -17,7 +17,7 @@ mod known;
 mod pods;
 
 pub use cache::{Lookup, NamespaceCache, Namespaces, labels_of};
-pub use known::{KnownNamespaces, NamespaceLabelsFlagError};
+pub use known::{KnownNamespaces, NamespaceLabelsFlagError, parse_namespace_labels_flag};
 
 use std::sync::Arc;
 

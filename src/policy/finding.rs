@@ -23,7 +23,8 @@ pub enum FieldPath {
         index: usize,
         field: Cow<'static, str>,
     },
-    /// A field of the object itself, from its root, e.g. `metadata.namespace`.
+    /// A field of the object itself, from its root, e.g. `metadata.namespace`; empty for
+    /// findings about a whole object of any kind (CEL policies name no field).
     Object(Cow<'static, str>),
 }
 
@@ -69,8 +70,16 @@ pub struct Finding<'v> {
     pub path: FieldPath,
     /// What is wrong, e.g. "privileged is true".
     pub problem: Cow<'static, str>,
-    /// How to fix it, e.g. "remove securityContext.privileged or set it to false".
+    /// How to fix it, e.g. "remove securityContext.privileged or set it to false"; empty for
+    /// CEL policies, whose message is all there is.
     pub fix: Cow<'static, str>,
+    /// The status reason a denial for it carries: `None` is `Forbidden`; a CEL validation's
+    /// `reason` (`Invalid`, `Unauthorized`, `RequestEntityTooLarge`) otherwise.
+    pub reason: Option<&'static str>,
+    /// The object as the API server names one it forbids (`deployments.apps "web"`): a
+    /// ValidatingAdmissionPolicy's denial begins `<it> is forbidden: `, as the API server's own
+    /// does.
+    pub denied_object: Option<String>,
 }
 
 impl<'v> Finding<'v> {
@@ -85,6 +94,8 @@ impl<'v> Finding<'v> {
             path: FieldPath::Pod(field.into()),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
+            denied_object: None,
         }
     }
 
@@ -101,6 +112,8 @@ impl<'v> Finding<'v> {
             path: FieldPath::Pod(Cow::Borrowed(pod_field)),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
+            denied_object: None,
         }
     }
 
@@ -117,6 +130,8 @@ impl<'v> Finding<'v> {
             path: FieldPath::Metadata(format!("annotations[{key}]").into()),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
+            denied_object: None,
         }
     }
 
@@ -132,6 +147,8 @@ impl<'v> Finding<'v> {
             )
             .into(),
             fix: "give portier read access to namespaces (get, list, watch), or, offline, the namespace's labels".into(),
+            reason: None,
+            denied_object: None,
         }
     }
 
@@ -147,6 +164,8 @@ impl<'v> Finding<'v> {
             path: FieldPath::container(at, field),
             problem: problem.into(),
             fix: fix.into(),
+            reason: None,
+            denied_object: None,
         }
     }
 }
@@ -197,6 +216,12 @@ impl Violation<'_, '_> {
     /// wrong — how to fix it`, with the JSON path below the workload's pod spec path.
     pub fn write_message(&self, pod_spec_path: &str, out: &mut impl fmt::Write) -> fmt::Result {
         let f = &self.finding;
+        if let super::Check::Cel(cel) = &self.policy.check {
+            // The whole message is the policy's: as the API server words it for a
+            // ValidatingAdmissionPolicy, `policy/cel: message` for portier's own.
+            let denied_object = f.denied_object.as_deref();
+            return cel.write_message(&self.policy.name, self.mode, denied_object, &f.problem, out);
+        }
         if self.verbatim {
             return out.write_str(&f.problem);
         }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::selector::CriteriaDoc;
 use super::{Check, Mode, Policy, Selector};
+use crate::cel::vap;
 
 pub const API_VERSION: &str = "portier.dev/v1";
 pub const KIND: &str = "Policy";
@@ -35,13 +36,24 @@ pub enum LoadError {
         field: String,
         message: String,
     },
+    /// A problem in a CEL policy, a ValidatingAdmissionPolicy, its binding or its params,
+    /// naming the object (`ValidatingAdmissionPolicy demo`, `Policy no-latest`); an
+    /// expression's message starts with its line and column.
+    #[error("{origin} document {document}: {object}: {field}: {message}")]
+    Object {
+        origin: String,
+        document: usize,
+        object: String,
+        field: String,
+        message: String,
+    },
     #[error("policy name {name:?} is used twice: {first} and {second}")]
     DuplicateName {
         name: String,
         first: String,
         second: String,
     },
-    #[error("no policies found in {} (expected *.yaml or *.yml files with kind: Policy)", dir.display())]
+    #[error("no policies found in {} (expected *.yaml or *.yml files with kind: Policy, or ValidatingAdmissionPolicies with bindings)", dir.display())]
     Empty { dir: PathBuf },
 }
 
@@ -95,6 +107,8 @@ fn default_mode() -> Mode {
 pub struct PolicySet {
     policies: Vec<Policy>,
     fingerprint: u64,
+    /// Whether a policy is a CEL one: only then is the whole object decoded for them.
+    cel: bool,
 }
 
 /// The policy files of a directory, read but not yet parsed.
@@ -156,26 +170,61 @@ impl Sources {
         self.fingerprint
     }
 
-    /// Parses and validates every document.
+    /// Parses and validates every document: portier's policies in file order, then one
+    /// policy per ValidatingAdmissionPolicyBinding (with its policy and params), in file
+    /// order.
     pub fn compile(&self) -> Result<PolicySet, LoadError> {
         let mut policies: Vec<Policy> = Vec::new();
-        let mut origins: Vec<&str> = Vec::new();
+        // Where each policy was read, for duplicate names.
+        let mut origins: Vec<String> = Vec::new();
+        let mut add = |policy: Policy, origin: &str, policies: &mut Vec<Policy>| {
+            if let Some(i) = policies.iter().position(|p| p.name == policy.name) {
+                return Err(LoadError::DuplicateName {
+                    name: policy.name,
+                    first: origins[i].clone(),
+                    second: origin.to_owned(),
+                });
+            }
+            policies.push(policy);
+            origins.push(origin.to_owned());
+            Ok(())
+        };
+        let mut admission = vap::Documents::default();
         for (origin, text) in &self.files {
-            for policy in parse_file(origin, text)? {
-                if let Some(i) = policies.iter().position(|p| p.name == policy.name) {
-                    return Err(LoadError::DuplicateName {
-                        name: policy.name,
-                        first: origins[i].to_owned(),
-                        second: origin.clone(),
-                    });
+            for document in parse_file(origin, text)? {
+                match document {
+                    Document::Policy(policy) => add(*policy, origin, &mut policies)?,
+                    Document::Admission(place, doc) => {
+                        admission.add(place, doc).map_err(object_error)?;
+                    }
+                    Document::Other(place, doc) => admission.add_object(place, doc),
                 }
-                policies.push(policy);
-                origins.push(origin);
             }
         }
+        for bound in admission.compile().map_err(object_error)? {
+            let actions = bound.policy.actions;
+            let mode = if actions.deny {
+                Mode::Enforce
+            } else if actions.warn {
+                Mode::Warn
+            } else {
+                Mode::Audit
+            };
+            let origin = format!("{} document {}", bound.place.origin, bound.place.document);
+            let policy = Policy {
+                name: bound.name,
+                mode,
+                check: Check::Cel(Box::new(bound.policy)),
+                selector: Selector::default(),
+                mutate: false,
+            };
+            add(policy, &origin, &mut policies)?;
+        }
+        let cel = policies.iter().any(|p| matches!(p.check, Check::Cel(_)));
         Ok(PolicySet {
             policies,
             fingerprint: self.fingerprint,
+            cel,
         })
     }
 }
@@ -219,6 +268,12 @@ impl PolicySet {
         self.policies.is_empty()
     }
 
+    /// Whether some policy is a CEL policy (portier's `check: cel` or a
+    /// ValidatingAdmissionPolicy), which judges the whole object.
+    pub fn has_cel(&self) -> bool {
+        self.cel
+    }
+
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
@@ -243,7 +298,26 @@ impl PolicySet {
     }
 }
 
-fn parse_file(origin: &str, text: &str) -> Result<Vec<Policy>, LoadError> {
+/// One document of a policy file, read.
+enum Document {
+    Policy(Box<Policy>),
+    /// A ValidatingAdmissionPolicy or a binding (`admissionregistration.k8s.io`).
+    Admission(vap::Place, serde_json::Value),
+    /// Another object: it must be the params of an admission policy.
+    Other(vap::Place, serde_json::Value),
+}
+
+fn object_error(e: vap::SetError) -> LoadError {
+    LoadError::Object {
+        origin: e.place.origin,
+        document: e.place.document,
+        object: e.object,
+        field: e.error.field,
+        message: e.error.message,
+    }
+}
+
+fn parse_file(origin: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     let documents: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(text).map_err(|e| LoadError::Yaml {
             origin: origin.to_owned(),
@@ -253,17 +327,58 @@ fn parse_file(origin: &str, text: &str) -> Result<Vec<Policy>, LoadError> {
         .into_iter()
         .enumerate()
         .map(|(i, doc)| {
-            compile_document(doc).map_err(|(field, message)| LoadError::Invalid {
+            let place = vap::Place {
                 origin: origin.to_owned(),
                 document: i + 1,
-                field,
-                message,
-            })
+            };
+            let api_version = doc.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+            // A document that says it is portier's, or says nothing, is read as a Policy
+            // (and its errors are a Policy's).
+            if !api_version.is_empty()
+                && !api_version.starts_with("portier.dev/")
+                && doc.is_object()
+            {
+                return Ok(if vap::Documents::is_admission_kind(api_version) {
+                    Document::Admission(place, doc)
+                } else {
+                    Document::Other(place, doc)
+                });
+            }
+            compile_document(doc)
+                .map(|p| Document::Policy(Box::new(p)))
+                .map_err(|e| match e {
+                    DocumentError::Field(field, message) => LoadError::Invalid {
+                        origin: origin.to_owned(),
+                        document: i + 1,
+                        field,
+                        message,
+                    },
+                    DocumentError::Object(object, field, message) => LoadError::Object {
+                        origin: origin.to_owned(),
+                        document: i + 1,
+                        object,
+                        field,
+                        message,
+                    },
+                })
         })
         .collect()
 }
 
-fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> {
+/// A problem with one policy document: a field, or (for CEL policies) a field of a named
+/// policy.
+enum DocumentError {
+    Field(String, String),
+    Object(String, String, String),
+}
+
+impl From<(String, String)> for DocumentError {
+    fn from((field, message): (String, String)) -> Self {
+        DocumentError::Field(field, message)
+    }
+}
+
+fn compile_document(doc: serde_json::Value) -> Result<Policy, DocumentError> {
     let doc: PolicyDoc = serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
@@ -274,13 +389,13 @@ fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> 
         (field, e.into_inner().to_string())
     })?;
     if doc.api_version != API_VERSION {
-        return Err((
+        return Err(DocumentError::Field(
             "apiVersion".into(),
             format!("is {:?}, expected {API_VERSION:?}", doc.api_version),
         ));
     }
     if doc.kind != KIND {
-        return Err((
+        return Err(DocumentError::Field(
             "kind".into(),
             format!("is {:?}, expected {KIND:?}", doc.kind),
         ));
@@ -288,10 +403,29 @@ fn compile_document(doc: serde_json::Value) -> Result<Policy, (String, String)> 
     validate_name(&doc.metadata.name).map_err(|m| ("metadata.name".to_owned(), m))?;
     let selector = Selector::compile(doc.spec.include.as_ref(), doc.spec.exclude.as_ref())
         .map_err(|e| (e.field().to_owned(), e.message()))?;
-    let check =
-        Check::compile(&doc.spec.check, doc.spec.params).map_err(|e| (e.field, e.message))?;
+    let check = if doc.spec.check == super::CEL_ID {
+        // An image glob cannot select a CEL policy: it judges whole objects, not containers.
+        for (list, criteria) in [("match", &doc.spec.include), ("exclude", &doc.spec.exclude)] {
+            if criteria.as_ref().is_some_and(|c| c.images.is_some()) {
+                return Err(DocumentError::Field(
+                    format!("spec.{list}.images"),
+                    "does not apply to cel policies, which judge whole objects rather than containers".into(),
+                ));
+            }
+        }
+        let policy = crate::cel::vap::compile_portier(&doc.metadata.name, doc.spec.params)
+            .map_err(|e| {
+                DocumentError::Object(format!("Policy {}", doc.metadata.name), e.field, e.message)
+            })?;
+        Check::Cel(Box::new(crate::cel::policy::CelPolicy {
+            actions: crate::cel::policy::Actions::default(),
+            ..policy
+        }))
+    } else {
+        Check::compile(&doc.spec.check, doc.spec.params).map_err(|e| (e.field, e.message))?
+    };
     if doc.spec.mutate && !check.can_mutate() {
-        return Err(("spec.mutate".into(), check.cannot_mutate_reason().into()));
+        return Err(("spec.mutate".into(), check.cannot_mutate_reason().into()).into());
     }
     Ok(Policy {
         name: doc.metadata.name,

@@ -94,6 +94,10 @@ pub enum Check {
     PssControl(pss::ControlCheck),
     /// Boxed: rules, keys and registry settings.
     SignedImages(Box<signed_images::Params>),
+    /// A CEL policy: portier's own `check: cel`, or a ValidatingAdmissionPolicy with one of
+    /// its bindings. It judges the whole object, of any kind, through the CEL room
+    /// ([`crate::cel::judge`]), not the pod view: [`Check::evaluate`] leaves it out.
+    Cel(Box<crate::cel::policy::CelPolicy>),
 }
 
 /// The check ids a policy's `spec.check` may name.
@@ -123,7 +127,14 @@ pub const CHECK_IDS: &[&str] = &[
     pss::run_as_non_root::ID,
     pss::run_as_user::ID,
     pss::seccomp_restricted::ID,
+    CEL_ID,
 ];
+
+/// `spec.check` of portier's own CEL policies.
+pub const CEL_ID: &str = "cel";
+
+/// The check id of ValidatingAdmissionPolicies (with their bindings) in a set.
+pub const VAP_ID: &str = "validating-admission-policy";
 
 impl Check {
     pub fn id(&self) -> &'static str {
@@ -135,6 +146,22 @@ impl Check {
             Check::PodSecurity(_) | Check::PodSecurityNamespace(_) => pss::ID,
             Check::PssControl(c) => c.control.id,
             Check::SignedImages(_) => signed_images::ID,
+            Check::Cel(c) => match c.origin {
+                crate::cel::policy::Origin::Portier { .. } => CEL_ID,
+                crate::cel::policy::Origin::Binding { .. } => VAP_ID,
+            },
+        }
+    }
+
+    /// What the check column of reports shows: the check id, or a ValidatingAdmissionPolicy's
+    /// name (its binding is the policy).
+    pub fn label(&self) -> &str {
+        match self {
+            Check::Cel(c) => match &c.origin {
+                crate::cel::policy::Origin::Binding { policy, .. } => policy,
+                crate::cel::policy::Origin::Portier { .. } => CEL_ID,
+            },
+            other => other.id(),
         }
     }
 
@@ -183,7 +210,11 @@ impl Check {
 
     /// Whether the check reads the namespace's labels itself.
     pub fn reads_namespace_labels(&self) -> bool {
-        matches!(self, Check::PodSecurityNamespace(_))
+        match self {
+            Check::PodSecurityNamespace(_) => true,
+            Check::Cel(cel) => cel.needs_namespace(),
+            _ => false,
+        }
     }
 
     /// Whether this check (with these params) can fill in compliant defaults.
@@ -198,6 +229,7 @@ impl Check {
             Check::PssControl(c) => c.can_mutate(),
             // Pinning digests is `params.mutateDigest`; there are no defaults to fill in.
             Check::SignedImages(_) => false,
+            Check::Cel(_) => false,
         }
     }
 
@@ -223,6 +255,7 @@ impl Check {
             Check::SignedImages(_) => {
                 "signed-images has no defaults to fill in; set params.mutateDigest: true to pin verified tags to their digest"
             }
+            Check::Cel(_) => "cel policies validate; they have nothing to fill in",
             Check::RunAsNonRoot(_) => "",
         }
     }
@@ -239,6 +272,7 @@ impl Check {
             Check::PodSecurityNamespace(_) => false,
             Check::PssControl(c) => c.mutate(spec),
             Check::SignedImages(_) => false,
+            Check::Cel(_) => false,
         }
     }
 
@@ -260,6 +294,8 @@ impl Check {
             Check::PodSecurityNamespace(c) => c.evaluate(pod, request, sink),
             Check::PssControl(c) => c.evaluate(pod, sink),
             Check::SignedImages(p) => signed_images::evaluate(p, pod.spec, images, sink),
+            // Judged over the whole object, by `cel::judge`.
+            Check::Cel(_) => {}
         }
     }
 }

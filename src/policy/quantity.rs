@@ -22,6 +22,11 @@ impl Quantity {
         self.0
     }
 
+    /// The quantity of `nanos` nano-units (CEL's quantity arithmetic).
+    pub fn from_nanos(nanos: i128) -> Quantity {
+        Quantity(nanos)
+    }
+
     pub fn parse(input: &str) -> Result<Quantity, QuantityError> {
         let fail = |reason| QuantityError {
             input: input.to_owned(),

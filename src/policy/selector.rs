@@ -19,7 +19,7 @@
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
-use crate::engine::Request;
+use crate::engine::{ObjectLabels, Request};
 use crate::image_ref::{self, ImageRef};
 use crate::labels::{LabelSelector, LabelSelectorDoc, LabelSelectorError, Labels};
 use crate::namespaces::NamespaceLabels;
@@ -196,12 +196,8 @@ pub struct Undecided<'r> {
 
 /// The object's labels, or the labels of the object an UPDATE replaces: the API server's
 /// `objectSelector` matches when either does.
-fn object_matches(selector: &LabelSelector, request: &Request<'_>) -> bool {
-    selector.matches(request.object_labels.object)
-        || request
-            .object_labels
-            .old
-            .is_some_and(|old| selector.matches(old))
+fn object_matches(selector: &LabelSelector, labels: ObjectLabels<'_>) -> bool {
+    selector.matches(labels.object) || labels.old.is_some_and(|old| selector.matches(old))
 }
 
 /// Whether `selector` matches the namespace's labels; `None` when they are not known.
@@ -280,32 +276,42 @@ impl Selector {
     /// The label selectors alone (what a Namespace review, which has no workload kind, reads
     /// after the name and user globs).
     pub fn decide_labels<'r>(&self, request: &Request<'r>) -> Decision<'r> {
+        self.decide_labels_of(request.object_labels, request.namespace_labels)
+    }
+
+    /// [`Selector::decide_labels`] for an object of any kind (CEL policies judge Services,
+    /// Namespaces...): its labels, and what is known of its namespace's.
+    pub fn decide_labels_of<'r>(
+        &self,
+        object_labels: ObjectLabels<'_>,
+        namespace_labels: NamespaceLabels<'r>,
+    ) -> Decision<'r> {
         if let Some(s) = &self.include.object_labels
-            && !object_matches(s, request)
+            && !object_matches(s, object_labels)
         {
             return Decision::NotJudged;
         }
         if let Some(s) = &self.exclude.object_labels
-            && object_matches(s, request)
+            && object_matches(s, object_labels)
         {
             return Decision::NotJudged;
         }
         let undecided = |selector| {
-            let why = match request.namespace_labels {
+            let why = match namespace_labels {
                 NamespaceLabels::Unknown(why) => why,
                 NamespaceLabels::Known(..) => "",
             };
             Decision::Undecided(Undecided { selector, why })
         };
         if let Some(s) = &self.include.namespace_labels {
-            match namespace_matches(s, request.namespace_labels) {
+            match namespace_matches(s, namespace_labels) {
                 Some(false) => return Decision::NotJudged,
                 Some(true) => {}
                 None => return undecided("spec.match.namespaceSelector"),
             }
         }
         if let Some(s) = &self.exclude.namespace_labels {
-            match namespace_matches(s, request.namespace_labels) {
+            match namespace_matches(s, namespace_labels) {
                 Some(true) => return Decision::NotJudged,
                 Some(false) => {}
                 None => return undecided("spec.exclude.namespaceSelector"),
@@ -333,7 +339,12 @@ impl Selector {
     /// Whether the policy judges a workload of `kind` in `namespace`, requested by `user`
     /// (`None` outside admission).
     pub fn judges(&self, kind: WorkloadKind, namespace: &str, user: Option<&str>) -> bool {
-        let kind = kind.as_str();
+        self.judges_kind(kind.as_str(), namespace, user)
+    }
+
+    /// [`Selector::judges`] for an object of any kind, by its kind's name (CEL policies judge
+    /// Services, Ingresses...).
+    pub fn judges_kind(&self, kind: &str, namespace: &str, user: Option<&str>) -> bool {
         let user_admitted = user.is_none_or(|u| self.include.users.admits(u));
         let user_excluded = user.is_some_and(|u| self.exclude.users.hits(u));
         self.include.namespaces.admits(namespace)

@@ -210,3 +210,42 @@ def test_portier_passes_its_own_policies_at_their_strictest(tmp_path: Path) -> N
         proc = subprocess.run([os.environ["PORTIER_BIN"], "check", "--policies", str(policies),
                                "-f", str(path)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_admission_policies_ship_as_one_file_portier_loads(tmp_path: Any) -> None:
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": "no-load-balancers"},
+              "spec": {"matchConstraints": {"resourceRules": [{
+                  "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                  "resources": ["services"]}]},
+                  "validations": [{"expression": "object.spec.?type.orValue('') != 'LoadBalancer'",
+                                   "message": "no LoadBalancer Services"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1",
+               "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "no-load-balancers"},
+               "spec": {"policyName": "no-load-balancers", "validationActions": ["Deny"]}}
+    config_map = one(render_objects({"admissionPolicies": [policy, binding]}), "ConfigMap")
+    documents = list(yaml.safe_load_all(config_map["data"]["admission-policies.yaml"]))
+    assert documents == [policy, binding]
+    # portier loads the rendered directory and judges a Service with it.
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for name, text in config_map["data"].items():
+        (policies / name).write_text(text)
+    service = tmp_path / "service.yaml"
+    service.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Service",
+                                       "metadata": {"name": "edge", "namespace": "shop"},
+                                       "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}))
+    cmd = [os.environ["PORTIER_BIN"], "check", "--policies", str(policies), "-f", str(service)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Service/shop/edge" in proc.stdout and "no LoadBalancer Services" in proc.stdout, proc.stdout
+
+
+def test_readme_cel_example_renders_and_routes_services() -> None:
+    values = chartlib.readme_values("cel-values.yaml")
+    objs = render_objects(values)
+    validating = next(c for c in objs if c["kind"] == "ValidatingWebhookConfiguration")
+    assert values["webhook"]["extraRules"][0] in validating["webhooks"][0]["rules"]
+    text = one(objs, "ConfigMap")["data"]["admission-policies.yaml"]
+    assert [d["kind"] for d in yaml.safe_load_all(text)] == [
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]

@@ -97,6 +97,12 @@ BAD_VALUES = {
     "policy wrong kind": {"policies": {"x": {"apiVersion": "v1", "kind": "ConfigMap",
                                              "metadata": {"name": "x"}, "spec": {"check": "a"}}}},
     "matchCondition without expression": {"webhook": {"matchConditions": [{"name": "x"}]}},
+    "extra rule without resources": {"webhook": {"extraRules": [
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"]}]}},
+    "extra rule with PATCH": {"webhook": {"extraRules": [
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["PATCH"], "resources": ["services"]}]}},
+    "extra rule typo": {"webhook": {"extraRules": [
+        {"apiGroup": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["services"]}]}},
     "bad duration": {"certManager": {"duration": "90 days"}},
     "issuerRef without name": {"certManager": {"issuerRef": {"kind": "ClusterIssuer"}}},
     "bad digest": {"image": {"digest": "latest"}},

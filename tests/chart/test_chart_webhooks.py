@@ -289,3 +289,14 @@ def test_namespace_writes_go_to_validate_only_and_never_for_the_protected_namesp
     assert {"kube-system", chartlib.NAMESPACE} <= set(excluded[0]["values"])
     mutating = one(default_objs, "MutatingWebhookConfiguration")["webhooks"][0]
     assert not [r for r in mutating["rules"] if "namespaces" in r["resources"]]
+
+
+def test_extra_rules_route_more_kinds_to_validate_only() -> None:
+    services = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["services"], "scope": "Namespaced"}
+    default = {c["kind"]: c["webhooks"][0]["rules"] for c in webhook_configs(render_objects())}
+    routed = {c["kind"]: c["webhooks"][0]["rules"]
+              for c in webhook_configs(render_objects({"webhook": {"extraRules": [services]}}))}
+    assert routed["ValidatingWebhookConfiguration"] == default["ValidatingWebhookConfiguration"] + [services]
+    # CEL policies validate: the mutating webhook is not called for them.
+    assert routed["MutatingWebhookConfiguration"] == default["MutatingWebhookConfiguration"]

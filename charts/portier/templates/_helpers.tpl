@@ -370,6 +370,9 @@ allowed as it is.
   operations: ["CREATE", "UPDATE"]
   resources: ["namespaces"]
   scope: Cluster
+{{- with .Values.webhook.extraRules }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*

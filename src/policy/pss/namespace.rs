@@ -222,6 +222,8 @@ fn verbatim<'v>(path: FieldPath, message: String) -> Finding<'v> {
         path,
         problem: message.into(),
         fix: "".into(),
+        reason: None,
+        denied_object: None,
     }
 }
 

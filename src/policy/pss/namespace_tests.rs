@@ -53,7 +53,8 @@ fn judge(set: &PolicySet, body: &[u8], labels: Option<&[(&str, &str)]>) -> Value
     let out = match decode(body, Endpoint::Validate) {
         Decoded::Judge(j) => answer(&j, set, &Unverified, known),
         Decoded::Answered(a) => a,
-        Decoded::Namespace(_) => panic!("pods only"),
+        Decoded::Namespace(..) => panic!("pods only"),
+        Decoded::Other(o) => crate::admission::answer_other(&o, set, known),
     };
     let v: Value = serde_json::from_slice(&out.body).unwrap();
     v["response"].clone()

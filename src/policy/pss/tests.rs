@@ -230,8 +230,8 @@ fn every_control_is_a_check_id_once() {
         assert!(c.revisions.windows(2).all(|w| w[0] < w[1]));
         assert!(c.revisions.iter().all(|r| *r <= LATEST_MINOR));
     }
-    // The five core checks, pod-security, and one per control.
-    assert_eq!(crate::policy::CHECK_IDS.len(), 5 + 1 + CONTROLS.len());
+    // The five core checks, pod-security, one per control, and cel.
+    assert_eq!(crate::policy::CHECK_IDS.len(), 5 + 1 + CONTROLS.len() + 1);
 }
 
 const RESTRICTED: &str = "pod-security\nparams: {level: restricted}";

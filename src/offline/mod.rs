@@ -15,14 +15,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cel::admission::synthetic_create;
+use crate::cel::{Admission, Json};
 use crate::engine::{self, Request};
 use crate::image_pass::ReviewImages;
 use crate::images::Verifier;
 use crate::mutation;
-use crate::namespaces::{KnownNamespaces, LabelSource, NamespaceLabelsFlagError};
 use crate::pod::{self, VolumeType, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 use crate::row::Row;
+use namespaces::InputNamespaces;
+
+mod namespaces;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -40,15 +44,15 @@ pub enum OfflineError {
         message: String,
     },
     #[error(transparent)]
-    NamespaceLabels(#[from] NamespaceLabelsFlagError),
+    NamespaceLabels(#[from] crate::namespaces::NamespaceLabelsFlagError),
 }
 
 /// The result of checking some inputs.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Workloads judged.
+    /// Objects judged: workloads, and objects of other kinds a CEL policy selected.
     pub judged: usize,
-    /// Documents of kinds portier does not judge.
+    /// Objects no policy judges.
     pub skipped: usize,
     pub rows: Vec<Row>,
     /// With mutation on: every object read, as `/mutate` would leave it (in input order).
@@ -91,9 +95,7 @@ impl Report {
 }
 
 /// Reads every input (a file, a directory of `*.yaml`/`*.yml`/`*.json` files, or `-` for
-/// `stdin`) and judges what it holds. Namespace labels come from the Namespace objects of
-/// every input, then from `namespace_labels` (`--namespace-labels NS=k=v,...`, which replace
-/// what the input says of a namespace).
+/// `stdin`) and judges what it holds.
 pub fn check_paths(
     paths: &[PathBuf],
     set: &PolicySet,
@@ -102,7 +104,9 @@ pub fn check_paths(
     images: Images<'_>,
     namespace_labels: &[String],
 ) -> Result<Report, OfflineError> {
-    let mut texts = Vec::new();
+    // Every input is read before any is judged: a Namespace in one file is the namespace of
+    // the objects of every other.
+    let mut inputs = Vec::new();
     for path in paths {
         if path == Path::new("-") {
             let mut text = String::new();
@@ -112,7 +116,7 @@ pub fn check_paths(
                     path: path.clone(),
                     source,
                 })?;
-            texts.push(("<stdin>".to_owned(), parse("<stdin>", &text)?));
+            inputs.push(("<stdin>".to_owned(), text));
             continue;
         }
         for file in expand(path)? {
@@ -120,68 +124,45 @@ pub fn check_paths(
                 path: file.clone(),
                 source,
             })?;
-            let origin = file.display().to_string();
-            texts.push((origin.clone(), parse(&origin, &text)?));
+            inputs.push((file.display().to_string(), text));
         }
     }
-    let mut namespaces = KnownNamespaces::new(NOT_GIVEN);
-    for (origin, documents) in &texts {
-        collect_namespaces(origin, documents, &mut namespaces)?;
+    let mut parsed = Vec::with_capacity(inputs.len());
+    for (origin, text) in &inputs {
+        parsed.push((origin.as_str(), parse(origin, text)?));
     }
+    let mut namespaces = InputNamespaces::collect(
+        parsed
+            .iter()
+            .flat_map(|(_, documents)| documents.iter().flat_map(objects_of)),
+    );
+    // `--namespace-labels NS=k=v,...`: all the labels of NS (the same NS twice merges),
+    // replacing what the inputs say of it.
+    let mut flagged: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, String>,
+    > = std::collections::BTreeMap::new();
     for flag in namespace_labels {
-        namespaces.insert_flag(flag)?;
+        let (name, labels) = crate::namespaces::parse_namespace_labels_flag(flag)?;
+        flagged.entry(name).or_default().extend(labels);
+    }
+    for (name, labels) in flagged {
+        namespaces.insert(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels},
+        }));
     }
     let mut report = Report::default();
-    for (origin, documents) in &texts {
-        check_documents(
-            origin,
-            documents,
-            set,
-            mutate,
-            images,
-            &namespaces,
-            &mut report,
-        )?;
+    let judge = Judge {
+        set,
+        mutate,
+        images,
+        namespaces: &namespaces,
+    };
+    for (origin, documents) in &parsed {
+        judge.documents(origin, documents, &mut report)?;
     }
     Ok(report)
-}
-
-/// Why `check` does not know a namespace's labels.
-const NOT_GIVEN: &str = "no Namespace object in the input and no --namespace-labels for it";
-
-fn parse(origin: &str, text: &str) -> Result<Vec<serde_json::Value>, OfflineError> {
-    serde_saphyr::from_multiple(text).map_err(|e| OfflineError::Parse {
-        origin: origin.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-/// Adds the Namespace objects among `documents` (and in their `List`s).
-fn collect_namespaces(
-    origin: &str,
-    documents: &[serde_json::Value],
-    namespaces: &mut KnownNamespaces,
-) -> Result<(), OfflineError> {
-    for (i, document) in documents.iter().enumerate() {
-        let fail = |message: String| OfflineError::Object {
-            origin: origin.to_owned(),
-            document: i + 1,
-            message,
-        };
-        let mut objects = Vec::new();
-        flatten(document, &mut objects).map_err(fail)?;
-        for object in objects {
-            if object.get("kind").and_then(|k| k.as_str()) != Some("Namespace")
-                || object.get("apiVersion").and_then(|k| k.as_str()) != Some("v1")
-            {
-                continue;
-            }
-            let namespace = serde_json::from_value(object.clone())
-                .map_err(|e| fail(format!("not a valid Namespace: {e}")))?;
-            namespaces.insert(namespace, LabelSource::Input);
-        }
-    }
-    Ok(())
 }
 
 fn expand(path: &Path) -> Result<Vec<PathBuf>, OfflineError> {
@@ -207,8 +188,8 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, OfflineError> {
     Ok(files)
 }
 
-/// Judges every object in one YAML/JSON text (several documents, `List`s allowed), with the
-/// namespace labels of its own Namespace objects.
+/// Judges every object in one YAML/JSON text (several documents, `List`s allowed), the
+/// Namespaces it holds being all that is known of namespaces.
 pub fn check_text(
     origin: &str,
     text: &str,
@@ -218,54 +199,88 @@ pub fn check_text(
     report: &mut Report,
 ) -> Result<(), OfflineError> {
     let documents = parse(origin, text)?;
-    let mut namespaces = KnownNamespaces::new(NOT_GIVEN);
-    collect_namespaces(origin, &documents, &mut namespaces)?;
-    check_documents(origin, &documents, set, mutate, images, &namespaces, report)
+    let namespaces = InputNamespaces::collect(documents.iter().flat_map(objects_of));
+    Judge {
+        set,
+        mutate,
+        images,
+        namespaces: &namespaces,
+    }
+    .documents(origin, &documents, report)
 }
 
-fn check_documents(
-    origin: &str,
-    documents: &[serde_json::Value],
-    set: &PolicySet,
+fn parse(origin: &str, text: &str) -> Result<Vec<serde_json::Value>, OfflineError> {
+    serde_saphyr::from_multiple(text).map_err(|e| OfflineError::Parse {
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The objects of a document, or none when it is not one (the error is reported when it is
+/// judged).
+fn objects_of(document: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut objects = Vec::new();
+    let _ = flatten(document, &mut objects);
+    objects
+}
+
+/// What judging an object needs besides the object.
+#[derive(Clone, Copy)]
+struct Judge<'a> {
+    set: &'a PolicySet,
     mutate: Mutate,
-    images: Images<'_>,
-    namespaces: &KnownNamespaces,
-    report: &mut Report,
-) -> Result<(), OfflineError> {
-    for (i, document) in documents.iter().enumerate() {
-        let fail = |message: String| OfflineError::Object {
-            origin: origin.to_owned(),
-            document: i + 1,
-            message,
-        };
-        let mut objects = Vec::new();
-        flatten(document, &mut objects).map_err(fail)?;
-        for object in objects {
-            if mutate == Mutate::No {
-                judge(
-                    object,
-                    set,
-                    images,
-                    namespaces,
-                    Pass::BeforeMutation,
-                    report,
-                )
-                .map_err(fail)?;
-                continue;
-            }
-            let patched = mutated(object, set, images, namespaces).map_err(fail)?;
-            let object = match patched {
-                Some(p) => {
-                    report.patched += 1;
-                    p
-                }
-                None => object.clone(),
+    images: Images<'a>,
+    namespaces: &'a InputNamespaces,
+}
+
+impl Judge<'_> {
+    fn documents(
+        &self,
+        origin: &str,
+        documents: &[serde_json::Value],
+        report: &mut Report,
+    ) -> Result<(), OfflineError> {
+        let Judge {
+            set,
+            mutate,
+            images,
+            namespaces,
+        } = *self;
+        for (i, document) in documents.iter().enumerate() {
+            let fail = |message: String| OfflineError::Object {
+                origin: origin.to_owned(),
+                document: i + 1,
+                message,
             };
-            judge(&object, set, images, namespaces, Pass::Mutated, report).map_err(fail)?;
-            report.mutated.push(object);
+            let mut objects = Vec::new();
+            flatten(document, &mut objects).map_err(fail)?;
+            for object in objects {
+                if mutate == Mutate::No {
+                    judge(
+                        object,
+                        set,
+                        images,
+                        namespaces,
+                        Pass::BeforeMutation,
+                        report,
+                    )
+                    .map_err(fail)?;
+                    continue;
+                }
+                let patched = mutated(object, set, images, namespaces).map_err(fail)?;
+                let object = match patched {
+                    Some(p) => {
+                        report.patched += 1;
+                        p
+                    }
+                    None => object.clone(),
+                };
+                judge(&object, set, images, namespaces, Pass::Mutated, report).map_err(fail)?;
+                report.mutated.push(object);
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Collects the objects of a document, unpacking `List` kinds (`List`, `PodList`, ...).
@@ -300,7 +315,7 @@ fn mutated(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
-    namespaces: &KnownNamespaces,
+    namespaces: &InputNamespaces,
 ) -> Result<Option<serde_json::Value>, String> {
     let judged = evaluate(
         object,
@@ -366,7 +381,7 @@ fn evaluate<R>(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
-    namespaces: &KnownNamespaces,
+    namespaces: &InputNamespaces,
     pass: Pass,
     then: impl FnOnce(Evaluated<'_, '_, '_>) -> Result<R, String>,
 ) -> Result<Option<Option<R>>, String> {
@@ -389,7 +404,21 @@ fn evaluate<R>(
     let request = Request::new(kind, namespace, None)
         .with_name(workload.name.as_deref())
         .with_object_labels(&workload.labels)
-        .with_namespace_labels(namespaces.find(namespace).labels());
+        .with_namespace_labels(namespaces.labels(namespace));
+    // CEL policies judge the whole object, as a CREATE of it would be reviewed.
+    let cel_request = set
+        .has_cel()
+        .then(|| synthetic_create(Json::from_value(&defaulted), "default"))
+        .flatten();
+    let admission = cel_request
+        .as_ref()
+        .map(|r| namespaces.bind(Admission::from_request(r)));
+    let run = |images: &dyn ImageVerdicts| match &admission {
+        Some(admission) => {
+            engine::evaluate_admission(set, Some((&request, pod)), images, admission)
+        }
+        None => engine::evaluate_with(set, &request, pod, images),
+    };
     let judged = |verdict: &engine::Verdict<'_, '_>, images: &dyn ImageVerdicts| {
         then(Evaluated {
             kind,
@@ -403,14 +432,41 @@ fn evaluate<R>(
         .map(|r| Some(Some(r)))
     };
     let Images::Verify { verifier, runtime } = images else {
-        return judged(&engine::evaluate(set, &request, pod), &Unverified);
+        return judged(&run(&Unverified), &Unverified);
     };
     let images = runtime.block_on(
         ReviewImages::new(verifier)
             .before_mutation(pass == Pass::BeforeMutation)
             .verify(set, &request, pod, None),
     );
-    judged(&engine::evaluate_with(set, &request, pod, &images), &images)
+    judged(&run(&images), &images)
+}
+
+/// An object of a kind without a pod, judged by the CEL policies that select it (a CREATE of
+/// it, as offline objects are): `None` when none does.
+fn judge_other(
+    object: &serde_json::Value,
+    set: &PolicySet,
+    namespaces: &InputNamespaces,
+) -> Result<Option<Vec<Row>>, String> {
+    if !set.has_cel() {
+        return Ok(None);
+    }
+    let request =
+        synthetic_create(Json::from_value(object), "default").ok_or("has no apiVersion or kind")?;
+    let admission = namespaces.bind(Admission::from_request(&request));
+    let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
+    if verdict.judged == 0 {
+        return Ok(None);
+    }
+    let a = &admission.attributes;
+    Ok(Some(
+        verdict
+            .violations
+            .iter()
+            .map(|v| Row::of_object(admission.kind, "", a.namespace, a.name, v))
+            .collect(),
+    ))
 }
 
 /// The judged kind of an object and its kind name; `None` for kinds portier does not judge.
@@ -431,7 +487,7 @@ fn judge(
     object: &serde_json::Value,
     set: &PolicySet,
     images: Images<'_>,
-    namespaces: &KnownNamespaces,
+    namespaces: &InputNamespaces,
     pass: Pass,
     report: &mut Report,
 ) -> Result<(), String> {
@@ -465,7 +521,13 @@ fn judge(
     })?;
     report.notes.extend(note);
     match rows {
-        None => report.skipped += 1,
+        None => match judge_other(object, set, namespaces)? {
+            Some(rows) => {
+                report.judged += 1;
+                report.rows.extend(rows);
+            }
+            None => report.skipped += 1,
+        },
         Some(rows) => {
             report.judged += 1;
             report.rows.extend(rows.into_iter().flatten());
@@ -550,7 +612,7 @@ pub fn render_table(report: &Report) -> String {
             .count()
     };
     out.push_str(&format!(
-        "{} workload(s) judged, {} violation(s): {} enforce, {} warn, {} audit; {} other object(s) not judged\n",
+        "{} object(s) judged, {} violation(s): {} enforce, {} warn, {} audit; {} other object(s) not judged\n",
         report.judged,
         report.rows.len(),
         count(Mode::Enforce),
@@ -562,145 +624,4 @@ pub fn render_table(report: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SET: &str = "apiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: np}\nspec: {check: privileged}\n---\napiVersion: portier.dev/v1\nkind: Policy\nmetadata: {name: hn}\nspec: {check: host-namespaces, mode: warn}\n";
-
-    const MANIFESTS: &str = r#"
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: cfg}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  template:
-    spec:
-      hostNetwork: true
-      containers:
-        - name: app
-          image: nginx
-          securityContext: {privileged: true}
----
-apiVersion: v1
-kind: List
-items:
-  - {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ok"}, "spec": {"containers": [{"name": "a"}]}}
-"#;
-
-    #[test]
-    fn judges_every_workload_like_admission() {
-        let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
-        let mut report = Report::default();
-        check_text(
-            "m.yaml",
-            MANIFESTS,
-            &set,
-            Mutate::No,
-            Images::Offline,
-            &mut report,
-        )
-        .unwrap();
-        assert_eq!(report.judged, 2);
-        assert_eq!(report.skipped, 1);
-        assert!(report.denies());
-        assert_eq!(report.rows.len(), 2);
-        let row = &report.rows[0];
-        assert_eq!(
-            (row.kind.as_str(), row.namespace.as_str(), row.name.as_str()),
-            ("Deployment", "shop", "web")
-        );
-        assert_eq!(
-            row.path,
-            "spec.template.spec.containers[0].securityContext.privileged"
-        );
-        assert_eq!(row.container.as_deref(), Some("app"));
-        assert_eq!(report.rows[1].path, "spec.template.spec.hostNetwork");
-        assert_eq!(report.rows[1].container, None);
-        let table = render_table(&report);
-        assert!(table.contains("Deployment/shop/web"), "{table}");
-        assert!(
-            table.contains("2 workload(s) judged, 2 violation(s): 1 enforce, 1 warn"),
-            "{table}"
-        );
-    }
-
-    #[test]
-    fn admission_defaults_are_applied_first() {
-        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "spec": {
-            "hostNetwork": true,
-            "volumes": [{"name": "none"}, {"name": "null", "secret": null}, {"name": "s", "secret": {}}],
-            "containers": [{"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 9}]}],
-            "initContainers": [{"name": "i", "ports": [{"containerPort": 82, "hostPort": 0}]}]}});
-        apply_admission_defaults(WorkloadKind::Pod, &mut pod);
-        let spec = &pod["spec"];
-        assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));
-        assert_eq!(spec["volumes"][1]["emptyDir"], serde_json::json!({}));
-        assert!(spec["volumes"][2].get("emptyDir").is_none());
-        assert_eq!(spec["containers"][0]["ports"][0]["hostPort"], 80);
-        assert_eq!(spec["containers"][0]["ports"][1]["hostPort"], 9);
-        assert_eq!(spec["initContainers"][0]["ports"][0]["hostPort"], 82);
-
-        let mut deployment = serde_json::json!({"spec": {"template": {"spec": {"hostNetwork": true,
-            "volumes": [{"name": "v"}], "containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}}});
-        apply_admission_defaults(WorkloadKind::Deployment, &mut deployment);
-        let spec = &deployment["spec"]["template"]["spec"];
-        assert_eq!(spec["volumes"][0]["emptyDir"], serde_json::json!({}));
-        assert!(spec["containers"][0]["ports"][0].get("hostPort").is_none());
-    }
-
-    #[test]
-    fn bad_documents_are_errors_naming_the_document() {
-        let set = PolicySet::from_yaml("set.yaml", SET).unwrap();
-        let mut report = Report::default();
-        let e = check_text(
-            "m.yaml",
-            "kind: Pod\n",
-            &set,
-            Mutate::No,
-            Images::Offline,
-            &mut report,
-        )
-        .unwrap_err();
-        assert_eq!(e.to_string(), "m.yaml document 1: has no apiVersion");
-        let e = check_text(
-            "m.yaml",
-            "a: [",
-            &set,
-            Mutate::No,
-            Images::Offline,
-            &mut report,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().starts_with("m.yaml: not valid YAML or JSON"),
-            "{e}"
-        );
-        let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: {a: 1}}\n";
-        let e = check_text(
-            "m.yaml",
-            bad,
-            &set,
-            Mutate::No,
-            Images::Offline,
-            &mut report,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("not a valid Pod: spec.containers"),
-            "{e}"
-        );
-        let e = check_text(
-            "m.yaml",
-            "- 1\n- 2\n",
-            &set,
-            Mutate::No,
-            Images::Offline,
-            &mut report,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("is not a Kubernetes object"), "{e}");
-    }
-}
+mod tests;

@@ -1,0 +1,127 @@
+//! The CEL room's one seam into the engine: the CEL policies of a set that select a request,
+//! evaluated over the whole object, as violations the engine reports like any other.
+
+use std::borrow::Cow;
+
+use super::admission::Admission;
+use super::policy::{Applies, Origin};
+use crate::engine::ObjectLabels;
+use crate::labels::{Labels, NoLabels};
+use crate::namespaces::{LabelSource, NamespaceLabels};
+use crate::policy::{Check, Decision, FieldPath, Finding, Mode, PolicySet, Violation};
+
+/// What the CEL policies found in one request.
+#[derive(Debug, Default)]
+pub struct Judged<'p, 'v> {
+    pub violations: Vec<Violation<'p, 'v>>,
+    /// Audit annotations, keyed `<policy>/<key>` as the API server forms them.
+    pub annotations: Vec<(String, String)>,
+    /// CEL policies that selected the request.
+    pub judged: usize,
+}
+
+/// Judges `admission` with every CEL policy of `set` that selects it: portier's own by their
+/// `match`/`exclude` (on the object's kind name), ValidatingAdmissionPolicies by their rules
+/// and their binding's.
+pub fn judge<'p, 'v>(set: &'p PolicySet, admission: &Admission<'_>, out: &mut Judged<'p, 'v>) {
+    for (index, policy) in set.policies().iter().enumerate() {
+        let Check::Cel(cel) = &policy.check else {
+            continue;
+        };
+        let outcome = match cel.origin {
+            Origin::Portier { .. } => {
+                if !policy.selector.judges_kind(
+                    admission.kind,
+                    admission.attributes.namespace,
+                    admission.user,
+                ) {
+                    continue;
+                }
+                let object = ObjectLabels {
+                    object: admission.labels.map_or(&NoLabels as &dyn Labels, |l| l),
+                    old: admission.old_labels.map(|l| l as &dyn Labels),
+                };
+                let namespace = match admission.namespace_selector_labels() {
+                    Ok(Some(labels)) => NamespaceLabels::Known(labels, LabelSource::Object),
+                    // A cluster-scoped object is in no namespace: no selector exempts it.
+                    Ok(None) => NamespaceLabels::Known(&NoLabels, LabelSource::Object),
+                    Err(why) => NamespaceLabels::Unknown(why),
+                };
+                match policy.selector.decide_labels_of(object, namespace) {
+                    Decision::NotJudged => continue,
+                    Decision::Undecided(undecided) => {
+                        let finding = Finding::undecided(admission.attributes.namespace, undecided);
+                        cel.undecided(finding.problem.into_owned())
+                    }
+                    Decision::Judged => cel.evaluate(admission),
+                }
+            }
+            Origin::Binding { .. } => match cel.applies(admission) {
+                Applies::No => continue,
+                Applies::Yes => cel.evaluate(admission),
+                Applies::Undecided(problem) => cel.undecided(problem),
+            },
+        };
+        out.judged += 1;
+        for failure in outcome.failures {
+            let (mode, audited) = match cel.origin {
+                Origin::Portier { .. } => (policy.mode, false),
+                // A configuration error or a failed audit annotation denies, whatever the
+                // binding's actions (the API server's `addConfigError`).
+                Origin::Binding { .. } if failure.always_denies => (Mode::Enforce, false),
+                Origin::Binding { .. } => {
+                    (policy.mode, cel.actions.audit && policy.mode != Mode::Audit)
+                }
+            };
+            out.violations.push(Violation {
+                policy,
+                policy_index: index,
+                finding: Finding {
+                    container: None,
+                    path: FieldPath::Object(Cow::Borrowed("")),
+                    problem: Cow::Owned(failure.message),
+                    fix: Cow::Borrowed(""),
+                    reason: Some(status_reason(&failure.reason)),
+                    denied_object: Some(denied_object(admission)),
+                },
+                mode,
+                audited,
+                verbatim: false,
+            });
+        }
+        out.annotations.extend(outcome.annotations);
+    }
+}
+
+/// The request as the API server names one it forbids (`admission.NewForbidden`):
+/// `<resource>[.<group>] "<name>"`, the name being the request's, else the object's, else its
+/// `generateName`, else `Unknown`.
+fn denied_object(admission: &Admission<'_>) -> String {
+    let a = &admission.attributes;
+    let object_name = |key: &str| {
+        admission
+            .metadata
+            .and_then(|m| m.get(key))
+            .and_then(super::Json::as_str)
+            .filter(|n| !n.is_empty())
+    };
+    let name = Some(a.name)
+        .filter(|n| !n.is_empty())
+        .or_else(|| object_name("name"))
+        .or_else(|| object_name("generateName"))
+        .unwrap_or("Unknown");
+    match a.group {
+        "" => format!("{} {name:?}", a.resource),
+        group => format!("{}.{group} {name:?}", a.resource),
+    }
+}
+
+/// The status reasons a validation may give, as static names.
+fn status_reason(reason: &str) -> &'static str {
+    match reason {
+        "Unauthorized" => "Unauthorized",
+        "Forbidden" => "Forbidden",
+        "RequestEntityTooLarge" => "RequestEntityTooLarge",
+        _ => "Invalid",
+    }
+}
