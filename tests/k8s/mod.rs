@@ -21,6 +21,7 @@
 // Built on the API server below; `audit_env` and `webhooks` use `crate::common` too, so a test
 // binary that declares `mod k8s;` declares `mod common;` as well.
 pub mod audit_env;
+mod binaries;
 pub mod objects;
 pub mod policy_reports;
 pub mod rbac;
@@ -155,83 +156,6 @@ fn start() -> Result<Cluster, String> {
         .map_err(|_| "the API server's thread ended without an answer".to_owned())?
 }
 
-struct Binaries {
-    apiserver: PathBuf,
-    etcd: PathBuf,
-    origin: String,
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn find_binaries(scratch: &Path) -> Result<Binaries, String> {
-    if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").filter(|v| !v.is_empty()) {
-        let assets = PathBuf::from(assets);
-        let apiserver = assets.join("kube-apiserver");
-        let etcd = assets.join("etcd");
-        for bin in [&apiserver, &etcd] {
-            if !bin.is_file() {
-                return Err(format!(
-                    "KUBEBUILDER_ASSETS={} has no {}: {HOW_TO_GET_ONE}",
-                    assets.display(),
-                    bin.file_name().unwrap_or_default().to_string_lossy()
-                ));
-            }
-        }
-        return Ok(Binaries {
-            apiserver,
-            etcd,
-            origin: format!("KUBEBUILDER_ASSETS={}", assets.display()),
-        });
-    }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s/kube-apiserver.gz");
-    if shared.is_file() {
-        let Some(etcd) = on_path("etcd") else {
-            return Err(format!(
-                "found {} but no etcd on $PATH (Debian: apt-get install etcd-server): {HOW_TO_GET_ONE}",
-                shared.display()
-            ));
-        };
-        let apiserver = scratch.join("kube-apiserver");
-        gunzip(&shared, &apiserver)?;
-        return Ok(Binaries {
-            apiserver,
-            etcd,
-            origin: shared.display().to_string(),
-        });
-    }
-    match (on_path("kube-apiserver"), on_path("etcd")) {
-        (Some(apiserver), Some(etcd)) => Ok(Binaries {
-            apiserver,
-            etcd,
-            origin: "$PATH".to_owned(),
-        }),
-        _ => Err(HOW_TO_GET_ONE.to_owned()),
-    }
-}
-
-/// Unpacks with the system's gzip (an essential package on Debian), not a new dependency.
-fn gunzip(from: &Path, to: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let out = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    let status = Command::new("gzip")
-        .arg("-dc")
-        .arg(from)
-        .stdout(out)
-        .status()
-        .map_err(|e| format!("cannot run gzip to unpack {}: {e}", from.display()))?;
-    if !status.success() {
-        return Err(format!("gzip -dc {} failed: {status}", from.display()));
-    }
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("{}: {e}", to.display()))
-}
-
 /// A port nothing listens on now. The kernel picks ephemeral ports spread over a wide range, so
 /// another bind taking it before etcd or the API server does is unlikely enough for tests.
 fn free_port() -> Result<u16, String> {
@@ -341,7 +265,7 @@ fn launch() -> Result<Cluster, String> {
     if unsafe { libc::atexit(stop_at_exit) } != 0 {
         return Err("cannot register the exit hook that stops the API server".to_owned());
     }
-    let binaries = find_binaries(&dir)?;
+    let binaries = binaries::find_binaries(&dir)?;
 
     // The PKI: one CA signs the API server's serving certificate and every client certificate
     // (it is the API server's --client-ca-file too).
