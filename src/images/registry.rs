@@ -140,6 +140,35 @@ impl RegistryClient {
         result
     }
 
+    /// The blob of one manifest layer in `at`'s repository. `size` comes from the manifest and
+    /// was bounded by its reader before it sizes the buffer; pull_blob checks the bytes against
+    /// `digest`.
+    async fn pull_layer(
+        &self,
+        at: &Reference,
+        media_type: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Found<Vec<u8>>, RegistryError> {
+        let mut blob = Vec::with_capacity(size as usize);
+        let descriptor = oci_client::manifest::OciDescriptor {
+            media_type: media_type.to_owned(),
+            digest: digest.to_owned(),
+            size: size as i64,
+            ..Default::default()
+        };
+        let pulled = self
+            .timed(
+                RegistryOp::Blob,
+                self.client.pull_blob(at, &descriptor, &mut blob),
+            )
+            .await;
+        Ok(match found(at, pulled)? {
+            Found::Yes(()) => Found::Yes(blob),
+            Found::NotFound => Found::NotFound,
+        })
+    }
+
     /// The digest `reference`'s tag points at.
     pub async fn resolve(&self, reference: &Reference) -> Result<Found<String>, RegistryError> {
         let auth = self.auth(reference);
@@ -194,30 +223,18 @@ impl RegistryClient {
         };
         let mut signatures = Vec::with_capacity(layers.len());
         for layer in layers {
-            let mut payload = Vec::with_capacity(layer.size as usize);
-            let descriptor = oci_client::manifest::OciDescriptor {
-                media_type: layer.media_type.clone(),
-                digest: layer.digest.clone(),
-                size: layer.size as i64,
-                ..Default::default()
-            };
-            // pull_blob checks the bytes against the layer's digest.
             let pulled = self
-                .timed(
-                    RegistryOp::Blob,
-                    self.client
-                        .pull_blob(&signature_ref, &descriptor, &mut payload),
-                )
-                .await;
-            match found(&signature_ref, pulled)? {
-                Found::Yes(()) => {}
+                .pull_layer(&signature_ref, &layer.media_type, &layer.digest, layer.size)
+                .await?;
+            let payload = match pulled {
+                Found::Yes(payload) => payload,
                 Found::NotFound => {
                     return Ok(Err(Rejection::Malformed(format!(
                         "the signature payload {} is missing from the registry",
                         layer.digest
                     ))));
                 }
-            }
+            };
             if payload.len() as u64 > cosign::MAX_PAYLOAD_BYTES {
                 return Ok(Err(Rejection::Malformed(format!(
                     "a signature payload is {} bytes (at most {})",
@@ -403,22 +420,11 @@ impl RegistryClient {
             Ok(layer) => layer.clone(),
             Err(why) => return Ok(Err(why)),
         };
-        let mut blob = Vec::with_capacity(layer.size as usize);
-        let descriptor = oci_client::manifest::OciDescriptor {
-            media_type: layer.media_type.clone(),
-            digest: layer.digest.clone(),
-            size: layer.size as i64,
-            ..Default::default()
-        };
-        // pull_blob checks the bytes against the layer's digest.
         let pulled = self
-            .timed(
-                RegistryOp::Blob,
-                self.client.pull_blob(&at, &descriptor, &mut blob),
-            )
-            .await;
-        match found(&at, pulled)? {
-            Found::Yes(()) => {}
+            .pull_layer(&at, &layer.media_type, &layer.digest, layer.size)
+            .await?;
+        let blob = match pulled {
+            Found::Yes(blob) => blob,
             Found::NotFound => {
                 return Ok(Err(format!(
                     "the {} blob {} is missing from the registry",
@@ -426,7 +432,7 @@ impl RegistryClient {
                     layer.digest
                 )));
             }
-        }
+        };
         if blob.len() as u64 > referrers::MAX_ARTIFACT_BYTES {
             return Ok(Err(format!(
                 "the {} is {} bytes (at most {})",
