@@ -14,22 +14,7 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portier");
 
-const POLICIES: &str = "\
-apiVersion: portier.dev/v1
-kind: Policy
-metadata: {name: disallow-privileged}
-spec: {check: privileged, mode: enforce}
----
-apiVersion: portier.dev/v1
-kind: Policy
-metadata: {name: require-run-as-non-root}
-spec: {check: run-as-non-root, mode: warn}
----
-apiVersion: portier.dev/v1
-kind: Policy
-metadata: {name: disallow-host-namespaces}
-spec: {check: host-namespaces, mode: audit, exclude: {namespaces: [legacy]}}
-";
+use common::workloads::AUDIT_POLICIES as POLICIES;
 
 /// `shop`: a privileged Deployment `web` with a ReplicaSet and 3 pods, and 6 standalone pods:
 /// `debug` (privileged, host network), `tool` (root) and 4 clean ones. `team-b`: a pod running

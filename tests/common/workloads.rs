@@ -186,3 +186,22 @@ pub fn job(metadata: ObjectMeta, labels: &[(&str, &str)], flaws: Flaws) -> Job {
         ..Job::default()
     }
 }
+
+/// The policies the audit tests judge with, against the real API server and the stand-in:
+/// one per mode, and an exclusion.
+pub const AUDIT_POLICIES: &str = "\
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: disallow-privileged}
+spec: {check: privileged, mode: enforce}
+---
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: require-run-as-non-root}
+spec: {check: run-as-non-root, mode: warn}
+---
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: disallow-host-namespaces}
+spec: {check: host-namespaces, mode: audit, exclude: {namespaces: [legacy]}}
+";

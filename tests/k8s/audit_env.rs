@@ -20,22 +20,7 @@ use crate::common::workloads::{
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_portier");
 
-pub const POLICIES: &str = "\
-apiVersion: portier.dev/v1
-kind: Policy
-metadata: {name: disallow-privileged}
-spec: {check: privileged, mode: enforce}
----
-apiVersion: portier.dev/v1
-kind: Policy
-metadata: {name: require-run-as-non-root}
-spec: {check: run-as-non-root, mode: warn}
----
-apiVersion: portier.dev/v1
-kind: Policy
-metadata: {name: disallow-host-namespaces}
-spec: {check: host-namespaces, mode: audit, exclude: {namespaces: [legacy]}}
-";
+pub use crate::common::workloads::AUDIT_POLICIES as POLICIES;
 /// `object_meta` with a controller reference to `owner`.
 pub fn owned<K: kube::Resource<DynamicType = ()> + k8s_openapi::Resource>(
     name: &str,
