@@ -210,6 +210,21 @@ pub(super) fn encode_verdict(
     verdict: &Verdict<'_, '_>,
     pod_spec_path: &str,
 ) -> Answer {
+    encode_findings(subject, findings(verdict, pod_spec_path))
+}
+
+/// What a verdict tells the API server, before it is written as a response: so that a
+/// Namespace write judged both as Pod Security admission does and by CEL policies can give
+/// one answer with the words of both.
+pub(super) struct Findings<'v> {
+    /// The refusal's message and status reason, when the verdict denies.
+    pub denial: Option<(String, &'static str)>,
+    pub warnings: Vec<String>,
+    pub audit_annotations: Vec<(Cow<'v, str>, String)>,
+    pub decisions: Vec<Decision>,
+}
+
+pub(super) fn findings<'v>(verdict: &'v Verdict<'_, '_>, pod_spec_path: &str) -> Findings<'v> {
     let verbatim: Vec<bool> = verdict.violations.iter().map(|v| v.verbatim).collect();
     let decisions: Vec<Decision> = verdict
         .violations
@@ -236,7 +251,7 @@ pub(super) fn encode_verdict(
     // The API server reports the first ValidatingAdmissionPolicy denial only, and its
     // warnings whole; portier's own policies are joined, and their warnings shortened.
     let mut vap_denied = false;
-    for (d, verbatim) in decisions.iter().zip(verbatim) {
+    for ((d, verbatim), violation) in decisions.iter().zip(verbatim).zip(&verdict.violations) {
         let vap = d.check == crate::policy::VAP_ID;
         match d.mode {
             Mode::Enforce if vap && std::mem::replace(&mut vap_denied, true) => {}
@@ -270,7 +285,10 @@ pub(super) fn encode_verdict(
                 Some((_, value)) => {
                     let _ = write!(value, "; {}", d.message);
                 }
-                None => audit_annotations.push((Cow::Borrowed(&d.policy), d.message.clone())),
+                None => audit_annotations.push((
+                    Cow::Borrowed(violation.policy.name.as_str()),
+                    d.message.clone(),
+                )),
             }
         }
     }
@@ -288,11 +306,27 @@ pub(super) fn encode_verdict(
     for (key, value) in &verdict.cel_annotations {
         audit_annotations.push((Cow::Owned(key.replacen('/', ".", 1)), value.clone()));
     }
-    let status = denied.then(|| StatusOut {
+    Findings {
+        denial: denied.then_some((deny_message, reason)),
+        warnings,
+        audit_annotations,
+        decisions,
+    }
+}
+
+pub(super) fn encode_findings(subject: Subject, findings: Findings<'_>) -> Answer {
+    let Findings {
+        denial,
+        warnings,
+        audit_annotations,
+        decisions,
+    } = findings;
+    let denied = denial.is_some();
+    let status = denial.as_ref().map(|(message, reason)| StatusOut {
         status: "Failure",
-        message: &deny_message,
+        message,
         reason,
-        code: match reason {
+        code: match *reason {
             "Unauthorized" => 401,
             "RequestEntityTooLarge" => 413,
             "Invalid" => 422,

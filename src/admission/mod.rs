@@ -19,7 +19,7 @@ use crate::namespaces::NamespaceLabels;
 use crate::pod::{self, PodView, Text, Workload, WorkloadKind};
 use crate::policy::{ImageVerdicts, Mode, PolicySet, Unverified};
 use decode::{Target, decode_one_pass, read_uid, target};
-use encode::{allow, encode_verdict, fail_closed, patched};
+use encode::{allow, encode_findings, encode_verdict, fail_closed, findings, patched};
 pub use encode::{bad_request, status_body};
 pub use namespace::{Judged as NamespaceJudged, NamespaceReview, answer_namespace};
 use wire::ReviewIn;
@@ -465,6 +465,27 @@ pub fn answer_other_in(
     if !set.has_cel() || other.endpoint != Endpoint::Validate {
         return allow(&other.uid);
     }
+    with_cel_findings(
+        other,
+        set,
+        namespace,
+        namespace_object,
+        |found| match found {
+            Some((subject, findings)) => encode_findings(subject, findings),
+            None => allow(&other.uid),
+        },
+    )
+}
+
+/// Judges `other` with the set's CEL policies and answers with what they found (`None`:
+/// nothing); a review CEL policies cannot read is refused (fail closed).
+fn with_cel_findings(
+    other: &Other<'_>,
+    set: &PolicySet,
+    namespace: NamespaceLabels<'_>,
+    namespace_object: Option<&crate::cel::Json<'_>>,
+    answer: impl FnOnce(Option<(Subject, encode::Findings<'_>)>) -> Answer,
+) -> Answer {
     let review = match serde_json::from_slice::<CelReview<'_>>(other.body) {
         Ok(review) => review,
         Err(e) => {
@@ -479,7 +500,7 @@ pub fn answer_other_in(
     );
     let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
     if verdict.is_clean() && verdict.cel_annotations.is_empty() {
-        return allow(&other.uid);
+        return answer(None);
     }
     let a = &admission.attributes;
     let subject = Subject {
@@ -490,7 +511,7 @@ pub fn answer_other_in(
         name: a.name.to_owned(),
         user: admission.user.unwrap_or("").to_owned(),
     };
-    encode_verdict(subject, &verdict, "")
+    answer(Some((subject, findings(&verdict, ""))))
 }
 
 /// A CEL request with what is known of its namespace.

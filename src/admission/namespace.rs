@@ -10,8 +10,8 @@
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::value::RawValue;
 
-use super::encode::{NamespaceRefusal, fail_closed, namespace_answer};
-use super::{Answer, Decision, Decoded, Endpoint, Other, Subject, answer_other};
+use super::encode::{Findings, NamespaceRefusal, encode_findings, fail_closed, namespace_answer};
+use super::{Answer, Decision, Decoded, Endpoint, Other, Subject, answer_other, with_cel_findings};
 use crate::engine::Request;
 use crate::namespaces::{LabelSource, NamespaceLabels, labels_of};
 use crate::pod::{Text, WorkloadKind};
@@ -24,8 +24,8 @@ use crate::policy::{Check, Decision as Selected, Mode, Policy, PolicySet};
 
 /// The answer to a Namespace write: `level: namespace` policies judge it as Pod Security
 /// admission does, CEL policies (if any select it) as any object. With none of the former it
-/// is the CEL answer; with both, a CEL refusal wins, else the Pod Security answer is given
-/// (a CEL policy's warnings on the same write are then not returned).
+/// is the CEL answer; with both, a CEL refusal is the answer, else a Pod Security refusal,
+/// else the write is allowed with the warnings and audit annotations of both.
 pub fn answer_namespace(
     review: &NamespaceReview<'_>,
     judged: &[Judged<'_>],
@@ -37,14 +37,22 @@ pub fn answer_namespace(
     if judged.is_empty() {
         return answer_other(other, set, review.labels());
     }
-    let psa = review.answer(judged, pods, out_of_time);
-    if set.has_cel() {
-        let cel = answer_other(other, set, review.labels());
-        if cel.outcome == super::Outcome::Denied {
-            return cel;
-        }
+    let psa = review.findings(judged, pods, out_of_time);
+    if !set.has_cel() {
+        return review.encode(psa, None);
     }
-    psa
+    with_cel_findings(other, set, review.labels(), None, |cel| match cel {
+        Some((subject, cel)) if cel.denial.is_some() => encode_findings(subject, cel),
+        cel => review.encode(psa, cel.map(|(_, findings)| findings)),
+    })
+}
+
+/// What the `level: namespace` policies make of a Namespace write.
+pub struct PodSecurityFindings {
+    refusal: Option<NamespaceRefusal>,
+    warnings: Vec<String>,
+    annotations: Vec<(String, String)>,
+    decisions: Vec<Decision>,
 }
 
 /// A Namespace write to judge.
@@ -196,14 +204,14 @@ impl NamespaceReview<'_> {
         })
     }
 
-    /// The answer, given the namespace's pods when [`NamespaceReview::needs_pods`] (else
-    /// anything) and whether the time budget is spent.
-    pub fn answer(
+    /// What the policies found, given the namespace's pods when
+    /// [`NamespaceReview::needs_pods`] (else anything) and whether the time budget is spent.
+    fn findings(
         &self,
         judged: &[Judged<'_>],
         pods: &Result<Vec<ExistingPod>, String>,
         mut out_of_time: impl FnMut() -> bool,
-    ) -> Answer {
+    ) -> PodSecurityFindings {
         let mut refusal: Option<NamespaceRefusal> = None;
         let mut warnings: Vec<String> = Vec::new();
         let mut annotations: Vec<(String, String)> = Vec::new();
@@ -269,6 +277,37 @@ impl NamespaceReview<'_> {
                 }
                 NamespaceWrite::Warned(_) | NamespaceWrite::CheckPods(_) => {}
             }
+        }
+        PodSecurityFindings {
+            refusal,
+            warnings,
+            annotations,
+            decisions,
+        }
+    }
+
+    /// The answer: the Pod Security refusal, or an allowance with the warnings and audit
+    /// annotations of the Pod Security policies, then those of the CEL policies (which did
+    /// not refuse). An annotation key both use keeps one entry, its values joined.
+    fn encode(&self, psa: PodSecurityFindings, cel: Option<Findings<'_>>) -> Answer {
+        let PodSecurityFindings {
+            refusal,
+            mut warnings,
+            mut annotations,
+            mut decisions,
+        } = psa;
+        if let Some(cel) = cel {
+            warnings.extend(cel.warnings);
+            for (key, value) in cel.audit_annotations {
+                match annotations.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, joined)) => {
+                        joined.push_str("; ");
+                        joined.push_str(&value);
+                    }
+                    None => annotations.push((key.into_owned(), value)),
+                }
+            }
+            decisions.extend(cel.decisions);
         }
         let subject = Subject {
             uid: self.uid.to_string(),

@@ -153,3 +153,67 @@ fn a_review_whose_namespace_is_unreadable_fails_closed() {
         "{r}"
     );
 }
+
+/// A Namespace write judged both as Pod Security admission does and by CEL policies: a CEL
+/// refusal is the answer; otherwise the warnings and audit annotations of both are returned.
+#[test]
+fn a_namespace_write_carries_the_words_of_pod_security_and_cel_policies() {
+    let cel = |name: &str, mode: &str, expression: &str| {
+        format!(
+            "---\napiVersion: portier.dev/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  check: cel\n  mode: {mode}\n  match: {{kinds: [Namespace]}}\n  params:\n    validations:\n      - expression: \"{expression}\"\n        message: {name} says no\n"
+        )
+    };
+    let yaml = format!(
+        "{PSA}  params: {{level: namespace}}\n{}{}",
+        cel("owner-label", "warn", "has(object.metadata.labels.owner)"),
+        cel("recorded", "audit", "object.metadata.name != 'shop'"),
+    );
+    let set = PolicySet::from_yaml("mixed.yaml", &yaml).unwrap();
+    let before = namespace(&[]);
+    let after = namespace(&[("enforce", "restricted")]);
+    let r = answer(
+        &set,
+        &body("UPDATE", after.clone(), Some(before.clone())),
+        Endpoint::Validate,
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "failed to list pods while checking new PodSecurity enforce level",
+            "owner-label/cel: owner-label says no"
+        ])
+    );
+    assert_eq!(
+        r["auditAnnotations"],
+        json!({"recorded": "recorded/cel: recorded says no"})
+    );
+
+    // An invalid label is refused by Pod Security alone, without the CEL warnings.
+    let invalid = namespace(&[("enforce", "strict")]);
+    let r = answer(&set, &body("CREATE", invalid, None), Endpoint::Validate);
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["reason"], "Invalid");
+    assert!(r.get("warnings").is_none(), "{r}");
+
+    // A CEL refusal wins over Pod Security's allowance.
+    let yaml = format!(
+        "{PSA}  params: {{level: namespace}}\n{}",
+        cel(
+            "owner-required",
+            "enforce",
+            "has(object.metadata.labels.owner)"
+        ),
+    );
+    let set = PolicySet::from_yaml("mixed.yaml", &yaml).unwrap();
+    let r = answer(
+        &set,
+        &body("UPDATE", after, Some(before)),
+        Endpoint::Validate,
+    );
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        r["status"]["message"], "owner-required/cel: owner-required says no",
+        "{r}"
+    );
+}
