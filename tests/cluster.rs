@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use common::metrics::counter;
 use common::replace_file;
 use k8s::objects::{object, refusal};
-use k8s::webhooks::{Portier, chart_policies};
+use k8s::webhooks::Portier;
 use k8s::{eventually, test_label};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -89,7 +89,7 @@ const DENIED: &str = "admission webhook \"validate.portier.dev\" denied the requ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_policies_admit_compliant_and_deny_violating_pods_deployments_and_cronjobs() {
-    let portier = Portier::start("admit", &chart_policies()).await;
+    let portier = Portier::start_as_chart("admit").await;
     let pp = PostParams::default();
 
     // Compliant objects of each kind are created and stored as sent.
@@ -451,7 +451,7 @@ async fn label_namespace(client: &Client, name: &str, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_excluded_namespaces_are_never_sent_to_portier() {
-    let mut portier = Portier::start("excluded", &chart_policies()).await;
+    let mut portier = Portier::start_as_chart("excluded").await;
     // kube-system exists once the API server's bootstrap has made it.
     let namespaces: Api<Namespace> = Api::all(portier.client.clone());
     eventually("kube-system to exist", || {
@@ -516,7 +516,7 @@ async fn the_excluded_namespaces_are_never_sent_to_portier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_portier_down_failure_policy_fail_denies_and_ignore_admits() {
-    let mut portier = Portier::start("down", &chart_policies()).await;
+    let mut portier = Portier::start_as_chart("down").await;
     let port = portier.url.rsplit(':').next().unwrap().to_owned();
     portier.stop();
     let (code, message) = refusal(

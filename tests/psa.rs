@@ -20,13 +20,16 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-const PRESET: &str = "apiVersion: portier.dev/v1
-kind: Policy
-metadata: {name: pod-security}
-spec:
-  check: pod-security
-  params: {level: namespace}
-";
+/// The PSA-compatible preset as shipped (`presets/psa-compatible.yaml`, the chart's
+/// `psaCompatible`), switched to enforce as the migration guide's last step does: what is
+/// compared with the API server's own PSA is what users run.
+fn preset() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/psa-compatible.yaml");
+    let shipped = std::fs::read_to_string(path).unwrap();
+    let enforcing = shipped.replace("  mode: audit\n", "  mode: enforce\n");
+    assert_ne!(enforcing, shipped, "the preset ships in audit mode");
+    enforcing
+}
 
 /// The label rows: each is one pair of namespaces. `latest` means v1.32 in this API server
 /// and v1.37 in portier; rows with it skip the samples whose verdict changed after v1.32.
@@ -207,7 +210,7 @@ fn audit_annotations(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portier_answers_as_the_api_servers_own_pod_security_admission() {
     let cluster = k8s::cluster();
-    let policies = [("psa.yaml".to_owned(), PRESET.to_owned())];
+    let policies = [("psa.yaml".to_owned(), preset())];
     let kubeconfig = cluster.kubeconfig.to_str().unwrap().to_owned();
     let mut portier = Portier::start_with("psa", &policies, &["--kubeconfig", &kubeconfig]).await;
     let client = portier.client.clone();
@@ -318,7 +321,7 @@ fn existing_pods() -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tightened_enforce_label_warns_about_existing_pods_as_the_api_servers_own_psa() {
     let cluster = k8s::cluster();
-    let policies = [("psa.yaml".to_owned(), PRESET.to_owned())];
+    let policies = [("psa.yaml".to_owned(), preset())];
     let kubeconfig = cluster.kubeconfig.to_str().unwrap().to_owned();
     let mut portier =
         Portier::start_with("psa-relabel", &policies, &["--kubeconfig", &kubeconfig]).await;

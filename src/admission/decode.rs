@@ -30,15 +30,31 @@ pub(super) fn judged_kind(request: &RequestIn<'_>) -> Result<Option<WorkloadKind
     let Some(kind) = WorkloadKind::from_group_kind(group, gvk.kind.as_deref().unwrap_or("")) else {
         return Ok(None);
     };
-    // Subresources carry other objects (status, scale, binding...). The one that changes what
-    // runs is pods/ephemeralcontainers, whose object is the whole Pod.
+    // Subresources of controllers (status, scale) carry other objects and change no pod
+    // template. A pod's subresources are judged as Pod Security admission judges them: every
+    // one but those known to carry no pod spec, so `ephemeralcontainers`, `resize` and any
+    // subresource newer than portier are judged as the whole Pod they carry (an object that is
+    // not a Pod fails closed), never waved through.
     match request.sub_resource.as_deref() {
         None | Some("") => {}
-        Some("ephemeralcontainers") if kind == WorkloadKind::Pod => {}
+        Some(sub) if kind == WorkloadKind::Pod && !IGNORED_POD_SUBRESOURCES.contains(&sub) => {}
         Some(_) => return Ok(None),
     }
     Ok(Some(kind))
 }
+
+/// The pod subresources whose requests carry no pod spec: Pod Security admission's
+/// `ignoredPodSubresources` (k8s.io/pod-security-admission, admission/admission.go).
+const IGNORED_POD_SUBRESOURCES: [&str; 8] = [
+    "exec",
+    "attach",
+    "binding",
+    "eviction",
+    "log",
+    "portforward",
+    "proxy",
+    "status",
+];
 
 pub(super) fn target<'a>(request: &RequestIn<'a>, decoded: bool) -> Target<'a> {
     let kind = match judged_kind(request) {

@@ -404,6 +404,11 @@ def repo_policy_comments() -> dict[str, list[str]]:
     return out
 
 
+def psa_compatible_preset() -> dict[str, Any]:
+    """presets/psa-compatible.yaml, which the chart's defaults render as they are."""
+    return yaml.safe_load((REPO / "presets" / "psa-compatible.yaml").read_text())
+
+
 def chart_default_policies() -> dict[str, Any]:
     with helm.Chart.load(CHART) as chart:
         return chart.values.get("policies") or {}

@@ -33,7 +33,10 @@ def test_policies_configmap_holds_the_default_set(default_objs: list[dict[str, A
     files = _policy_files(default_objs)
     defaults = chartlib.chart_default_policies()
     assert defaults, "values.policies must not be empty"
-    assert files == {f"{name}.yaml": policy for name, policy in defaults.items()}
+    assert files == {
+        **{f"{name}.yaml": policy for name, policy in defaults.items()},
+        "psa-compatible.yaml": chartlib.psa_compatible_preset(),
+    }
     for policy in files.values():
         assert policy["apiVersion"] == "portier.dev/v1" and policy["kind"] == "Policy"
         assert policy["spec"]["mode"] in {"enforce", "warn", "audit"}
@@ -63,6 +66,47 @@ def test_policy_overrides_and_extra_policies() -> None:
         assert f"{second}.yaml" not in files  # null drops a default
     assert files["raw.yaml"] == yaml.safe_load(raw)
     assert files["extra-team-limits.yaml"]["metadata"]["name"] == "team-limits"
+
+
+def test_the_psa_compatible_preset_is_on_in_audit_mode_and_follows_its_values() -> None:
+    """The default set carries presets/psa-compatible.yaml as it is (audit mode: compared
+    beside PSA, nothing denied); its mode, defaults and exemptions are values, and it can be
+    switched off or collide with a policy of the same name only loudly."""
+    preset = chartlib.psa_compatible_preset()
+    assert preset["spec"]["mode"] == "audit"
+    assert preset["spec"]["params"]["level"] == "namespace"
+
+    objs = render_objects({"psaCompatible": {
+        "mode": "enforce",
+        "defaults": {"enforce": "baseline", "enforce-version": "v1.30", "warn": "restricted"},
+        "exemptions": {"usernames": ["system:serviceaccount:ci:deployer"],
+                       "runtimeClasses": ["kata"], "namespaces": ["kube-system", "ops"]},
+    }})
+    policy = _policy_files(objs)["psa-compatible.yaml"]
+    assert policy["metadata"]["name"] == "pod-security"
+    assert policy["spec"]["mode"] == "enforce"
+    assert policy["spec"]["params"] == {
+        "level": "namespace",
+        # Values maps merge with the chart's defaults, as Helm merges every map.
+        "defaults": {"enforce": "baseline", "enforce-version": "v1.30", "warn": "restricted",
+                     "warn-version": "latest", "audit": "privileged", "audit-version": "latest"},
+        "exemptions": {"usernames": ["system:serviceaccount:ci:deployer"],
+                       "runtimeClasses": ["kata"], "namespaces": ["kube-system", "ops"]},
+    }
+
+    off = _policy_files(render_objects({"psaCompatible": {"enabled": False}}))
+    assert "psa-compatible.yaml" not in off
+
+    twin = {"apiVersion": "portier.dev/v1", "kind": "Policy", "metadata": {"name": "pod-security"},
+            "spec": {"check": "privileged"}}
+    with pytest.raises(Exception, match="pod-security"):
+        render_objects({"extraPolicies": [twin]})
+    with pytest.raises(Exception, match="psaCompatible"):
+        render_objects({"policies": {"mine": twin}})
+    for bad in ({"mode": "deny"}, {"defaults": {"enforce": "strict"}},
+                {"defaults": {"enforce-version": "1.30"}}, {"exemptions": {"users": ["x"]}}):
+        with pytest.raises(Exception):
+            render_objects({"psaCompatible": bad})
 
 
 # ------------------------------------------------------- signed images: the README's example

@@ -145,7 +145,7 @@ def test_an_empty_policy_set_fails() -> None:
     """An empty set would admit everything: refuse it at install."""
     none = {name: None for name in chartlib.chart_default_policies()}
     with pytest.raises(helm.HelmRenderError, match="no policies"):
-        render({"policies": none})
+        render({"policies": none, "psaCompatible": {"enabled": False}})
 
 
 # ---------------------------------------------------------- rendered objects are valid Kubernetes

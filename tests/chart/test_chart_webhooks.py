@@ -84,7 +84,8 @@ def test_webhook_rules_cover_pods_and_pod_controllers(default_objs: list[dict[st
         for group, resources in POD_CONTROLLERS.items():
             assert resources <= covered.get(group, set()), (cfg["kind"], group)
     validating = one(default_objs, "ValidatingWebhookConfiguration")["webhooks"][0]
-    assert any("pods/ephemeralcontainers" in r["resources"] for r in validating["rules"])
+    for subresource in ("pods/ephemeralcontainers", "pods/resize"):
+        assert any(subresource in r["resources"] for r in validating["rules"]), subresource
 
 
 def test_webhook_values() -> None:

@@ -48,6 +48,14 @@ impl Portier {
         Portier::start_with(prefix, policies, &[]).await
     }
 
+    /// [`Portier::start`] with the chart's default policy set, reading namespaces through the
+    /// API as the chart's portier does through its service account (the PSA-compatible preset
+    /// reads namespace labels).
+    pub async fn start_as_chart(prefix: &str) -> Portier {
+        let kubeconfig = cluster().kubeconfig.to_str().unwrap().to_owned();
+        Portier::start_with(prefix, &chart_policies(), &["--kubeconfig", &kubeconfig]).await
+    }
+
     /// [`Portier::start`] with more arguments for `portier serve`.
     pub async fn start_with(prefix: &str, policies: &[(String, String)], args: &[&str]) -> Portier {
         let cluster = cluster();

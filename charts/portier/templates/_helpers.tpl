@@ -353,7 +353,7 @@ allowed as it is.
 - apiGroups: [""]
   apiVersions: ["v1"]
   operations: ["CREATE", "UPDATE"]
-  resources: ["pods", "pods/ephemeralcontainers", "replicationcontrollers"]
+  resources: ["pods", "pods/ephemeralcontainers", "pods/resize", "replicationcontrollers"]
   scope: Namespaced
 - apiGroups: ["apps"]
   apiVersions: ["v1"]
@@ -439,4 +439,26 @@ caBundle: {{ $caBundle }}
 annotations:
   cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "portier.certificateName" .) }}
 {{- end }}
+{{- end }}
+
+{{/*
+The PSA-compatible preset (presets/psa-compatible.yaml) with the values'
+mode, defaults and exemptions; called with .Values.psaCompatible.
+*/}}
+{{- define "portier.psaCompatiblePolicy" -}}
+apiVersion: portier.dev/v1
+kind: Policy
+metadata:
+  name: pod-security
+spec:
+  check: pod-security
+  mode: {{ .mode | default "audit" }}
+  params:
+    level: namespace
+    defaults:
+      {{- toYaml (.defaults | default dict) | nindent 6 }}
+    exemptions:
+      usernames: {{ .exemptions.usernames | default list | toJson }}
+      runtimeClasses: {{ .exemptions.runtimeClasses | default list | toJson }}
+      namespaces: {{ .exemptions.namespaces | default list | toJson }}
 {{- end }}

@@ -336,14 +336,26 @@ fn params_are_validated_at_load() {
 #[test]
 fn the_shipped_preset_loads_and_judges_by_the_labels() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/psa-compatible.yaml");
-    let set = PolicySet::from_yaml(path, &std::fs::read_to_string(path).unwrap()).unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    let restricted = [("pod-security.kubernetes.io/enforce", "restricted")];
     let body = review("Pod", "", nginx(), "CREATE", None, "alice");
-    let r = judge(
-        &set,
-        &body,
-        Some(&[("pod-security.kubernetes.io/enforce", "restricted")]),
+    // As shipped (audit mode, for a side-by-side comparison with PSA): allowed, and what the
+    // enforce label would refuse is recorded.
+    let set = PolicySet::from_yaml(path, &text).unwrap();
+    let r = judge(&set, &body, Some(&restricted));
+    assert_eq!(r["allowed"], true, "{r}");
+    let recorded = r["auditAnnotations"].to_string();
+    assert!(
+        recorded.contains(r#"PodSecurity \"restricted:latest\""#),
+        "{r}"
     );
+    // Switched to enforce, as the migration guide's last step does: refused.
+    let enforce = text.replace("mode: audit", "mode: enforce");
+    assert_ne!(enforce, text);
+    let set = PolicySet::from_yaml(path, &enforce).unwrap();
+    let r = judge(&set, &body, Some(&restricted));
     assert_eq!(r["allowed"], false);
     let r = judge(&set, &body, Some(&[]));
     assert_eq!(r["allowed"], true);
+    assert!(r.get("warnings").is_none(), "{r}");
 }
