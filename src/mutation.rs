@@ -33,7 +33,13 @@ fn pointers(kind: WorkloadKind) -> (&'static str, &'static str) {
             "/spec/jobTemplate/spec/template/spec",
             "/spec/jobTemplate/spec/template",
         ),
-        _ => ("/spec/template/spec", "/spec/template"),
+        WorkloadKind::PodTemplate => ("/template/spec", "/template"),
+        WorkloadKind::Deployment
+        | WorkloadKind::StatefulSet
+        | WorkloadKind::DaemonSet
+        | WorkloadKind::ReplicaSet
+        | WorkloadKind::ReplicationController
+        | WorkloadKind::Job => ("/spec/template/spec", "/spec/template"),
     }
 }
 

@@ -89,6 +89,14 @@ fn samples() -> Vec<Value> {
         let text = std::fs::read_to_string(file).unwrap();
         for mut doc in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
             doc["metadata"].as_object_mut().unwrap().remove("namespace");
+            // Each pod again as a bare PodTemplate: a pod-template resource to PSA too.
+            if doc["kind"] == "Pod" {
+                out.push(json!({
+                    "apiVersion": "v1", "kind": "PodTemplate",
+                    "metadata": {"name": doc["metadata"]["name"]},
+                    "template": {"metadata": doc["metadata"], "spec": doc["spec"]},
+                }));
+            }
             out.push(doc);
         }
     }
@@ -98,6 +106,7 @@ fn samples() -> Vec<Value> {
 fn collection(doc: &Value, ns: &str) -> String {
     let resource = match doc["kind"].as_str().unwrap() {
         "Pod" => "pods",
+        "PodTemplate" => "podtemplates",
         "Deployment" => "deployments",
         "StatefulSet" => "statefulsets",
         "DaemonSet" => "daemonsets",
@@ -216,6 +225,7 @@ async fn portier_answers_as_the_api_servers_own_pod_security_admission() {
     let client = portier.client.clone();
     let samples = samples();
     let mut compared = 0;
+    let mut templates_warned = 0;
     assert!(ROWS.len() <= PSA_EXEMPT_NAMESPACES.len());
     for (row, labels) in ROWS.iter().enumerate() {
         let psa_labels: BTreeMap<String, String> = labels
@@ -239,12 +249,19 @@ async fn portier_answers_as_the_api_servers_own_pod_security_admission() {
             let portier_answer = dry_run(&client, doc, &ours).await;
             assert_eq!(portier_answer, psa, "row {row} {labels:?}, sample {name}");
             compared += 1;
+            if doc["kind"] == "PodTemplate" && !psa.warnings.is_empty() {
+                templates_warned += 1;
+            }
         }
         let psa = audit_annotations(cluster, &real, "pod-security.kubernetes.io");
         let got = audit_annotations(cluster, &ours, "validate.portier.dev");
         assert_eq!(got, psa, "audit annotations, row {row} {labels:?}");
     }
     assert!(compared > 100, "{compared}");
+    assert!(
+        templates_warned > 0,
+        "PSA judges PodTemplates: some must have warned"
+    );
     portier.stop();
     portier.unregister().await;
     for (row, ours) in PSA_EXEMPT_NAMESPACES.iter().enumerate().take(ROWS.len()) {

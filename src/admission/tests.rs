@@ -141,6 +141,22 @@ fn deployment_paths_point_into_the_template() {
 }
 
 #[test]
+fn pod_template_paths_point_into_its_template() {
+    let object = json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+        "template": {"spec": {"hostNetwork": true,
+            "containers": [{"name": "web", "securityContext": {"privileged": true}}]}}});
+    let body = review_of(("", "PodTemplate"), "CREATE", object);
+    let r = response(&review(&body, &set(), Endpoint::Validate));
+    assert_eq!(r["allowed"], false);
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("template.spec.containers[0].securityContext.privileged")
+            && !message.contains("spec.template"),
+        "{message}"
+    );
+}
+
+#[test]
 fn unjudged_kinds_operations_and_subresources_are_allowed() {
     let privileged = pod(json!([{"name": "a", "securityContext": {"privileged": true}}]));
     for (kind, op) in [

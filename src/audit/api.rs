@@ -212,7 +212,7 @@ pub fn collection_path(kind: WorkloadKind, namespace: &str) -> String {
 /// The apiVersion objects of `kind` are served as.
 pub fn api_version(kind: WorkloadKind) -> &'static str {
     match kind {
-        WorkloadKind::Pod | WorkloadKind::ReplicationController => "v1",
+        WorkloadKind::Pod | WorkloadKind::ReplicationController | WorkloadKind::PodTemplate => "v1",
         WorkloadKind::Deployment
         | WorkloadKind::StatefulSet
         | WorkloadKind::DaemonSet
@@ -232,6 +232,7 @@ pub fn plural(kind: WorkloadKind) -> &'static str {
         WorkloadKind::ReplicaSet => "replicasets",
         WorkloadKind::Job => "jobs",
         WorkloadKind::CronJob => "cronjobs",
+        WorkloadKind::PodTemplate => "podtemplates",
     }
 }
 

@@ -76,7 +76,17 @@ fn decode_with<'de, D: Deserializer<'de>>(
             let (annotations, spec) = PodTemplate::split(template);
             (cron.metadata, annotations, spec)
         }
-        _ => {
+        WorkloadKind::PodTemplate => {
+            let obj = PodTemplateObject::deserialize(de)?;
+            let (annotations, spec) = PodTemplate::split(obj.template);
+            (obj.metadata, annotations, spec)
+        }
+        WorkloadKind::Deployment
+        | WorkloadKind::StatefulSet
+        | WorkloadKind::DaemonSet
+        | WorkloadKind::ReplicaSet
+        | WorkloadKind::ReplicationController
+        | WorkloadKind::Job => {
             let obj = TemplateObject::deserialize(de)?;
             let (annotations, spec) = PodTemplate::split(obj.spec.and_then(|s| s.template));
             (obj.metadata, annotations, spec)
@@ -162,6 +172,15 @@ struct TemplateObject<'a> {
     metadata: Option<ObjectMeta<'a>>,
     #[serde(borrow, default)]
     spec: Option<TemplateHolder<'a>>,
+}
+
+/// A PodTemplate keeps its pod at the top level, under `template.spec`.
+#[derive(Deserialize)]
+struct PodTemplateObject<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<ObjectMeta<'a>>,
+    #[serde(borrow, default)]
+    template: Option<PodTemplate<'a>>,
 }
 
 #[derive(Deserialize)]

@@ -13,10 +13,13 @@ pub enum WorkloadKind {
     ReplicationController,
     Job,
     CronJob,
+    /// A bare pod template (`core/v1 PodTemplate`): no controller runs it, but Pod Security
+    /// admission judges it as a pod-template resource, and so does portier.
+    PodTemplate,
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 8] = [
+    pub const ALL: [WorkloadKind; 9] = [
         WorkloadKind::Pod,
         WorkloadKind::Deployment,
         WorkloadKind::StatefulSet,
@@ -25,6 +28,7 @@ impl WorkloadKind {
         WorkloadKind::ReplicationController,
         WorkloadKind::Job,
         WorkloadKind::CronJob,
+        WorkloadKind::PodTemplate,
     ];
 
     /// Maps an API group and kind (as in `request.kind` or an object's apiVersion/kind) to a
@@ -33,6 +37,7 @@ impl WorkloadKind {
         let found = match (group, kind) {
             ("", "Pod") => Self::Pod,
             ("", "ReplicationController") => Self::ReplicationController,
+            ("", "PodTemplate") => Self::PodTemplate,
             ("apps", "Deployment") => Self::Deployment,
             ("apps", "StatefulSet") => Self::StatefulSet,
             ("apps", "DaemonSet") => Self::DaemonSet,
@@ -54,6 +59,7 @@ impl WorkloadKind {
             Self::ReplicationController => "ReplicationController",
             Self::Job => "Job",
             Self::CronJob => "CronJob",
+            Self::PodTemplate => "PodTemplate",
         }
     }
 
@@ -62,7 +68,13 @@ impl WorkloadKind {
         match self {
             Self::Pod => "spec",
             Self::CronJob => "spec.jobTemplate.spec.template.spec",
-            _ => "spec.template.spec",
+            Self::PodTemplate => "template.spec",
+            Self::Deployment
+            | Self::StatefulSet
+            | Self::DaemonSet
+            | Self::ReplicaSet
+            | Self::ReplicationController
+            | Self::Job => "spec.template.spec",
         }
     }
 }

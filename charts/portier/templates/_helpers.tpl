@@ -353,7 +353,7 @@ allowed as it is.
 - apiGroups: [""]
   apiVersions: ["v1"]
   operations: ["CREATE", "UPDATE"]
-  resources: ["pods", "pods/ephemeralcontainers", "pods/resize", "replicationcontrollers"]
+  resources: ["pods", "pods/ephemeralcontainers", "pods/resize", "replicationcontrollers", "podtemplates"]
   scope: Namespaced
 - apiGroups: ["apps"]
   apiVersions: ["v1"]

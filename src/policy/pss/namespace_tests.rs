@@ -210,6 +210,30 @@ fn exemptions_by_namespace_user_and_runtime_class() {
     assert_eq!(r["allowed"], false);
 }
 
+/// A bare PodTemplate is a pod-template resource to Pod Security admission (its
+/// `PodSpecExtractor` reads `template`): warned and audited at the labels' levels, never refused.
+#[test]
+fn a_pod_template_is_judged_like_a_workload_template() {
+    let template = json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "web"},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": nginx()["spec"]}});
+    let labels = [
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-security.kubernetes.io/audit", "restricted"),
+    ];
+    let r = judge(
+        &set(""),
+        &review("PodTemplate", "", template, "CREATE", None, "alice"),
+        Some(&labels),
+    );
+    let violation = format!("would violate PodSecurity \"restricted:latest\": {RESTRICTED_NGINX}");
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["warnings"], json!([violation]));
+    assert_eq!(
+        r["auditAnnotations"],
+        json!({"audit-violations": violation})
+    );
+}
+
 #[test]
 fn workload_templates_get_warn_and_audit_never_enforce() {
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
