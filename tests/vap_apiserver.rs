@@ -423,3 +423,84 @@ async fn portier_and_the_api_server_agree_on_the_same_policies() {
     assert!(api_server[0].warnings.is_empty(), "{api_server:#?}");
     portier.unregister().await;
 }
+
+/// What the API server refuses to store, portier refuses to load: expressions outside the
+/// environment a ValidatingAdmissionPolicy compiles against. `cel.bind` (cel-go's Bindings
+/// extension, which Kubernetes enables for DRA device selectors but not for admission
+/// policies) and `authorizer` (portier has none) among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expressions_the_api_server_refuses_portier_refuses_too() {
+    let client = k8s::cluster().client().await;
+    let vaps: Api<ValidatingAdmissionPolicy> = Api::all(client);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let policy = |name: &str, expression: &str| {
+        format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {{name: {name}}}\nspec:\n  matchConstraints:\n    resourceRules:\n      - {{apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}}\n  validations:\n    - expression: {expression:?}\n"
+        )
+    };
+    let accepted = policy("accepted", "object.metadata.name.startsWith('a')");
+    let stored = vaps
+        .create(&dry_run, &object(documents(&accepted).remove(0)))
+        .await;
+    assert!(stored.is_ok(), "a valid policy must be stored: {stored:?}");
+    portier::policy::Sources::from_files(vec![("accepted.yaml".to_owned(), accepted)])
+        .compile()
+        .unwrap_or_else(|e| panic!("portier must load what the API server stores: {e}"));
+    // (name, expression, whether the API server stores it, whether portier loads it)
+    for (name, expression, stored, loads) in [
+        (
+            "bind",
+            "cel.bind(n, object.metadata.name, n.startsWith('a'))",
+            false,
+            false,
+        ),
+        // The API server cannot know portier has no authorizer.
+        (
+            "authorizer",
+            "authorizer.group('').resource('pods').check('get').allowed()",
+            true,
+            false,
+        ),
+        (
+            "unknown-function",
+            "object.metadata.name.shout()",
+            false,
+            false,
+        ),
+        (
+            "syntax",
+            "object.metadata.name.startsWith('a'",
+            false,
+            false,
+        ),
+        ("wrong-type", "1 + 'a' == 2", false, false),
+        // `object` has no schema when a policy is stored: a type error inside it surfaces
+        // when it runs, as an evaluation error that failurePolicy decides, in both.
+        ("dynamic-type", "object.metadata.name + 1 == 2", true, true),
+    ] {
+        let yaml = policy(name, expression);
+        let answer = vaps
+            .create(&dry_run, &object(documents(&yaml).remove(0)))
+            .await;
+        match (stored, answer) {
+            (true, Ok(_)) => {}
+            (true, Err(e)) => panic!("{name}: the API server refused {expression:?}: {e}"),
+            (false, Ok(_)) => panic!("{name}: the API server stored {expression:?}"),
+            (false, Err(kube::Error::Api(status))) => {
+                assert_eq!(status.code, 422, "{name}: {status:?}")
+            }
+            (false, Err(e)) => panic!("{name}: {e}"),
+        }
+        let loaded =
+            portier::policy::Sources::from_files(vec![(format!("{name}.yaml"), yaml)]).compile();
+        assert_eq!(
+            loaded.is_ok(),
+            loads,
+            "{name}: {expression:?}: {:?}",
+            loaded.err()
+        );
+    }
+}
