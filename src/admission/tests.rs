@@ -181,16 +181,9 @@ fn unjudged_kinds_operations_and_subresources_are_allowed() {
     // Every pod subresource but those carrying no pod spec is judged as the Pod it carries,
     // as Pod Security admission does: ephemeral containers, in-place resize, and one newer
     // than portier.
-    for judged in ["ephemeralcontainers", "resize", "somethingnew"] {
-        status_update["request"]["subResource"] = json!(judged);
-        let body = serde_json::to_vec(&status_update).unwrap();
-        assert_eq!(
-            response(&review(&body, &set(), Endpoint::Validate))["allowed"],
-            false,
-            "{judged}"
-        );
-    }
-    for ignored in [
+    // The ones left alone are upstream's ignoredPodSubresources.
+    let judged = ["ephemeralcontainers", "resize", "somethingnew"];
+    let ignored = [
         "exec",
         "attach",
         "binding",
@@ -198,13 +191,15 @@ fn unjudged_kinds_operations_and_subresources_are_allowed() {
         "log",
         "portforward",
         "proxy",
-    ] {
-        status_update["request"]["subResource"] = json!(ignored);
+    ];
+    let cases = judged.map(|s| (s, false)).into_iter();
+    for (subresource, allowed) in cases.chain(ignored.map(|s| (s, true))) {
+        status_update["request"]["subResource"] = json!(subresource);
         let body = serde_json::to_vec(&status_update).unwrap();
         assert_eq!(
             response(&review(&body, &set(), Endpoint::Validate))["allowed"],
-            true,
-            "{ignored}"
+            allowed,
+            "{subresource}"
         );
     }
     // A controller's subresources (scale, status) carry no pod template.
