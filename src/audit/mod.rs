@@ -28,6 +28,7 @@
 //! scan goes on. Only a dead or refusing API server stops it.
 
 pub mod api;
+pub mod cel_resources;
 pub mod drive;
 mod namespace_scan;
 pub mod output;
