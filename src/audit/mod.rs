@@ -28,6 +28,7 @@
 //! scan goes on. Only a dead or refusing API server stops it.
 
 pub mod api;
+mod cel_judge;
 pub mod cel_resources;
 pub mod drive;
 mod namespace_scan;
@@ -48,6 +49,7 @@ use crate::pod::WorkloadKind;
 use crate::row::Row;
 
 pub use api::{ApiFailure, Connect, ConnectError, Connection, Lister, client};
+pub use cel_judge::{CelNamespace, judge_object};
 pub use scan::Scanner;
 pub use summary::{NamespaceSummary, PolicySummary, Summary};
 
@@ -140,10 +142,38 @@ pub fn is_namespace_name(name: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
-/// One workload judged, with what it violates.
+/// What an audited object is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A Pod or pod controller, listed by the workload scan.
+    Workload(WorkloadKind),
+    /// An object of another resource, listed for the CEL policies that select it.
+    Other(Arc<cel_resources::Resource>),
+}
+
+impl ObjectKind {
+    /// The kind's name, e.g. `Deployment` or `Service`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ObjectKind::Workload(kind) => kind.as_str(),
+            ObjectKind::Other(resource) => &resource.kind,
+        }
+    }
+
+    /// The `apiVersion` its objects are listed in.
+    pub fn api_version(&self) -> String {
+        match self {
+            ObjectKind::Workload(kind) => api::api_version(*kind).to_owned(),
+            ObjectKind::Other(resource) => resource.api_version(),
+        }
+    }
+}
+
+/// One object judged (a workload, or an object of another kind a CEL policy selects), with
+/// what it violates.
 #[derive(Debug, Clone)]
 pub struct WorkloadResult {
-    pub kind: WorkloadKind,
+    pub kind: ObjectKind,
     pub name: String,
     pub uid: String,
     /// Pods it stands for: the pods under a controller, 1 for a pod judged itself.
@@ -188,7 +218,7 @@ impl Status {
     }
 }
 
-/// Everything found in one namespace.
+/// Everything found in one namespace, or (`namespace` empty) among the cluster-scoped objects.
 #[derive(Debug, Clone)]
 pub struct NamespaceResult {
     pub namespace: String,
@@ -201,6 +231,8 @@ pub struct NamespaceResult {
     pub covered_pods: u32,
     /// Pods judged themselves (no listed controller).
     pub standalone_pods: u32,
+    /// Objects of other kinds judged for the CEL policies that select them.
+    pub objects: u32,
     /// (workload, policy) pairs judged without a violation.
     pub passed: u64,
     pub problems: Vec<Problem>,
@@ -213,6 +245,11 @@ pub struct NamespaceResult {
 }
 
 impl NamespaceResult {
+    /// Whether this is the cluster-scoped objects' result rather than a namespace's.
+    pub fn is_cluster_scope(&self) -> bool {
+        self.namespace.is_empty()
+    }
+
     /// Workloads judged: top-most controllers and standalone pods.
     pub fn judged(&self) -> u64 {
         u64::from(self.controllers) + u64::from(self.standalone_pods)

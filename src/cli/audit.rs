@@ -73,12 +73,6 @@ pub enum AuditOutput {
 
 pub fn run(args: AuditArgs) -> Result<ExitCode> {
     let set = PolicySet::from_dir(&args.policies)?;
-    if set.has_cel() {
-        // Said, not silently skipped: the audit lists workloads and judges their pods only.
-        eprintln!(
-            "note: CEL policies and ValidatingAdmissionPolicies are not judged by audit yet; judge manifests with `portier check`"
-        );
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
