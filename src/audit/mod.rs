@@ -1,7 +1,7 @@
 //! `portier audit`: the dry run over what already runs in a cluster.
 //!
-//! The audit lists Pods and the pod controllers through the Kubernetes API, namespace by
-//! namespace and page by page, and judges each object with the decoder and engine admission
+//! The audit lists Pods and the pod controllers (and, for CEL policies, the kinds they select)
+//! through the Kubernetes API, namespace by namespace and page by page, and judges each object with the decoder and engine admission
 //! uses: the raw JSON of a list item is what admission would receive, so `audit`, `check` and
 //! the webhook cannot disagree. Every policy is judged as if it were in enforce mode; each
 //! violation still says which mode its policy is really in.
@@ -22,6 +22,23 @@
 //! (`status.containerStatuses[].imageID`) is verified by those: a pod managed by a controller
 //! is then reported itself when what it runs fails, its pods sharing one finding counted
 //! together.
+//!
+//! CEL policies (portier's `check: cel` and ValidatingAdmissionPolicies with their bindings)
+//! judge every kind they select, as at admission: [`cel_resources`] asks the API server's
+//! discovery what it serves and chooses, with the policies' own matchers, the listable
+//! resources a CREATE of whose objects they would be called for. Workloads of such a kind are
+//! judged by them in the same pass (one more JSON decode per object, only for those kinds),
+//! including pods and ReplicaSets folded into their controller: the built-in checks judge
+//! those on the controller, but a policy on Pods judges every pod. The other namespaced
+//! resources are listed in each namespace after the workloads, exactly like them (page size,
+//! `continue`, 410 restart, a 403 or 404 reported per resource); the cluster-scoped ones once,
+//! after every namespace, with `--all-namespaces` only (with `-n` the summary says they were
+//! not audited), as a result whose namespace is `""` (its report is a ClusterPolicyReport).
+//! Each object is judged as a CREATE of it through the seam `check` uses
+//! ([`judge_object`]), `namespaceObject` and `namespaceSelector` reading the
+//! Namespace the audit listed (`-A`) or read (`-n`) and nothing else: one it could not read
+//! makes the policies that need it fail closed, saying why (the API's answer). Sets without
+//! CEL policies make no discovery call and decode nothing more.
 //!
 //! Failures are kept per namespace: a forbidden namespace (403), one that disappears during the
 //! scan (404) or an expired `continue` token (410, the list restarts once) is reported and the
