@@ -208,7 +208,9 @@ pub fn render_summary(summary: &Summary) -> String {
         for p in problems {
             out.push_str(&format!(
                 "  {}: {}: {}\n",
-                p.namespace, p.resource, p.message
+                scope_name(&p.namespace),
+                p.resource,
+                p.message
             ));
         }
     }
@@ -249,7 +251,7 @@ pub fn image_signatures_note(summary: &Summary) -> Option<String> {
 }
 
 /// How a table names a namespace: the cluster-scoped objects' is `""`.
-fn scope_name(namespace: &str) -> &str {
+pub fn scope_name(namespace: &str) -> &str {
     match namespace {
         "" => "(cluster)",
         namespace => namespace,

@@ -10,7 +10,7 @@ use clap::ValueEnum;
 
 use super::{EXIT_USAGE, EXIT_VIOLATION, ReportKind};
 use portier::audit::drive::{DriveError, Driven, ScanEvent, drive};
-use portier::audit::output::{Format, Printer, Progress};
+use portier::audit::output::{Format, Printer, Progress, scope_name};
 use portier::audit::report::ReportWriter;
 use portier::audit::{self, AuditError, ScanOptions, Scanner, Scope};
 use portier::images::Verifier;
@@ -136,12 +136,15 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
         }
         ScanEvent::Scanned { ns, report } => {
             for note in &ns.notes {
-                progress.note(&format!("portier: namespace {}: {note}", ns.namespace));
+                let scope = scope_name(&ns.namespace);
+                progress.note(&format!("portier: namespace {scope}: {note}"));
             }
             for p in &ns.problems {
                 progress.note(&format!(
                     "portier: namespace {}: {}: {}",
-                    p.namespace, p.resource, p.message
+                    scope_name(&p.namespace),
+                    p.resource,
+                    p.message
                 ));
             }
             if let Some(note) = report {
