@@ -61,6 +61,7 @@ pub async fn drive<E>(
     let total = scanner.namespaces().len();
     let mut summary = Summary::new(set, total);
     summary.image_signatures = scanner.image_signatures();
+    summary.notes = scanner.notes().to_vec();
     let mut tally = ReportTally::default();
     let mut listed_any = false;
     loop {

@@ -1,7 +1,7 @@
 //! `portier audit`: the dry run over what already runs in a cluster.
 //!
-//! The audit lists Pods and the pod controllers through the Kubernetes API, namespace by
-//! namespace and page by page, and judges each object with the decoder and engine admission
+//! The audit lists Pods and the pod controllers (and, for CEL policies, the kinds they select)
+//! through the Kubernetes API, namespace by namespace and page by page, and judges each object with the decoder and engine admission
 //! uses: the raw JSON of a list item is what admission would receive, so `audit`, `check` and
 //! the webhook cannot disagree. Every policy is judged as if it were in enforce mode; each
 //! violation still says which mode its policy is really in.
@@ -23,11 +23,30 @@
 //! is then reported itself when what it runs fails, its pods sharing one finding counted
 //! together.
 //!
+//! CEL policies (portier's `check: cel` and ValidatingAdmissionPolicies with their bindings)
+//! judge every kind they select, as at admission: [`cel_resources`] asks the API server's
+//! discovery what it serves and chooses, with the policies' own matchers, the listable
+//! resources a CREATE of whose objects they would be called for. Workloads of such a kind are
+//! judged by them in the same pass (one more JSON decode per object, only for those kinds),
+//! including pods and ReplicaSets folded into their controller: the built-in checks judge
+//! those on the controller, but a policy on Pods judges every pod. The other namespaced
+//! resources are listed in each namespace after the workloads, exactly like them (page size,
+//! `continue`, 410 restart, a 403 or 404 reported per resource); the cluster-scoped ones once,
+//! after every namespace, with `--all-namespaces` only (with `-n` the summary says they were
+//! not audited), as a result whose namespace is `""` (its report is a ClusterPolicyReport).
+//! Each object is judged as a CREATE of it through the seam `check` uses
+//! ([`judge_object`]), `namespaceObject` and `namespaceSelector` reading the
+//! Namespace the audit listed (`-A`) or read (`-n`) and nothing else: one it could not read
+//! makes the policies that need it fail closed, saying why (the API's answer). Sets without
+//! CEL policies make no discovery call and decode nothing more.
+//!
 //! Failures are kept per namespace: a forbidden namespace (403), one that disappears during the
 //! scan (404) or an expired `continue` token (410, the list restarts once) is reported and the
 //! scan goes on. Only a dead or refusing API server stops it.
 
 pub mod api;
+mod cel_judge;
+pub mod cel_resources;
 pub mod drive;
 mod namespace_scan;
 pub mod output;
@@ -47,6 +66,7 @@ use crate::pod::WorkloadKind;
 use crate::row::Row;
 
 pub use api::{ApiFailure, Connect, ConnectError, Connection, Lister, client};
+pub use cel_judge::{CelNamespace, judge_object};
 pub use scan::Scanner;
 pub use summary::{NamespaceSummary, PolicySummary, Summary};
 
@@ -139,10 +159,38 @@ pub fn is_namespace_name(name: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
-/// One workload judged, with what it violates.
+/// What an audited object is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A Pod or pod controller, listed by the workload scan.
+    Workload(WorkloadKind),
+    /// An object of another resource, listed for the CEL policies that select it.
+    Other(Arc<cel_resources::Resource>),
+}
+
+impl ObjectKind {
+    /// The kind's name, e.g. `Deployment` or `Service`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ObjectKind::Workload(kind) => kind.as_str(),
+            ObjectKind::Other(resource) => &resource.kind,
+        }
+    }
+
+    /// The `apiVersion` its objects are listed in.
+    pub fn api_version(&self) -> String {
+        match self {
+            ObjectKind::Workload(kind) => api::api_version(*kind).to_owned(),
+            ObjectKind::Other(resource) => resource.api_version(),
+        }
+    }
+}
+
+/// One object judged (a workload, or an object of another kind a CEL policy selects), with
+/// what it violates.
 #[derive(Debug, Clone)]
 pub struct WorkloadResult {
-    pub kind: WorkloadKind,
+    pub kind: ObjectKind,
     pub name: String,
     pub uid: String,
     /// Pods it stands for: the pods under a controller, 1 for a pod judged itself.
@@ -187,7 +235,7 @@ impl Status {
     }
 }
 
-/// Everything found in one namespace.
+/// Everything found in one namespace, or (`namespace` empty) among the cluster-scoped objects.
 #[derive(Debug, Clone)]
 pub struct NamespaceResult {
     pub namespace: String,
@@ -200,6 +248,8 @@ pub struct NamespaceResult {
     pub covered_pods: u32,
     /// Pods judged themselves (no listed controller).
     pub standalone_pods: u32,
+    /// Objects of other kinds judged for the CEL policies that select them.
+    pub objects: u32,
     /// (workload, policy) pairs judged without a violation.
     pub passed: u64,
     pub problems: Vec<Problem>,
@@ -212,6 +262,11 @@ pub struct NamespaceResult {
 }
 
 impl NamespaceResult {
+    /// Whether this is the cluster-scoped objects' result rather than a namespace's.
+    pub fn is_cluster_scope(&self) -> bool {
+        self.namespace.is_empty()
+    }
+
     /// Workloads judged: top-most controllers and standalone pods.
     pub fn judged(&self) -> u64 {
         u64::from(self.controllers) + u64::from(self.standalone_pods)

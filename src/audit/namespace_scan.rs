@@ -2,6 +2,13 @@
 //! controller (Pod → ReplicaSet → Deployment, Pod → Job → CronJob) or judged, with the
 //! `signed-images` verdicts its page needed verified first; pods under a controller are judged
 //! again only for the digests they run.
+//!
+//! With CEL policies, a workload of a kind they may select is judged by them too, in the same
+//! pass, as a CREATE of it; one folded into its controller is still judged by them (a
+//! ValidatingAdmissionPolicy on Pods judges every pod, whatever owns it), its findings
+//! reported after its controller's. Objects of other kinds the CEL policies select are judged
+//! by them alone. The cluster-scoped objects are scanned the same way, as a namespace named
+//! `""`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,8 +17,10 @@ use std::time::SystemTime;
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::value::RawValue;
 
+use super::cel_judge::{CelNamespace, judge_object};
+use super::cel_resources::{CelResources, Resource, workload_resource};
 use super::{
-    ApiFailure, CONTROLLER_ORDER, NamespaceResult, Problem, Status, WorkloadResult, api, running,
+    ApiFailure, NamespaceResult, ObjectKind, Problem, Status, WorkloadResult, api, running,
 };
 use crate::engine::{self, Request};
 use crate::image_pass::ReviewImages;
@@ -19,7 +28,7 @@ use crate::images::{Miss, Verified, Verifier, deadline_for};
 use crate::namespaces::{Found, LabelSource};
 use crate::pod::{self, WorkloadKind};
 use crate::policy::signed_images;
-use crate::policy::{PolicySet, Unverified};
+use crate::policy::{ImageVerdicts, PolicySet, Unverified};
 use crate::row::Row;
 
 /// The state of one namespace being scanned.
@@ -40,12 +49,22 @@ pub(super) struct NamespaceScan<'s> {
     /// Pods managed by a listed controller whose running digests fail a `signed-images`
     /// policy, with the index of their top-most controller.
     running_pods: Vec<(usize, WorkloadResult)>,
+    /// What the CEL policies select and know of the namespace; `None` without CEL policies.
+    cel: Option<(Arc<CelResources>, CelNamespace)>,
+    /// CEL findings on objects folded into a top-most controller, with its index.
+    folded: Vec<(usize, WorkloadResult)>,
+    /// Objects of other kinds with CEL findings.
+    others: Vec<WorkloadResult>,
     covered_pods: u32,
     standalone_pods: u32,
-    /// Passes of the standalone pods judged clean and not kept (those kept count their own).
+    objects: u32,
+    /// Passes of the objects judged clean and not kept (those kept count their own), and of
+    /// the CEL policies on folded objects.
     clean_pod_passes: u64,
     problems: Vec<Problem>,
     pub(super) notes: Vec<String>,
+    /// Resources whose list was tried, and those that answered 403.
+    pub(super) kinds_tried: u32,
     forbidden: u32,
     pub(super) vanished: bool,
     pub(super) lists_ok: u32,
@@ -56,9 +75,12 @@ pub(super) struct Mark {
     tops: usize,
     pods: usize,
     running_pods: usize,
+    folded: usize,
+    others: usize,
     pod_counts: Vec<u32>,
     covered_pods: u32,
     standalone_pods: u32,
+    objects: u32,
     clean_pod_passes: u64,
     problems: usize,
 }
@@ -69,8 +91,14 @@ impl<'s> NamespaceScan<'s> {
         images: Option<Arc<Verifier>>,
         namespace: &str,
         found: Found<'_>,
+        cel: Option<Arc<CelResources>>,
     ) -> Self {
         NamespaceScan {
+            cel: cel.map(|resources| (resources, CelNamespace::new(namespace, found))),
+            folded: Vec::new(),
+            others: Vec::new(),
+            objects: 0,
+            kinds_tried: 0,
             set,
             images,
             namespace: namespace.to_owned(),
@@ -102,6 +130,9 @@ impl<'s> NamespaceScan<'s> {
             tops: self.tops.len(),
             pods: self.pods.len(),
             running_pods: self.running_pods.len(),
+            folded: self.folded.len(),
+            others: self.others.len(),
+            objects: self.objects,
             pod_counts: self.tops.iter().map(|t| t.pods).collect(),
             covered_pods: self.covered_pods,
             standalone_pods: self.standalone_pods,
@@ -118,6 +149,9 @@ impl<'s> NamespaceScan<'s> {
         }
         self.pods.truncate(mark.pods);
         self.running_pods.truncate(mark.running_pods);
+        self.folded.truncate(mark.folded);
+        self.others.truncate(mark.others);
+        self.objects = mark.objects;
         self.covered_pods = mark.covered_pods;
         self.standalone_pods = mark.standalone_pods;
         self.clean_pod_passes = mark.clean_pod_passes;
@@ -221,6 +255,7 @@ impl<'s> NamespaceScan<'s> {
             } else {
                 self.owners.insert(head.uid().to_owned(), top);
             }
+            self.ingest_folded(top, kind, json, &head);
             return;
         }
         let running = self.running_digests(kind, json);
@@ -315,18 +350,26 @@ impl<'s> NamespaceScan<'s> {
         })?;
         let name = head.name();
         let mut judged = WorkloadResult {
-            kind,
+            kind: ObjectKind::Workload(kind),
             name: name.to_owned(),
             uid: head.uid().to_owned(),
             pods: u32::from(kind == WorkloadKind::Pod),
             passed: 0,
             rows: Vec::new(),
         };
-        let Some(pod) = workload.pod() else {
-            return Ok(judged);
-        };
         let request = self.request(kind, name, &workload);
-        let verdict = engine::evaluate_with(self.set, &request, pod, images);
+        let verdict = match (self.cel_judges(kind), workload.pod()) {
+            (Some(namespace), pod) => judge_object(
+                self.set,
+                &workload_resource(kind),
+                json,
+                namespace,
+                pod.map(|pod| (&request, pod)),
+                images,
+            )?,
+            (None, Some(pod)) => engine::evaluate_with(self.set, &request, pod, images),
+            (None, None) => return Ok(judged),
+        };
         judged.rows = verdict
             .violations
             .iter()
@@ -353,11 +396,99 @@ impl<'s> NamespaceScan<'s> {
             .with_namespace_labels(found.labels())
     }
 
+    /// The namespace as CEL policies see it, when one of them may select objects of `kind`.
+    fn cel_judges(&self, kind: WorkloadKind) -> Option<&CelNamespace> {
+        let (resources, namespace) = self.cel.as_ref()?;
+        resources.judges_workload(kind).then_some(namespace)
+    }
+
+    /// Judges an object folded into the controller `top` with the CEL policies that may select
+    /// its kind (the built-in checks judged it on its controller); kept when it fails them.
+    fn ingest_folded(&mut self, top: usize, kind: WorkloadKind, json: &str, head: &api::ItemHead) {
+        let Some(namespace) = self.cel_judges(kind) else {
+            return;
+        };
+        let served = workload_resource(kind);
+        match self.judge_cel(ObjectKind::Workload(kind), &served, json, head, namespace) {
+            Ok(judged) if judged.rows.is_empty() => {
+                self.clean_pod_passes += u64::from(judged.passed)
+            }
+            Ok(judged) => self.folded.push((top, judged)),
+            Err(problem) => self.problems.push(problem),
+        }
+    }
+
+    /// Takes one listed object of another kind: judged by the CEL policies alone.
+    pub(super) fn ingest_other(&mut self, resource: &Arc<Resource>, json: &str) {
+        let Some((_, namespace)) = &self.cel else {
+            return;
+        };
+        let kind = ObjectKind::Other(Arc::clone(resource));
+        let head = match api::ItemHead::parse(json) {
+            Ok(head) => head,
+            Err(e) => {
+                self.problems.push(Problem {
+                    namespace: self.namespace.clone(),
+                    resource: resource.name(),
+                    message: format!("an item is not a valid object: {e}"),
+                });
+                return;
+            }
+        };
+        match self.judge_cel(kind, &resource.served(), json, &head, namespace) {
+            Ok(judged) => {
+                self.objects += 1;
+                match judged.rows.is_empty() {
+                    true => self.clean_pod_passes += u64::from(judged.passed),
+                    false => self.others.push(judged),
+                }
+            }
+            Err(problem) => self.problems.push(problem),
+        }
+    }
+
+    /// Judges an object with the CEL policies alone, as a CREATE of it in this namespace.
+    fn judge_cel(
+        &self,
+        kind: ObjectKind,
+        served: &crate::cel::admission::Served<'_>,
+        json: &str,
+        head: &api::ItemHead,
+        namespace: &CelNamespace,
+    ) -> Result<WorkloadResult, Problem> {
+        let verdict = judge_object(
+            self.set,
+            served,
+            json,
+            namespace,
+            None,
+            &Unverified as &dyn ImageVerdicts,
+        )
+        .map_err(|message| Problem {
+            namespace: self.namespace.clone(),
+            resource: format!("{}/{}", kind.as_str(), head.name()),
+            message: format!("not judged: {message}"),
+        })?;
+        let rows = verdict
+            .violations
+            .iter()
+            .map(|v| Row::of_object(kind.as_str(), "", &self.namespace, head.name(), v))
+            .collect();
+        let pods = u32::from(kind == ObjectKind::Workload(WorkloadKind::Pod));
+        Ok(WorkloadResult {
+            kind,
+            name: head.name().to_owned(),
+            uid: head.uid().to_owned(),
+            pods,
+            passed: u32::try_from(verdict.passed()).unwrap_or(u32::MAX),
+            rows,
+        })
+    }
+
     pub(super) fn finish(self) -> NamespaceResult {
-        let kinds_listed = CONTROLLER_ORDER.len() as u32 + 1;
         let status = if self.vanished {
             Status::Vanished
-        } else if self.forbidden >= kinds_listed {
+        } else if self.kinds_tried > 0 && self.forbidden >= self.kinds_tried {
             Status::Forbidden
         } else if self.problems.is_empty() {
             Status::Complete
@@ -382,11 +513,14 @@ impl<'s> NamespaceScan<'s> {
             .tops
             .iter()
             .chain(&self.pods)
+            .chain(&self.others)
             .map(|j| u64::from(j.passed))
             .sum::<u64>()
             + self.clean_pod_passes;
-        // Each controller, then its pods that run what it does not; then standalone pods.
+        // Each controller, then its pods that run what it does not and the CEL findings on
+        // what it manages; then standalone pods, then objects of other kinds.
         let mut running = merge_running(self.running_pods).into_iter().peekable();
+        let mut folded = self.folded.into_iter().peekable();
         let mut workloads: Vec<WorkloadResult> = Vec::new();
         for (index, top) in self.tops.into_iter().enumerate() {
             if !top.rows.is_empty() {
@@ -395,8 +529,12 @@ impl<'s> NamespaceScan<'s> {
             while let Some((_, pod)) = running.next_if(|(t, _)| *t == index) {
                 workloads.push(pod);
             }
+            while let Some((_, object)) = folded.next_if(|(t, _)| *t == index) {
+                workloads.push(object);
+            }
         }
         workloads.extend(self.pods);
+        workloads.extend(self.others);
         NamespaceResult {
             namespace: self.namespace,
             status,
@@ -404,6 +542,7 @@ impl<'s> NamespaceScan<'s> {
             controllers,
             covered_pods: self.covered_pods,
             standalone_pods: self.standalone_pods,
+            objects: self.objects,
             passed,
             problems,
             notes: self.notes,

@@ -79,7 +79,7 @@ impl<W: Write> Printer<W> {
             .rows()
             .map(|(judged, r)| {
                 [
-                    r.namespace.clone(),
+                    scope_name(&r.namespace).to_owned(),
                     format!("{}/{}", r.kind, r.name),
                     judged.pods.to_string(),
                     r.policy.clone(),
@@ -185,7 +185,7 @@ pub fn render_summary(summary: &Summary) -> String {
         .iter()
         .map(|n| {
             [
-                n.namespace.clone(),
+                scope_name(&n.namespace).to_owned(),
                 n.status.as_str().to_owned(),
                 n.workloads.to_string(),
                 n.pods.to_string(),
@@ -208,8 +208,16 @@ pub fn render_summary(summary: &Summary) -> String {
         for p in problems {
             out.push_str(&format!(
                 "  {}: {}: {}\n",
-                p.namespace, p.resource, p.message
+                scope_name(&p.namespace),
+                p.resource,
+                p.message
             ));
+        }
+    }
+    if !summary.notes.is_empty() {
+        out.push_str("\nNotes:\n");
+        for note in &summary.notes {
+            out.push_str(&format!("  {note}\n"));
         }
     }
     if let Some(why) = &summary.stopped {
@@ -242,10 +250,23 @@ pub fn image_signatures_note(summary: &Summary) -> Option<String> {
     ))
 }
 
+/// How a table names a namespace: the cluster-scoped objects' is `""`.
+pub fn scope_name(namespace: &str) -> &str {
+    match namespace {
+        "" => "(cluster)",
+        namespace => namespace,
+    }
+}
+
 /// `4/5 namespace(s) scanned completely: ...`.
 pub fn closing_line(summary: &Summary) -> String {
+    // Said only when CEL policies selected objects of other kinds.
+    let objects = match summary.objects {
+        0 => String::new(),
+        n => format!(", {n} other object(s) for CEL policies"),
+    };
     format!(
-        "{}/{} namespace(s) scanned completely; {} workload(s) judged ({} controller(s) covering {} pod(s), {} standalone pod(s)); {} violation(s) in {} workload(s), every policy judged as enforce\n",
+        "{}/{} namespace(s) scanned completely; {} workload(s) judged ({} controller(s) covering {} pod(s), {} standalone pod(s){objects}); {} violation(s) in {} workload(s), every policy judged as enforce\n",
         summary.namespaces_complete,
         summary.namespaces_total,
         summary.workloads,

@@ -6,8 +6,9 @@
 //! `app.kubernetes.io/managed-by: portier`. One `fail` result per violation, with
 //! `source: portier`, the policy, the check as `rule`, the workload in `resources`, and the
 //! container, path and real mode in `properties`. `summary.pass` counts the (workload, policy)
-//! pairs judged without a violation. portier judges only namespaced workloads, so it never has
-//! cluster-scoped results and writes no ClusterPolicyReport.
+//! pairs judged without a violation. The cluster-scoped objects CEL policies select (audited
+//! with `--all-namespaces`) go into one ClusterPolicyReport, `portier-cluster`, built and
+//! written the same way.
 //!
 //! Reports are written with server-side apply (`PATCH`, `application/apply-patch+yaml`,
 //! `fieldManager=portier`, `force=true`, `fieldValidation=Strict`): one request creates or
@@ -35,6 +36,9 @@ use super::{NamespaceResult, Status};
 
 pub const API_VERSION: &str = "wgpolicyk8s.io/v1alpha2";
 pub const KIND: &str = "PolicyReport";
+pub const CLUSTER_KIND: &str = "ClusterPolicyReport";
+/// The name of the ClusterPolicyReport.
+pub const CLUSTER_REPORT_NAME: &str = "portier-cluster";
 /// The field manager of server-side apply, and every result's `source`.
 pub const SOURCE: &str = "portier";
 /// Results per report when not told otherwise.
@@ -85,9 +89,12 @@ pub struct Timestamp {
     pub nanos: i32,
 }
 
-/// The report's name in `namespace`.
+/// The report's name in `namespace`; the ClusterPolicyReport's for `""`.
 pub fn report_name(namespace: &str) -> String {
-    format!("portier-{namespace}")
+    match namespace {
+        "" => CLUSTER_REPORT_NAME.to_owned(),
+        namespace => format!("portier-{namespace}"),
+    }
 }
 
 /// The severity a violation gets: how a policy's real mode ranks it.
@@ -109,8 +116,8 @@ pub fn category(check: &str) -> &'static str {
     }
 }
 
-/// Builds the report of one namespace, cutting results beyond `max_results` or the byte
-/// budget.
+/// Builds the report of one namespace (a ClusterPolicyReport for the cluster-scoped objects),
+/// cutting results beyond `max_results` or the byte budget.
 pub fn build(ns: &NamespaceResult, max_results: usize) -> PolicyReport {
     let since = ns.judged_at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let timestamp = Timestamp {
@@ -142,10 +149,10 @@ pub fn build(ns: &NamespaceResult, max_results: usize) -> PolicyReport {
             scored: true,
             timestamp,
             resources: vec![ObjectReference {
-                api_version: Some(api::api_version(judged.kind).to_owned()),
+                api_version: Some(judged.kind.api_version()),
                 kind: Some(judged.kind.as_str().to_owned()),
                 name: Some(judged.name.clone()),
-                namespace: Some(ns.namespace.clone()),
+                namespace: (!ns.is_cluster_scope()).then(|| ns.namespace.clone()),
                 uid: (!judged.uid.is_empty()).then(|| judged.uid.clone()),
                 ..ObjectReference::default()
             }],
@@ -164,10 +171,14 @@ pub fn build(ns: &NamespaceResult, max_results: usize) -> PolicyReport {
     }
     PolicyReport {
         api_version: API_VERSION.to_owned(),
-        kind: KIND.to_owned(),
+        kind: match ns.is_cluster_scope() {
+            true => CLUSTER_KIND,
+            false => KIND,
+        }
+        .to_owned(),
         metadata: ObjectMeta {
             name: Some(report_name(&ns.namespace)),
-            namespace: Some(ns.namespace.clone()),
+            namespace: (!ns.is_cluster_scope()).then(|| ns.namespace.clone()),
             labels: Some(BTreeMap::from([(
                 "app.kubernetes.io/managed-by".to_owned(),
                 SOURCE.to_owned(),
@@ -245,14 +256,18 @@ impl ReportWriter {
         let name = report_name(&ns.namespace);
         let mut params = PatchParams::apply(SOURCE).force();
         params.field_validation = Some(ValidationDirective::Strict);
-        let request = Request::new(format!(
-            "/apis/{API_VERSION}/namespaces/{}/policyreports",
-            ns.namespace
-        ))
-        .patch(&name, &params, &Patch::Apply(&report))
-        .map_err(|e| {
-            ReportError::Api(ApiFailure::Decode(format!("cannot build the request: {e}")))
-        })?;
+        let collection = match ns.is_cluster_scope() {
+            true => format!("/apis/{API_VERSION}/clusterpolicyreports"),
+            false => format!(
+                "/apis/{API_VERSION}/namespaces/{}/policyreports",
+                ns.namespace
+            ),
+        };
+        let request = Request::new(collection)
+            .patch(&name, &params, &Patch::Apply(&report))
+            .map_err(|e| {
+                ReportError::Api(ApiFailure::Decode(format!("cannot build the request: {e}")))
+            })?;
         match self
             .client
             .request_text(request)

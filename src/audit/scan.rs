@@ -1,18 +1,21 @@
 //! The scanner: resolves the namespaces to scan, then lists each one kind by kind and page by
-//! page (controllers before pods), restarting a list once when its `continue` token expires.
-//! What a page holds is judged by [`NamespaceScan`].
+//! page (controllers before pods, then the other resources CEL policies select), restarting a
+//! list once when its `continue` token expires; with every namespace done, the cluster-scoped
+//! resources CEL policies select, once. What a page holds is judged by [`NamespaceScan`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 
+use super::cel_resources::{self, CelResources, Resource};
 use super::namespace_scan::NamespaceScan;
 use super::{
     ApiFailure, AuditError, CONTROLLER_ORDER, ImageSignatures, Lister, NamespaceResult,
     ScanOptions, Scope, api, is_namespace_name,
 };
 use crate::images::Verifier;
-use crate::namespaces::{KnownNamespaces, LabelSource};
+use crate::namespaces::{Found, KnownNamespaces, LabelSource};
 use crate::pod::WorkloadKind;
 use crate::policy::PolicySet;
 
@@ -30,6 +33,14 @@ pub struct Scanner<'s> {
     /// The Namespace objects listed (or read, for named namespaces, when a policy reads
     /// namespace labels).
     known: KnownNamespaces,
+    /// Why each named namespace that could not be read is unknown (the API's answer).
+    unread: HashMap<String, String>,
+    /// What the CEL policies select; `None` when the set has none.
+    cel: Option<Arc<CelResources>>,
+    /// Whether the cluster-scoped resources CEL policies select are still to be listed.
+    cluster_pending: bool,
+    /// What the scan says once: kinds not served, cluster-scoped kinds not audited.
+    notes: Vec<String>,
     next: usize,
     lists_ok: u64,
     stopped: bool,
@@ -57,6 +68,10 @@ impl<'s> Scanner<'s> {
             image_signatures,
             namespaces: Vec::new(),
             known: KnownNamespaces::new(UNREAD),
+            unread: HashMap::new(),
+            cel: None,
+            cluster_pending: false,
+            notes: Vec::new(),
             next: 0,
             lists_ok: 0,
             stopped: false,
@@ -79,7 +94,46 @@ impl<'s> Scanner<'s> {
                 names
             }
         };
+        if set.has_cel() {
+            scanner.select_cel_resources(&options.scope).await;
+        }
         Ok(scanner)
+    }
+
+    /// Asks discovery what the API server serves and chooses what the CEL policies select.
+    /// Without discovery, they are judged on the workloads only, and the scan says so.
+    async fn select_cel_resources(&mut self, scope: &Scope) {
+        let selected = match cel_resources::discover(self.lister.client()).await {
+            Ok(discovered) => cel_resources::select(self.set, &discovered),
+            Err(failure) => {
+                self.notes.push(format!(
+                    "the API server's discovery failed ({failure}): CEL policies were judged on Pods and pod controllers only"
+                ));
+                CelResources {
+                    unknown: Vec::new(),
+                    ..cel_resources::select(self.set, &[])
+                }
+            }
+        };
+        self.notes.extend(selected.unknown.iter().cloned());
+        if !selected.cluster.is_empty() {
+            match scope {
+                Scope::All => self.cluster_pending = true,
+                Scope::Namespaces(_) => {
+                    let names: Vec<String> = selected.cluster.iter().map(|r| r.name()).collect();
+                    self.notes.push(format!(
+                        "cluster-scoped resources CEL policies select were not audited (only with --all-namespaces): {}",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        self.cel = Some(Arc::new(selected));
+    }
+
+    /// What the scan says once (kinds not served, cluster-scoped kinds not audited).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Reads the named namespaces (their labels), each once; one that cannot be read stays
@@ -89,11 +143,18 @@ impl<'s> Scanner<'s> {
         for name in names {
             match api.get(name).await {
                 Ok(namespace) => self.known.insert(namespace, LabelSource::Listed),
-                Err(e) => tracing::warn!(
-                    namespace = %name,
-                    error = %api::error_chain(&e),
-                    "cannot read the namespace: policies that read its labels cannot decide"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        namespace = %name,
+                        error = %api::error_chain(&e),
+                        "cannot read the namespace: policies that read its labels cannot decide"
+                    );
+                    let failure = api::classify(e);
+                    self.unread.insert(
+                        name.clone(),
+                        format!("the audit could not read the namespace: {failure}"),
+                    );
+                }
             }
         }
     }
@@ -175,12 +236,24 @@ impl<'s> Scanner<'s> {
     /// Scans the next namespace. `Ok(None)` when all are done (or after a stop); an error
     /// when the API server cannot be used any more: the results returned so far stand.
     pub async fn next_namespace(&mut self) -> Result<Option<NamespaceResult>, AuditError> {
-        if self.stopped || self.next >= self.namespaces.len() {
+        if self.stopped {
             return Ok(None);
         }
+        if self.next >= self.namespaces.len() {
+            return self.cluster_scope().await;
+        }
         let namespace = self.namespaces[self.next].clone();
-        let found = self.known.find(&namespace);
-        let mut scan = NamespaceScan::new(self.set, self.images.clone(), &namespace, found);
+        let found = match self.unread.get(&namespace) {
+            Some(why) => Found::Unknown(why),
+            None => self.known.find(&namespace),
+        };
+        let mut scan = NamespaceScan::new(
+            self.set,
+            self.images.clone(),
+            &namespace,
+            found,
+            self.cel.clone(),
+        );
         let outcome = self.scan_namespace(&mut scan).await;
         self.lists_ok += u64::from(scan.lists_ok);
         if let Err(failure) = outcome {
@@ -200,11 +273,44 @@ impl<'s> Scanner<'s> {
         Ok(Some(scan.finish()))
     }
 
+    /// The cluster-scoped resources CEL policies select, listed once after every namespace
+    /// (`Ok(None)` when there are none, or once done): a result whose namespace is `""`.
+    async fn cluster_scope(&mut self) -> Result<Option<NamespaceResult>, AuditError> {
+        let Some(cel) = self.cel.clone().filter(|_| self.cluster_pending) else {
+            return Ok(None);
+        };
+        self.cluster_pending = false;
+        let found = Found::Unknown("a cluster-scoped object is in no namespace");
+        let mut scan = NamespaceScan::new(self.set, None, "", found, Some(Arc::clone(&cel)));
+        let mut outcome = Ok(());
+        for resource in &cel.cluster {
+            outcome = self.list_kind(&mut scan, Listed::Other(resource)).await;
+            if outcome.is_err() {
+                break;
+            }
+        }
+        self.lists_ok += u64::from(scan.lists_ok);
+        if let Err(failure) = outcome {
+            self.stopped = true;
+            return Err(AuditError::Interrupted {
+                namespace: "(cluster-scoped)".to_owned(),
+                done: self.next,
+                failure,
+            });
+        }
+        Ok(Some(scan.finish()))
+    }
+
     /// Lists every judged kind of one namespace into `scan`. An error only for a failure that
     /// makes further calls pointless (see [`ApiFailure::is_fatal`]).
     async fn scan_namespace(&self, scan: &mut NamespaceScan<'_>) -> Result<(), ApiFailure> {
-        for kind in CONTROLLER_ORDER.into_iter().chain([WorkloadKind::Pod]) {
-            self.list_kind(scan, kind).await?;
+        let others = self.cel.iter().flat_map(|cel| cel.namespaced.iter());
+        let workloads = CONTROLLER_ORDER.into_iter().chain([WorkloadKind::Pod]);
+        let listed = workloads
+            .map(Listed::Workload)
+            .chain(others.map(Listed::Other));
+        for listed in listed {
+            self.list_kind(scan, listed).await?;
             if scan.vanished {
                 break;
             }
@@ -217,10 +323,18 @@ impl<'s> Scanner<'s> {
     async fn list_kind(
         &self,
         scan: &mut NamespaceScan<'_>,
-        kind: WorkloadKind,
+        listed: Listed<'_>,
     ) -> Result<(), ApiFailure> {
-        let path = api::collection_path(kind, &scan.namespace);
-        let resource = api::plural(kind);
+        let in_namespace = Some(scan.namespace.as_str()).filter(|n| !n.is_empty());
+        let (path, resource) = match listed {
+            Listed::Workload(kind) => (
+                api::collection_path(kind, &scan.namespace),
+                api::plural(kind).to_owned(),
+            ),
+            Listed::Other(r) => (r.collection_path(in_namespace), r.name()),
+        };
+        let resource = resource.as_str();
+        scan.kinds_tried += 1;
         let mark = scan.mark();
         let mut token: Option<String> = None;
         let mut restarted = false;
@@ -251,9 +365,18 @@ impl<'s> Scanner<'s> {
                     return Ok(());
                 }
             };
-            let verified = scan.verify_page(kind, list.items()).await;
-            for item in list.items() {
-                scan.ingest(kind, item.get(), &verified);
+            match listed {
+                Listed::Workload(kind) => {
+                    let verified = scan.verify_page(kind, list.items()).await;
+                    for item in list.items() {
+                        scan.ingest(kind, item.get(), &verified);
+                    }
+                }
+                Listed::Other(r) => {
+                    for item in list.items() {
+                        scan.ingest_other(r, item.get());
+                    }
+                }
             }
             match list.next_token() {
                 Some(next) => token = Some(next.to_owned()),
@@ -261,4 +384,11 @@ impl<'s> Scanner<'s> {
             }
         }
     }
+}
+
+/// What one list call lists: a workload kind, or a resource CEL policies select.
+#[derive(Clone, Copy)]
+enum Listed<'r> {
+    Workload(WorkloadKind),
+    Other(&'r Arc<Resource>),
 }

@@ -19,6 +19,8 @@ pub struct Summary {
     /// Pods judged on their controller.
     pub covered_pods: u64,
     pub standalone_pods: u64,
+    /// Objects of other kinds judged for the CEL policies that select them.
+    pub objects: u64,
     pub violations: u64,
     /// Workloads with at least one violation.
     pub violating_workloads: u64,
@@ -30,6 +32,10 @@ pub struct Summary {
     /// Whether the `signed-images` policies were checked; absent when there are none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_signatures: Option<ImageSignatures>,
+    /// What the scan said once: kinds CEL policies name that are not served, cluster-scoped
+    /// kinds not audited.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub policies: Vec<PolicySummary>,
     pub namespaces: Vec<NamespaceSummary>,
 }
@@ -54,6 +60,8 @@ pub struct NamespaceSummary {
     pub status: Status,
     pub workloads: u64,
     pub pods: u64,
+    /// Objects of other kinds judged for CEL policies.
+    pub objects: u64,
     pub violations: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
@@ -80,7 +88,8 @@ impl Summary {
         }
     }
 
-    /// Adds one namespace's results.
+    /// Adds one namespace's results (or the cluster-scoped objects', which count in every
+    /// total but the namespaces').
     pub fn add(&mut self, ns: &NamespaceResult) {
         let judged = ns.judged();
         let violations = ns.violations() as u64;
@@ -88,12 +97,13 @@ impl Summary {
         self.controllers += u64::from(ns.controllers);
         self.covered_pods += u64::from(ns.covered_pods);
         self.standalone_pods += u64::from(ns.standalone_pods);
+        self.objects += u64::from(ns.objects);
         self.violations += violations;
         self.violating_workloads += ns.workloads.len() as u64;
-        if ns.status == Status::Complete {
-            self.namespaces_complete += 1;
-        } else {
+        if ns.status != Status::Complete {
             self.complete = false;
+        } else if !ns.is_cluster_scope() {
+            self.namespaces_complete += 1;
         }
         for workload in &ns.workloads {
             let mut last: Option<&str> = None;
@@ -114,6 +124,7 @@ impl Summary {
             status: ns.status,
             workloads: judged,
             pods: u64::from(ns.covered_pods) + u64::from(ns.standalone_pods),
+            objects: u64::from(ns.objects),
             violations,
             problems: ns.problems.clone(),
         });

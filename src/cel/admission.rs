@@ -158,54 +158,86 @@ pub fn synthetic_create(object: Json<'_>, default_namespace: &str) -> Option<Jso
     let object = object.into_owned();
     let api_version = object.get("apiVersion")?.as_str()?.to_owned();
     let kind = object.get("kind")?.as_str()?.to_owned();
-    let (group, version) = api_version
-        .rsplit_once('/')
-        .map_or((String::new(), api_version.clone()), |(g, v)| {
-            (g.to_owned(), v.to_owned())
-        });
-    let (resource, namespaced) = resource_for(&group, &kind);
-    let metadata_namespace = text(&object, &["metadata", "namespace"]).to_owned();
-    let name = text(&object, &["metadata", "name"]).to_owned();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+    let (resource, namespaced) = resource_for(group, &kind);
+    let metadata_namespace = text(&object, &["metadata", "namespace"]);
     let namespace = match namespaced {
-        Some(false) => String::new(),
+        Some(false) => "",
         _ if !metadata_namespace.is_empty() => metadata_namespace,
-        Some(true) => default_namespace.to_owned(),
+        Some(true) => default_namespace,
         // An unknown kind with no namespace: cluster-scoped, as far as a file can tell.
-        None => String::new(),
+        None => "",
+    }
+    .to_owned();
+    let served = Served {
+        group,
+        version,
+        kind: &kind,
+        resource: &resource,
     };
+    Some(create_request(object, &served, &namespace))
+}
+
+/// A resource as the API server serves it: what a review names besides the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served<'s> {
+    pub group: &'s str,
+    pub version: &'s str,
+    pub kind: &'s str,
+    /// The plural name, e.g. `services`.
+    pub resource: &'s str,
+}
+
+/// The `request` of a review the API server would send for creating `object`, an object of
+/// the `served` resource in `namespace` (empty when cluster-scoped), by no user. The object
+/// gets the `apiVersion` and `kind` a review's object carries when it lacks them (the items of
+/// a list do), and keeps borrowing from the text it was decoded from.
+pub fn create_request<'a>(mut object: Json<'a>, served: &Served<'_>, namespace: &str) -> Json<'a> {
+    let s = |v: &str| Json::String(Cow::Owned(v.to_owned()));
+    if let Json::Object(entries) = &mut object {
+        let api_version = match served.group {
+            "" => served.version.to_owned(),
+            group => format!("{group}/{}", served.version),
+        };
+        for (key, value) in [("kind", s(served.kind)), ("apiVersion", s(&api_version))] {
+            if !entries.iter().any(|(k, _)| k == key) {
+                entries.insert(0, (Cow::Borrowed(key), value));
+            }
+        }
+    }
+    let name = text(&object, &["metadata", "name"]).to_owned();
     // A Namespace's own request carries its name as the namespace.
-    let namespace = if group.is_empty() && kind == "Namespace" {
-        name.clone()
+    let namespace = if served.group.is_empty() && served.kind == "Namespace" {
+        name.as_str()
     } else {
         namespace
     };
-    let s = |v: &str| Json::String(Cow::Owned(v.to_owned()));
-    let object_of = |entries: Vec<(&str, Json<'static>)>| {
+    let object_of = |entries: Vec<(&'static str, Json<'a>)>| {
         Json::Object(
             entries
                 .into_iter()
-                .map(|(k, v)| (Cow::Owned(k.to_owned()), v))
+                .map(|(k, v)| (Cow::Borrowed(k), v))
                 .collect(),
         )
     };
     let gvk = object_of(vec![
-        ("group", s(&group)),
-        ("version", s(&version)),
-        ("kind", s(&kind)),
+        ("group", s(served.group)),
+        ("version", s(served.version)),
+        ("kind", s(served.kind)),
     ]);
     let gvr = object_of(vec![
-        ("group", s(&group)),
-        ("version", s(&version)),
-        ("resource", s(&resource)),
+        ("group", s(served.group)),
+        ("version", s(served.version)),
+        ("resource", s(served.resource)),
     ]);
-    Some(object_of(vec![
+    object_of(vec![
         ("uid", s("")),
         ("kind", gvk.clone()),
         ("resource", gvr.clone()),
         ("requestKind", gvk),
         ("requestResource", gvr),
         ("name", s(&name)),
-        ("namespace", s(&namespace)),
+        ("namespace", s(namespace)),
         ("operation", s("CREATE")),
         ("userInfo", object_of(vec![])),
         ("object", object),
@@ -218,7 +250,7 @@ pub fn synthetic_create(object: Json<'_>, default_namespace: &str) -> Option<Jso
                 ("kind", s("CreateOptions")),
             ]),
         ),
-    ]))
+    ])
 }
 
 #[cfg(test)]
@@ -260,5 +292,37 @@ mod tests {
             ("rbac.authorization.k8s.io", "")
         );
         assert!(synthetic_create(Json::parse("{}").unwrap(), "default").is_none());
+    }
+
+    #[test]
+    fn a_listed_item_gets_the_kind_a_review_object_carries() {
+        // The items of a list have no apiVersion or kind.
+        let item = Json::parse(r#"{"metadata": {"name": "web", "namespace": "shop"}}"#).unwrap();
+        let served = Served {
+            group: "apps",
+            version: "v1",
+            kind: "Deployment",
+            resource: "deployments",
+        };
+        let request = create_request(item, &served, "shop");
+        let a = Admission::from_request(&request);
+        assert_eq!(
+            (
+                a.attributes.group,
+                a.attributes.resource,
+                a.attributes.namespace,
+                a.attributes.name
+            ),
+            ("apps", "deployments", "shop", "web")
+        );
+        let object = request.get("object").unwrap();
+        assert_eq!(
+            object.get("apiVersion").and_then(Json::as_str),
+            Some("apps/v1")
+        );
+        assert_eq!(
+            object.get("kind").and_then(Json::as_str),
+            Some("Deployment")
+        );
     }
 }

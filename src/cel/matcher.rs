@@ -55,7 +55,7 @@ fn exact_or_wildcard(items: &[String], requested: &str) -> bool {
 }
 
 /// The groups that serve `resource` of `group` under the same name (itself included).
-fn equivalent_groups<'a>(group: &'a str, resource: &str) -> Vec<&'a str> {
+pub fn equivalent_groups<'a>(group: &'a str, resource: &str) -> Vec<&'a str> {
     match (group, resource) {
         ("apps" | "extensions", "deployments" | "daemonsets" | "replicasets") => {
             vec!["apps", "extensions"]
@@ -135,6 +135,29 @@ impl Matcher {
             return false;
         }
         self.rules.is_empty() || self.rules.iter().any(rule_matches)
+    }
+
+    /// Whether the request could be chosen for some object name: [`Matcher::matches`] with
+    /// `resourceNames` read as "any name" in the rules and exclusions naming names left out
+    /// (they exclude some objects, never the whole resource). What the audit lists for a
+    /// policy; each object listed is then matched by name.
+    pub fn may_match(&self, a: &Attributes<'_>) -> bool {
+        let rule_matches = |r: &Rule| {
+            let any_name = Rule {
+                resource_names: Vec::new(),
+                ..r.clone()
+            };
+            match self.exact {
+                true => any_name.matches(a),
+                false => any_name.matches_equivalent(a),
+            }
+        };
+        let excluded = self
+            .exclude
+            .iter()
+            .filter(|r| r.resource_names.is_empty())
+            .any(rule_matches);
+        !excluded && (self.rules.is_empty() || self.rules.iter().any(rule_matches))
     }
 
     /// The (group, resource) pairs the rules name, for reporting what a policy can judge.

@@ -10,7 +10,7 @@ use clap::ValueEnum;
 
 use super::{EXIT_USAGE, EXIT_VIOLATION, ReportKind};
 use portier::audit::drive::{DriveError, Driven, ScanEvent, drive};
-use portier::audit::output::{Format, Printer, Progress};
+use portier::audit::output::{Format, Printer, Progress, scope_name};
 use portier::audit::report::ReportWriter;
 use portier::audit::{self, AuditError, ScanOptions, Scanner, Scope};
 use portier::images::Verifier;
@@ -73,12 +73,6 @@ pub enum AuditOutput {
 
 pub fn run(args: AuditArgs) -> Result<ExitCode> {
     let set = PolicySet::from_dir(&args.policies)?;
-    if set.has_cel() {
-        // Said, not silently skipped: the audit lists workloads and judges their pods only.
-        eprintln!(
-            "note: CEL policies and ValidatingAdmissionPolicies are not judged by audit yet; judge manifests with `portier check`"
-        );
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -142,12 +136,15 @@ async fn audit_cluster(args: AuditArgs, set: &PolicySet) -> Result<ExitCode> {
         }
         ScanEvent::Scanned { ns, report } => {
             for note in &ns.notes {
-                progress.note(&format!("portier: namespace {}: {note}", ns.namespace));
+                let scope = scope_name(&ns.namespace);
+                progress.note(&format!("portier: namespace {scope}: {note}"));
             }
             for p in &ns.problems {
                 progress.note(&format!(
                     "portier: namespace {}: {}: {}",
-                    p.namespace, p.resource, p.message
+                    scope_name(&p.namespace),
+                    p.resource,
+                    p.message
                 ));
             }
             if let Some(note) = report {

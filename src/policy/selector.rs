@@ -146,6 +146,8 @@ impl Globs {
 struct Criteria {
     namespaces: Globs,
     kinds: Globs,
+    /// The `kinds` as written, for saying which named kind a cluster does not serve.
+    kind_names: Vec<String>,
     users: Globs,
     images: Globs,
     /// `None`: not given.
@@ -168,6 +170,7 @@ impl Criteria {
         Ok(Criteria {
             namespaces: globs("namespaces", &doc.namespaces)?,
             kinds: globs("kinds", &doc.kinds)?,
+            kind_names: doc.kinds.clone().unwrap_or_default(),
             users: globs("users", &doc.users)?,
             images: image_globs(&format!("{field}.images"), doc.images.as_deref())?,
             namespace_labels: labels("namespaceSelector", &doc.namespace_selector)?,
@@ -353,6 +356,17 @@ impl Selector {
             && !self.exclude.namespaces.hits(namespace)
             && !self.exclude.kinds.hits(kind)
             && !user_excluded
+    }
+
+    /// Whether the kind globs alone (`match.kinds`, `exclude.kinds`) choose the kind named
+    /// `kind`, whatever the namespace and user: what the audit lists for the policy.
+    pub fn admits_kind(&self, kind: &str) -> bool {
+        self.include.kinds.admits(kind) && !self.exclude.kinds.hits(kind)
+    }
+
+    /// The kinds `match.kinds` names as written (globs included); empty when not given.
+    pub fn kind_names(&self) -> &[String] {
+        &self.include.kind_names
     }
 
     /// Whether a container running `image` (as the pod spells it) is judged.

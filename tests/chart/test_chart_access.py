@@ -68,7 +68,7 @@ READ_RULES = {
     (("apps",), ("deployments", "statefulsets", "daemonsets", "replicasets")): ["get", "list", "watch"],
     (("batch",), ("jobs", "cronjobs")): ["get", "list", "watch"],
 }
-REPORT_RULE = {(("wgpolicyk8s.io",), ("policyreports",)): ["create", "patch"]}
+REPORT_RULE = {(("wgpolicyk8s.io",), ("policyreports", "clusterpolicyreports")): ["create", "patch"]}
 
 
 def test_rbac_is_exactly_what_the_audit_uses(default_objs: list[dict[str, Any]]) -> None:
@@ -81,6 +81,17 @@ def test_rbac_is_exactly_what_the_audit_uses(default_objs: list[dict[str, Any]])
         assert _rules(render_objects(values)) == READ_RULES | REPORT_RULE, values
     for groups, resources in READ_RULES:
         assert set(resources) <= POD_CONTROLLERS.get(groups[0], set()) | {"namespaces"}
+
+
+def test_rbac_extra_rules_grant_reading_what_cel_policies_select() -> None:
+    """rbac.extraRules adds read rules for the kinds the audit lists for CEL policies; the
+    schema refuses any verb but get, list and watch."""
+    extra = [{"apiGroups": [""], "resources": ["services"], "verbs": ["list"]}]
+    rules = _rules(render_objects({"rbac": {"extraRules": extra}}))
+    assert rules == READ_RULES | {(("",), ("services",)): ["list"]}
+    with pytest.raises(helm.HelmValuesError, match="values don't meet the specifications"):
+        render_objects({"rbac": {"extraRules": [
+            {"apiGroups": [""], "resources": ["services"], "verbs": ["delete"]}]}})
 
 
 def test_audit_is_off_by_default_and_its_values_become_serve_flags(
