@@ -41,7 +41,7 @@ use crate::metrics::{CacheResult, Metrics};
 use cache::TtlMap;
 use clients::Clients;
 pub use judge::telling;
-use registry::{Backoff, Found, RegistryClient, RegistryError};
+use registry::{Backoffs, Found, RegistryClient, RegistryError};
 pub use verdict::{
     ImageVerdict, ImageVerdicts, OnRegistryError, Rejection, Requirement, Settings, Trust,
     Unverified,
@@ -83,7 +83,7 @@ pub struct Verifier {
     verdicts: TtlMap<(u64, u64), CachedVerdict>,
     flights: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<ImageVerdict>>>>>,
     clients: Clients<RegistryClient, Settings>,
-    backoff: Mutex<HashMap<String, Backoff>>,
+    backoff: Mutex<Backoffs>,
     /// One permit per verification running (see [`VERIFY_CONCURRENCY`]).
     running: Semaphore,
     metrics: Arc<Metrics>,
@@ -143,7 +143,7 @@ impl Verifier {
             verdicts: TtlMap::new(CACHE_CAPACITY),
             flights: Mutex::new(HashMap::new()),
             clients: Clients::new(),
-            backoff: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(Backoffs::default()),
             running: Semaphore::new(VERIFY_CONCURRENCY),
             metrics,
         })
@@ -335,12 +335,9 @@ impl Verifier {
         let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Err(RegistryError::RateLimited { .. }) => {
-                let next = Backoff::after(backoff.get(registry).copied(), Instant::now());
-                backoff.insert(registry.to_owned(), next);
+                backoff.rate_limited(registry, Instant::now())
             }
-            _ => {
-                backoff.remove(registry);
-            }
+            _ => backoff.answered(registry),
         }
     }
 

@@ -598,9 +598,90 @@ impl Backoff {
     }
 }
 
+/// The registries that answered 429, by host, and until when each is left alone. Bounded: a
+/// rule whose glob covers many hosts would otherwise let whoever may create pods grow it
+/// with every host name that answers 429.
+#[derive(Debug, Default)]
+pub struct Backoffs(std::collections::HashMap<String, Backoff>);
+
+/// How many registries may be backing off at once; past it, the entries whose wait ended
+/// longest ago go first.
+pub const MAX_BACKING_OFF: usize = 1024;
+
+impl Backoffs {
+    pub fn get(&self, registry: &str) -> Option<&Backoff> {
+        self.0.get(registry)
+    }
+
+    /// `registry` answered 429 at `now`: its wait doubles.
+    pub fn rate_limited(&mut self, registry: &str, now: Instant) {
+        let next = Backoff::after(self.0.get(registry).copied(), now);
+        if self.0.len() >= MAX_BACKING_OFF && !self.0.contains_key(registry) {
+            // A wait that ended a whole maximum step ago no longer doubles anything useful.
+            self.0.retain(|_, b| b.until + MAX_BACKOFF > now);
+            while self.0.len() >= MAX_BACKING_OFF {
+                let Some(soonest) = self
+                    .0
+                    .iter()
+                    .min_by_key(|(_, b)| b.until)
+                    .map(|(host, _)| host.clone())
+                else {
+                    break;
+                };
+                self.0.remove(&soonest);
+            }
+        }
+        self.0.insert(registry.to_owned(), next);
+    }
+
+    /// `registry` answered: it starts afresh.
+    pub fn answered(&mut self, registry: &str) {
+        self.0.remove(registry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backing_off_registries_are_bounded_and_the_longest_done_go_first() {
+        let start = Instant::now();
+        let mut backoffs = Backoffs::default();
+        for i in 0..MAX_BACKING_OFF {
+            backoffs.rate_limited(&format!("r{i}.example"), start);
+        }
+        backoffs.rate_limited("r0.example", start); // a known host doubles, nothing dropped
+        assert_eq!(backoffs.len(), MAX_BACKING_OFF);
+        assert_eq!(backoffs.get("r0.example").unwrap().step, FIRST_BACKOFF * 2);
+        // Later, every wait but r0's is over: a new host makes room by dropping the ended ones.
+        let later = start + MAX_BACKOFF * 2;
+        backoffs.rate_limited("r0.example", later);
+        backoffs.rate_limited("new.example", later);
+        assert_eq!(backoffs.len(), 2);
+        assert!(backoffs.get("r0.example").is_some() && backoffs.get("new.example").is_some());
+        // Still full of live waits: the one ending soonest goes.
+        let mut full = Backoffs::default();
+        for i in 0..MAX_BACKING_OFF {
+            full.rate_limited(
+                &format!("r{i}.example"),
+                start + Duration::from_millis(i as u64),
+            );
+        }
+        full.rate_limited("one-more.example", start + Duration::from_secs(2));
+        assert_eq!(full.len(), MAX_BACKING_OFF);
+        assert!(full.get("r0.example").is_none() && full.get("one-more.example").is_some());
+        full.answered("one-more.example");
+        assert!(full.get("one-more.example").is_none());
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_minute() {
