@@ -36,11 +36,19 @@ use super::value::{TypeName, Value};
 pub struct Call<'m> {
     meter: &'m mut Meter,
     pub function: &'static str,
+    /// Whether a refusal ([`Call::no_overload`]) must say what it refused. Not while
+    /// [`Function::invoke`] tries implementations: it words the refusal itself, and writing
+    /// one message per implementation tried cost more than most calls.
+    detailed_refusals: bool,
 }
 
 impl<'m> Call<'m> {
     pub(crate) fn new(meter: &'m mut Meter, function: &'static str) -> Self {
-        Call { meter, function }
+        Call {
+            meter,
+            function,
+            detailed_refusals: true,
+        }
     }
 
     pub fn charge(&mut self, units: u64) -> Result<(), EvalError> {
@@ -54,7 +62,10 @@ impl<'m> Call<'m> {
     }
 
     pub fn no_overload<T>(&self, args: &[Value<'_>]) -> Result<T, EvalError> {
-        Err(EvalError::no_overload(self.function, args))
+        match self.detailed_refusals {
+            true => Err(EvalError::no_overload(self.function, args)),
+            false => Err(EvalError::NoSuchOverload(String::new())),
+        }
     }
 }
 
@@ -86,18 +97,21 @@ impl Function {
         call: &mut Call<'_>,
         args: &mut [Value<'a>],
     ) -> Result<Value<'a>, EvalError> {
-        let mut result = Err(EvalError::no_overload(self.name, args));
+        // Refusals are renamed below: their own messages need not be written.
+        let detailed = std::mem::replace(&mut call.detailed_refusals, false);
+        let mut decided = None;
         for imp in &self.imps {
-            result = imp(call, args);
-            if !matches!(result, Err(EvalError::NoSuchOverload(_))) {
-                break;
+            match imp(call, args) {
+                Err(EvalError::NoSuchOverload(_)) => {}
+                result => {
+                    decided = Some(result);
+                    break;
+                }
             }
         }
-        if matches!(result, Err(EvalError::NoSuchOverload(_))) {
-            // Name the function and every argument type, whichever implementation refused.
-            return Err(EvalError::no_overload(self.name, args));
-        }
-        result
+        call.detailed_refusals = detailed;
+        // Name the function and every argument type, whichever implementation refused.
+        decided.unwrap_or_else(|| Err(EvalError::no_overload(self.name, args)))
     }
 }
 
