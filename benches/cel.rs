@@ -107,6 +107,13 @@ fn cel(c: &mut Criterion<common::Clock>) {
     group.bench_function("decode-only", |b| {
         b.iter(|| black_box(portier::cel::Json::parse(black_box(text)).expect("JSON")))
     });
+    group.bench_function("decode-only-from-slice", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::from_slice::<portier::cel::Json<'_>>(black_box(&body)).expect("JSON"),
+            )
+        })
+    });
     group.finish();
 }
 
