@@ -15,25 +15,10 @@ impl Documents {
             .collect();
         let mut params: Vec<((String, String), ParamObject)> = Vec::new();
         for (place, doc) in std::mem::take(&mut self.objects) {
-            let api_version = doc
-                .get("apiVersion")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned();
-            let kind = doc
-                .get("kind")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned();
+            let api_version = text_at(&doc, &["apiVersion"]);
+            let kind = text_at(&doc, &["kind"]);
             let metadata = doc.get("metadata");
-            let text = |key: &str| {
-                metadata
-                    .and_then(|m| m.get(key))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_owned()
-            };
-            let name = text("name");
+            let name = text_at(&doc, &["metadata", "name"]);
             let fail = |error: DocError| SetError {
                 place: place.clone(),
                 object: format!("{kind} {name}"),
@@ -65,7 +50,7 @@ impl Documents {
             params.push((
                 (api_version, kind),
                 ParamObject {
-                    namespace: text("namespace"),
+                    namespace: text_at(&doc, &["metadata", "namespace"]),
                     name,
                     labels,
                     json: Json::from_value(&doc),

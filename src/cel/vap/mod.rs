@@ -354,6 +354,16 @@ fn compile_match(
     ))
 }
 
+/// The string at `path` in a document, empty when it is absent or not a string (what names
+/// a document in an error before its shape is checked).
+fn text_at(doc: &serde_json::Value, path: &[&str]) -> String {
+    path.iter()
+        .try_fold(doc, |v, key| v.get(key))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
 fn selector_error(e: LabelSelectorError) -> DocError {
     DocError::new(e.field, e.message)
 }
@@ -443,22 +453,9 @@ impl Documents {
 
     /// Reads one `admissionregistration.k8s.io` document.
     pub fn add(&mut self, place: Place, doc: serde_json::Value) -> Result<(), SetError> {
-        let api_version = doc
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_owned();
-        let kind = doc
-            .get("kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_owned();
-        let name = doc
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .unwrap_or("")
-            .to_owned();
+        let api_version = text_at(&doc, &["apiVersion"]);
+        let kind = text_at(&doc, &["kind"]);
+        let name = text_at(&doc, &["metadata", "name"]);
         let fail = |error: DocError| SetError {
             place: place.clone(),
             object: format!("{kind} {name}"),
