@@ -2,7 +2,6 @@
 //! audit annotations, a JSON patch) and `metav1.Status` bodies for HTTP errors.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use serde::{Serialize, Serializer};
 
@@ -278,18 +277,11 @@ pub(super) fn findings<'v>(verdict: &'v Verdict<'_, '_>, pod_spec_path: &str) ->
         } else if d.mode == Mode::Audit || d.audited {
             // One annotation per policy. The API server prefixes the key with the webhook
             // name and accepts a single '/', so the key is the bare policy name.
-            match audit_annotations
-                .iter_mut()
-                .find(|(name, _)| *name == d.policy)
-            {
-                Some((_, value)) => {
-                    let _ = write!(value, "; {}", d.message);
-                }
-                None => audit_annotations.push((
-                    Cow::Borrowed(violation.policy.name.as_str()),
-                    d.message.clone(),
-                )),
-            }
+            join_annotation(
+                &mut audit_annotations,
+                Cow::Borrowed(violation.policy.name.as_str()),
+                &d.message,
+            );
         }
     }
     for a in &verdict.annotations {
@@ -343,6 +335,16 @@ pub(super) fn encode_findings(subject: Subject, findings: Findings<'_>) -> Answe
         patch_type: None,
         patch: None,
     });
+    judged(body, denied, Some(subject), decisions)
+}
+
+/// The answer to a judged request: its encoded body, whether it denies, and what was judged.
+fn judged(
+    body: Vec<u8>,
+    denied: bool,
+    subject: Option<Subject>,
+    decisions: Vec<Decision>,
+) -> Answer {
     Answer {
         http_status: 200,
         body,
@@ -351,7 +353,7 @@ pub(super) fn encode_findings(subject: Subject, findings: Findings<'_>) -> Answe
         } else {
             Outcome::Allowed
         },
-        subject: Some(subject),
+        subject,
         decisions,
         mutated: Vec::new(),
     }
@@ -371,7 +373,7 @@ pub(super) fn namespace_answer(
     subject: Subject,
     refusal: Option<NamespaceRefusal>,
     warnings: Vec<String>,
-    annotations: Vec<(String, String)>,
+    audit_annotations: Vec<(Cow<'_, str>, String)>,
     decisions: Vec<Decision>,
 ) -> Answer {
     let status = refusal.as_ref().map(|r| StatusOut {
@@ -401,24 +403,26 @@ pub(super) fn namespace_answer(
         allowed: !denied,
         status,
         warnings,
-        audit_annotations: annotations
-            .into_iter()
-            .map(|(k, v)| (Cow::Owned(k), v))
-            .collect(),
+        audit_annotations,
         patch_type: None,
         patch: None,
     });
-    Answer {
-        http_status: 200,
-        body,
-        outcome: if denied {
-            Outcome::Denied
-        } else {
-            Outcome::Allowed
-        },
-        subject: (!decisions.is_empty()).then_some(subject),
-        decisions,
-        mutated: Vec::new(),
+    let subject = (!decisions.is_empty()).then_some(subject);
+    judged(body, denied, subject, decisions)
+}
+
+/// Adds `value` under `key`, after the value the key has already (joined with "; ").
+pub(super) fn join_annotation<'a>(
+    annotations: &mut Vec<(Cow<'a, str>, String)>,
+    key: Cow<'a, str>,
+    value: &str,
+) {
+    match annotations.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, joined)) => {
+            joined.push_str("; ");
+            joined.push_str(value);
+        }
+        None => annotations.push((key, value.to_owned())),
     }
 }
 

@@ -7,10 +7,14 @@
 //! the labels being written, not the cached ones). Namespace writes are rare, so the object is
 //! decoded whole.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::value::RawValue;
 
-use super::encode::{Findings, NamespaceRefusal, encode_findings, fail_closed, namespace_answer};
+use super::encode::{
+    Findings, NamespaceRefusal, encode_findings, fail_closed, join_annotation, namespace_answer,
+};
 use super::{Answer, Decision, Decoded, Endpoint, Other, Subject, answer_other, with_cel_findings};
 use crate::engine::Request;
 use crate::namespaces::{LabelSource, NamespaceLabels, labels_of};
@@ -51,7 +55,7 @@ pub fn answer_namespace(
 pub struct PodSecurityFindings {
     refusal: Option<NamespaceRefusal>,
     warnings: Vec<String>,
-    annotations: Vec<(String, String)>,
+    annotations: Vec<(Cow<'static, str>, String)>,
     decisions: Vec<Decision>,
 }
 
@@ -214,7 +218,7 @@ impl NamespaceReview<'_> {
     ) -> PodSecurityFindings {
         let mut refusal: Option<NamespaceRefusal> = None;
         let mut warnings: Vec<String> = Vec::new();
-        let mut annotations: Vec<(String, String)> = Vec::new();
+        let mut annotations: Vec<(Cow<'static, str>, String)> = Vec::new();
         let mut decisions = Vec::new();
         for j in judged {
             let mut said = |mode: Mode, message: String| {
@@ -293,19 +297,14 @@ impl NamespaceReview<'_> {
         let PodSecurityFindings {
             refusal,
             mut warnings,
-            mut annotations,
+            annotations,
             mut decisions,
         } = psa;
+        let mut annotations: Vec<(Cow<'_, str>, String)> = annotations;
         if let Some(cel) = cel {
             warnings.extend(cel.warnings);
             for (key, value) in cel.audit_annotations {
-                match annotations.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, joined)) => {
-                        joined.push_str("; ");
-                        joined.push_str(&value);
-                    }
-                    None => annotations.push((key.into_owned(), value)),
-                }
+                join_annotation(&mut annotations, key, &value);
             }
             decisions.extend(cel.decisions);
         }
