@@ -130,11 +130,11 @@ struct Answer {
     warnings: Vec<String>,
 }
 
-async fn dry_run(client: &Client, doc: &Value, ns: &str) -> Answer {
-    let request = http::Request::post(collection(doc, ns))
-        .header("content-type", "application/json")
-        .body(kube::client::Body::from(serde_json::to_vec(doc).unwrap()))
-        .unwrap();
+/// Sends `request`: the status code, every `Warning` header, the body.
+async fn send(
+    client: &Client,
+    request: http::Request<kube::client::Body>,
+) -> (u16, Vec<String>, Value) {
     let response = client.send(request).await.unwrap();
     let code = response.status().as_u16();
     let warnings = response
@@ -144,7 +144,15 @@ async fn dry_run(client: &Client, doc: &Value, ns: &str) -> Answer {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    (code, warnings, serde_json::from_slice(&body).unwrap())
+}
+
+async fn dry_run(client: &Client, doc: &Value, ns: &str) -> Answer {
+    let request = http::Request::post(collection(doc, ns))
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(serde_json::to_vec(doc).unwrap()))
+        .unwrap();
+    let (code, warnings, body) = send(client, request).await;
     let message = match code {
         200..=299 => String::new(),
         _ => {
@@ -286,16 +294,7 @@ async fn relabel(client: &Client, ns: &str, labels: &[(&str, &str)]) -> Answer {
             serde_json::to_vec(&patch).unwrap(),
         ))
         .unwrap();
-    let response = client.send(request).await.unwrap();
-    let code = response.status().as_u16();
-    let warnings = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    let (code, warnings, body) = send(client, request).await;
     Answer {
         code,
         message: body["message"].as_str().unwrap_or_default().to_owned(),
