@@ -3,6 +3,8 @@
 //! `cargo fuzz` targets under `fuzz/` for longer runs.
 
 use portier::admission::{self, Endpoint};
+use portier::cel::Json;
+use portier::cel::deferred::Document;
 use portier::offline;
 use portier::policy::PolicySet;
 use portier::policy::quantity::Quantity;
@@ -34,6 +36,67 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
             prop::collection::btree_map("[a-zA-Z]{1,16}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// The shipped policies and a ValidatingAdmissionPolicy whose expressions read the request,
+/// the object and the old object of any kind, so that reviews also go through CEL's reading of
+/// the review (`cel::deferred`).
+fn policies_with_cel() -> PolicySet {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.push(("reads-everything.yaml".to_owned(), r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: reads-everything}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - {apiGroups: ["*"], apiVersions: ["*"], operations: ["*"], resources: ["*"]}
+  validations:
+    - expression: "object == null || !has(object.metadata) || size(object.metadata) >= 0"
+    - expression: "object == null || object.?spec.?template.?spec.?containers.orValue([]).all(c, c.?image.orValue('') != 'forbidden')"
+    - expression: "oldObject == null || oldObject != object"
+    - expression: "request.operation != 'CONNECT' && size(request.userInfo.?username.orValue('')) >= 0"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: reads-everything}
+spec: {policyName: reads-everything, validationActions: [Deny]}
+"#.to_owned()));
+    portier::policy::Sources::from_files(files)
+        .compile()
+        .expect("policies load")
+}
+
+/// Arbitrary JSON values with any strings (escapes, non-ASCII), nested a few levels.
+fn json_value_any_text() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        any::<String>().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::btree_map(any::<String>(), inner, 0..6)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
@@ -130,6 +193,44 @@ proptest! {
         if mutate.http_status == 200 {
             let v: Value = serde_json::from_slice(&mutate.body).unwrap();
             prop_assert_eq!(&v["response"]["allowed"], &json!(true));
+        }
+    }
+
+    #[test]
+    fn any_value_anywhere_in_a_review_gets_an_answer_from_cel_policies(
+        target in prop::sample::select(TARGETS),
+        value in json_value(),
+    ) {
+        let set = policies_with_cel();
+        let mut review = base_review();
+        if let Some(slot) = review.pointer_mut(target) {
+            *slot = value;
+        }
+        let uid = review.pointer("/request/uid").and_then(Value::as_str).map(str::to_owned);
+        let body = serde_json::to_vec(&review).unwrap();
+        let answer = admission::review(&body, &set, Endpoint::Validate);
+        check_answer(&answer, uid.as_deref().filter(|u| !u.is_empty()));
+    }
+
+    /// What CEL expressions read of a review, decoded a level at a time as they read it, is
+    /// what decoding the whole text gives, whatever the JSON and however it is laid out.
+    #[test]
+    fn a_document_reads_as_the_whole_text_decoded(value in json_value_any_text(), pretty in any::<bool>()) {
+        let text = match pretty {
+            true => serde_json::to_string_pretty(&value).unwrap(),
+            false => serde_json::to_string(&value).unwrap(),
+        };
+        let document = Document::index(&text).expect("JSON is indexed");
+        prop_assert_eq!(document.root().to_owned_json(), Json::parse(&text).unwrap());
+    }
+
+    #[test]
+    fn any_text_as_a_document_reads_or_fails_cleanly(text in "[\\[\\]{}\",:a-c0-9.eE+ \\-\\\\]{0,64}") {
+        if let Ok(document) = Document::index(&text) {
+            let read = document.root().to_owned_json();
+            if let Ok(parsed) = Json::parse(&text) {
+                prop_assert_eq!(read, parsed);
+            }
         }
     }
 

@@ -87,7 +87,7 @@ pub fn judge_object<'p, 'v>(
         return Err("not a JSON object".to_owned());
     }
     let request = create_request(object, served, &namespace.name);
-    let admission = namespace.bind(Admission::from_request(&request));
+    let admission = namespace.bind(Admission::from_request(request.node()));
     Ok(engine::evaluate_admission(
         set, workload, images, &admission,
     ))

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::json::Json;
+use super::json::{Json, Node};
 use super::matcher::Attributes;
 use super::resources::resource_for;
 use super::value::Value;
@@ -23,20 +23,20 @@ pub struct Admission<'a> {
     pub old_object: Value<'a>,
     pub request: Value<'a>,
     /// The object's labels and its old labels, for object selectors.
-    pub labels: Option<&'a Json<'a>>,
-    pub old_labels: Option<&'a Json<'a>>,
+    pub labels: Option<Node<'a>>,
+    pub old_labels: Option<Node<'a>>,
     /// The object's `metadata` (its `oldObject`'s for a DELETE).
-    pub metadata: Option<&'a Json<'a>>,
+    pub metadata: Option<Node<'a>>,
     /// What is known of the namespace the object is in: its labels, for `namespaceSelector`.
     pub namespace_labels: NamespaceLabels<'a>,
     /// The Namespace object, for `namespaceObject`; `None` when not known.
-    pub namespace_object: Option<&'a Json<'a>>,
+    pub namespace_object: Option<Node<'a>>,
 }
 
 /// Why a namespace's labels or object are not known.
 pub type Unknown<'a> = &'a str;
 
-fn text<'a>(json: &'a Json<'a>, path: &[&str]) -> &'a str {
+fn text<'a>(json: Node<'a>, path: &[&str]) -> &'a str {
     let mut node = json;
     for key in path {
         match node.get(key) {
@@ -48,9 +48,9 @@ fn text<'a>(json: &'a Json<'a>, path: &[&str]) -> &'a str {
 }
 
 impl<'a> Admission<'a> {
-    /// The request of an AdmissionReview (`review.request`), decoded.
-    pub fn from_request(request: &'a Json<'a>) -> Admission<'a> {
-        let value = |key: &str| request.get(key).map_or(Value::Null, Value::from_json);
+    /// The request of an AdmissionReview (`review.request`).
+    pub fn from_request(request: Node<'a>) -> Admission<'a> {
+        let value = |key: &str| request.get(key).map_or(Value::Null, Value::from_node);
         let labels = |key: &str| {
             request
                 .get(key)
@@ -60,7 +60,7 @@ impl<'a> Admission<'a> {
         let user = request
             .get("userInfo")
             .and_then(|u| u.get("username"))
-            .and_then(Json::as_str);
+            .and_then(|u| u.as_str());
         Admission {
             attributes: Attributes {
                 group: text(request, &["resource", "group"]),
@@ -75,7 +75,7 @@ impl<'a> Admission<'a> {
             user,
             object: value("object"),
             old_object: value("oldObject"),
-            request: Value::from_json(request),
+            request: Value::from_node(request),
             labels: labels("object"),
             old_labels: labels("oldObject"),
             metadata: ["object", "oldObject"]
@@ -99,7 +99,7 @@ impl<'a> Admission<'a> {
             None => &NoLabels,
         };
         self.namespace_labels = NamespaceLabels::Known(labels, source);
-        self.namespace_object = Some(namespace);
+        self.namespace_object = Some(namespace.node());
         self
     }
 
@@ -114,15 +114,16 @@ impl<'a> Admission<'a> {
     /// Namespace always matches (`Ok(None)`); a Namespace's CREATE or UPDATE is matched on its
     /// own labels and its DELETE on the labels it had; other requests on their namespace's
     /// labels, which may not be known (`Err(why)`).
-    pub fn namespace_selector_labels(&self) -> Result<Option<&'a dyn Labels>, Unknown<'a>> {
+    pub fn namespace_selector_labels(&self) -> Result<Option<&dyn Labels>, Unknown<'a>> {
         if self.is_namespace_request() {
             let labels = match self.attributes.operation {
-                "DELETE" => self.old_labels,
-                _ => self.labels,
+                "DELETE" => &self.old_labels,
+                _ => &self.labels,
             };
-            return Ok(Some(
-                labels.map_or(&NoLabels as &dyn Labels, |l| l as &dyn Labels),
-            ));
+            return Ok(Some(match labels {
+                Some(labels) => labels as &dyn Labels,
+                None => &NoLabels,
+            }));
         }
         if self.attributes.namespace.is_empty() {
             return Ok(None);
@@ -141,7 +142,7 @@ impl<'a> Admission<'a> {
             return Ok(Value::Null);
         }
         match (self.namespace_object, self.namespace_labels) {
-            (Some(namespace), _) => Ok(Value::from_json(namespace)),
+            (Some(namespace), _) => Ok(Value::from_node(namespace)),
             (None, NamespaceLabels::Unknown(why)) => Err(why),
             (None, NamespaceLabels::Known(..)) => {
                 Err("only the namespace's labels were given, not the Namespace object")
@@ -160,7 +161,7 @@ pub fn synthetic_create(object: Json<'_>, default_namespace: &str) -> Option<Jso
     let kind = object.get("kind")?.as_str()?.to_owned();
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
     let (resource, namespaced) = resource_for(group, &kind);
-    let metadata_namespace = text(&object, &["metadata", "namespace"]);
+    let metadata_namespace = text(object.node(), &["metadata", "namespace"]);
     let namespace = match namespaced {
         Some(false) => "",
         _ if !metadata_namespace.is_empty() => metadata_namespace,
@@ -205,7 +206,7 @@ pub fn create_request<'a>(mut object: Json<'a>, served: &Served<'_>, namespace: 
             }
         }
     }
-    let name = text(&object, &["metadata", "name"]).to_owned();
+    let name = text(object.node(), &["metadata", "name"]).to_owned();
     // A Namespace's own request carries its name as the namespace.
     let namespace = if served.group.is_empty() && served.kind == "Namespace" {
         name.as_str()
@@ -264,7 +265,7 @@ mod tests {
         )
         .unwrap();
         let request = synthetic_create(object, "default").unwrap();
-        let a = Admission::from_request(&request);
+        let a = Admission::from_request(request.node());
         assert_eq!(a.attributes.group, "");
         assert_eq!(a.attributes.version, "v1");
         assert_eq!(a.attributes.resource, "services");
@@ -281,12 +282,12 @@ mod tests {
         .unwrap();
         let request = synthetic_create(ns, "default").unwrap();
         assert_eq!(
-            Admission::from_request(&request).attributes.namespace,
+            Admission::from_request(request.node()).attributes.namespace,
             "team-a"
         );
         let role = Json::parse(r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r", "namespace": "x"}}"#).unwrap();
         let request = synthetic_create(role, "default").unwrap();
-        let a = Admission::from_request(&request);
+        let a = Admission::from_request(request.node());
         assert_eq!(
             (a.attributes.group, a.attributes.namespace),
             ("rbac.authorization.k8s.io", "")
@@ -305,7 +306,7 @@ mod tests {
             resource: "deployments",
         };
         let request = create_request(item, &served, "shop");
-        let a = Admission::from_request(&request);
+        let a = Admission::from_request(request.node());
         assert_eq!(
             (
                 a.attributes.group,

@@ -6,11 +6,16 @@
 //! when integral and in range, `double` otherwise. Strings borrow from the request body
 //! unless they hold escapes; maps keep their keys in document order and are searched
 //! linearly (Kubernetes objects have a handful of keys per level).
+//!
+//! At admission the review is not decoded into such a tree: its objects and arrays are decoded
+//! only where expressions look ([`super::deferred`]). A [`Node`] reads either alike.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::deferred::{Document, Level, Slot};
 
 /// A JSON value, borrowing its strings from the text it was decoded from.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,6 +35,197 @@ pub enum Json<'a> {
 impl crate::labels::Labels for Json<'_> {
     fn label(&self, key: &str) -> Option<Cow<'_, str>> {
         self.get(key).and_then(Json::as_str).map(Cow::Borrowed)
+    }
+}
+
+impl crate::labels::Labels for Node<'_> {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).and_then(|v| v.as_str()).map(Cow::Borrowed)
+    }
+}
+
+/// A JSON value as expressions read it, from a decoded tree or from a [`Document`], whose
+/// objects and arrays decode one level at a time as nodes of them are made.
+#[derive(Debug, Clone, Copy)]
+pub enum Node<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    String(&'a str),
+    Array(Items<'a>),
+    Object(Entries<'a>),
+}
+
+/// The items of an array.
+#[derive(Debug, Clone, Copy)]
+pub enum Items<'a> {
+    Tree(&'a [Json<'a>]),
+    Document(&'a Document<'a>, &'a [Slot]),
+}
+
+/// The entries of an object, in document order.
+#[derive(Debug, Clone, Copy)]
+pub enum Entries<'a> {
+    Tree(&'a [(Cow<'a, str>, Json<'a>)]),
+    Document(&'a Document<'a>, &'a [(Slot, Slot)]),
+}
+
+impl<'a> Node<'a> {
+    /// The node of a document's value.
+    pub fn of(document: &'a Document<'a>, slot: &'a Slot) -> Node<'a> {
+        match slot {
+            Slot::Null => Node::Null,
+            Slot::Bool(b) => Node::Bool(*b),
+            Slot::Int(i) => Node::Int(*i),
+            Slot::Double(d) => Node::Double(*d),
+            Slot::Text { .. } => Node::String(document.text_of(slot)),
+            Slot::Escaped(s) => Node::String(s),
+            Slot::Container(index) => Node::of_container(document, *index),
+        }
+    }
+
+    fn of_container(document: &'a Document<'a>, index: u32) -> Node<'a> {
+        match document.level(index) {
+            Level::Array(items) => Node::Array(Items::Document(document, items)),
+            Level::Object(entries) => Node::Object(Entries::Document(document, entries)),
+            Level::Unreadable => Node::Null,
+        }
+    }
+
+    /// The value of `key` when this is an object that has it (the last, should a key repeat,
+    /// as Go's decoder keeps it).
+    pub fn get(&self, key: &str) -> Option<Node<'a>> {
+        match self {
+            Node::Object(entries) => entries.get(key),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as a tree that owns its strings.
+    pub fn to_owned_json(&self) -> Json<'static> {
+        let owned = |s: &str| Cow::Owned(s.to_owned());
+        match *self {
+            Node::Null => Json::Null,
+            Node::Bool(b) => Json::Bool(b),
+            Node::Int(i) => Json::Int(i),
+            Node::Double(d) => Json::Double(d),
+            Node::String(s) => Json::String(owned(s)),
+            Node::Array(items) => Json::Array(items.iter().map(|n| n.to_owned_json()).collect()),
+            Node::Object(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (owned(k), v.to_owned_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl<'a> Items<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Items::Tree(items) => items.len(),
+            Items::Document(_, items) => items.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, index: usize) -> Option<Node<'a>> {
+        match *self {
+            Items::Tree(items) => items.get(index).map(Json::node),
+            Items::Document(document, items) => items.get(index).map(|s| Node::of(document, s)),
+        }
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Node<'a>> {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+}
+
+impl<'a> Entries<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Entries::Tree(entries) => entries.len(),
+            Entries::Document(_, entries) => entries.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key of the entry at `index`.
+    pub fn key(&self, index: usize) -> Option<&'a str> {
+        match *self {
+            Entries::Tree(entries) => entries.get(index).map(|(k, _)| &**k),
+            Entries::Document(document, entries) => {
+                entries.get(index).map(|(k, _)| key_text(document, k))
+            }
+        }
+    }
+
+    /// The entry at `index`.
+    pub fn entry(&self, index: usize) -> Option<(&'a str, Node<'a>)> {
+        match *self {
+            Entries::Tree(entries) => entries.get(index).map(|(k, v)| (&**k, v.node())),
+            Entries::Document(document, entries) => entries
+                .get(index)
+                .map(|(k, v)| (key_text(document, k), Node::of(document, v))),
+        }
+    }
+
+    /// The value under `key` (the last, should a key repeat).
+    pub fn get(&self, key: &str) -> Option<Node<'a>> {
+        match *self {
+            Entries::Tree(entries) => entries
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.node()),
+            Entries::Document(document, entries) => entries
+                .iter()
+                .rev()
+                .find(|(k, _)| document.key_is(k, key))
+                .map(|(_, v)| Node::of(document, v)),
+        }
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = (&'a str, Node<'a>)> {
+        (0..self.len()).filter_map(move |i| self.entry(i))
+    }
+}
+
+fn key_text<'a>(document: &'a Document<'a>, key: &'a Slot) -> &'a str {
+    match key {
+        Slot::Escaped(s) => s,
+        other => document.text_of(other),
+    }
+}
+
+impl PartialEq for Node<'_> {
+    /// Nodes are equal when they read the same, whichever form they come from.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Node::Null, Node::Null) => true,
+            (Node::Bool(a), Node::Bool(b)) => a == b,
+            (Node::Int(a), Node::Int(b)) => a == b,
+            (Node::Double(a), Node::Double(b)) => a == b,
+            (Node::String(a), Node::String(b)) => a == b,
+            (Node::Array(a), Node::Array(b)) => a.len() == b.len() && a.iter().eq(b.iter()),
+            (Node::Object(a), Node::Object(b)) => a.len() == b.len() && a.iter().eq(b.iter()),
+            _ => false,
+        }
     }
 }
 
@@ -74,6 +270,19 @@ impl<'a> Json<'a> {
         match self {
             Json::String(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// The value as a [`Node`].
+    pub fn node(&'a self) -> Node<'a> {
+        match self {
+            Json::Null => Node::Null,
+            Json::Bool(b) => Node::Bool(*b),
+            Json::Int(i) => Node::Int(*i),
+            Json::Double(d) => Node::Double(*d),
+            Json::String(s) => Node::String(s),
+            Json::Array(items) => Node::Array(Items::Tree(items)),
+            Json::Object(entries) => Node::Object(Entries::Tree(entries)),
         }
     }
 

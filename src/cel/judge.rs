@@ -38,8 +38,11 @@ pub fn judge<'p, 'v>(set: &'p PolicySet, admission: &Admission<'_>, out: &mut Ju
                     continue;
                 }
                 let object = ObjectLabels {
-                    object: admission.labels.map_or(&NoLabels as &dyn Labels, |l| l),
-                    old: admission.old_labels.map(|l| l as &dyn Labels),
+                    object: match &admission.labels {
+                        Some(labels) => labels,
+                        None => &NoLabels,
+                    },
+                    old: admission.old_labels.as_ref().map(|l| l as &dyn Labels),
                 };
                 let namespace = match admission.namespace_selector_labels() {
                     Ok(Some(labels)) => NamespaceLabels::Known(labels, LabelSource::Object),
@@ -102,7 +105,7 @@ fn denied_object(admission: &Admission<'_>) -> String {
         admission
             .metadata
             .and_then(|m| m.get(key))
-            .and_then(super::Json::as_str)
+            .and_then(|n| n.as_str())
             .filter(|n| !n.is_empty())
     };
     let name = Some(a.name)

@@ -18,6 +18,7 @@
 
 pub mod admission;
 mod compile;
+pub mod deferred;
 pub mod eval;
 pub mod json;
 pub mod judge;

@@ -243,7 +243,7 @@ impl CelPolicy {
                 [admission.labels, admission.old_labels]
                     .into_iter()
                     .flatten()
-                    .any(|labels| selector.matches(labels))
+                    .any(|labels| selector.matches(&labels))
             });
         if !chosen {
             return Applies::No;

@@ -401,7 +401,7 @@ spec: {policyName: replica-audit, validationActions: [Audit]}
     )
     .unwrap();
     let request = crate::cel::admission::synthetic_create(object, "default").unwrap();
-    let admission = crate::cel::Admission::from_request(&request);
+    let admission = crate::cel::Admission::from_request(request.node());
     let mut judged = crate::cel::Judged::default();
     crate::cel::judge(&s, &admission, &mut judged);
     assert_eq!(judged.judged, 1);

@@ -5,13 +5,12 @@
 //! only what an expression computes is allocated, behind `Rc` so that copying a value is cheap.
 //! Values never outlive the evaluation that made them, so they need not be `Send`.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use super::json::Json;
+use super::json::{Entries, Items, Json, Node};
 use super::library::{semver::Semver, url::Url};
 use crate::policy::quantity::Quantity;
 
@@ -47,7 +46,7 @@ impl From<String> for Str<'_> {
 /// A list: a view of a JSON array, or computed values.
 #[derive(Clone)]
 pub enum List<'a> {
-    Json(&'a [Json<'a>]),
+    Json(Items<'a>),
     Values(Rc<Vec<Value<'a>>>),
 }
 
@@ -65,7 +64,7 @@ impl<'a> List<'a> {
 
     pub fn get(&self, index: usize) -> Option<Value<'a>> {
         match self {
-            List::Json(items) => items.get(index).map(Value::from_json),
+            List::Json(items) => items.get(index).map(Value::from_node),
             List::Values(items) => items.get(index).cloned(),
         }
     }
@@ -77,7 +76,7 @@ impl<'a> List<'a> {
     /// The values as a vector (copies a JSON view's elements into values).
     pub fn to_vec(&self) -> Vec<Value<'a>> {
         match self {
-            List::Json(items) => items.iter().map(Value::from_json).collect(),
+            List::Json(items) => items.iter().map(Value::from_node).collect(),
             List::Values(items) => items.as_ref().clone(),
         }
     }
@@ -92,7 +91,7 @@ impl fmt::Debug for List<'_> {
 /// A map: a view of a JSON object (string keys), or computed entries in insertion order.
 #[derive(Clone)]
 pub enum Map<'a> {
-    Json(&'a [(Cow<'a, str>, Json<'a>)]),
+    Json(Entries<'a>),
     Values(Rc<Vec<(Value<'a>, Value<'a>)>>),
 }
 
@@ -111,10 +110,7 @@ impl<'a> Map<'a> {
     /// The value under a string key.
     pub fn get_str(&self, key: &str) -> Option<Value<'a>> {
         match self {
-            Map::Json(entries) => entries
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| Value::from_json(v)),
+            Map::Json(entries) => entries.get(key).map(Value::from_node),
             Map::Values(entries) => entries
                 .iter()
                 .find(|(k, _)| matches!(k, Value::String(s) if &**s == key))
@@ -137,14 +133,17 @@ impl<'a> Map<'a> {
 
     /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = Value<'a>> + '_ {
-        (0..self.len()).filter_map(move |i| self.entry(i).map(|(k, _)| k))
+        (0..self.len()).filter_map(move |i| match self {
+            Map::Json(entries) => entries.key(i).map(|k| Value::String(Str::Borrowed(k))),
+            Map::Values(_) => self.entry(i).map(|(k, _)| k),
+        })
     }
 
     pub fn entry(&self, index: usize) -> Option<(Value<'a>, Value<'a>)> {
         match self {
             Map::Json(entries) => entries
-                .get(index)
-                .map(|(k, v)| (json_key(k), Value::from_json(v))),
+                .entry(index)
+                .map(|(k, v)| (Value::String(Str::Borrowed(k)), Value::from_node(v))),
             Map::Values(entries) => entries.get(index).cloned(),
         }
     }
@@ -152,10 +151,6 @@ impl<'a> Map<'a> {
     pub fn entries(&self) -> impl Iterator<Item = (Value<'a>, Value<'a>)> + '_ {
         (0..self.len()).filter_map(move |i| self.entry(i))
     }
-}
-
-fn json_key<'a>(key: &'a Cow<'a, str>) -> Value<'a> {
-    Value::String(Str::Borrowed(key))
 }
 
 impl fmt::Debug for Map<'_> {
@@ -260,16 +255,21 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    /// The value a JSON node reads as, borrowing from it.
+    /// The value a JSON tree reads as, borrowing from it.
     pub fn from_json(json: &'a Json<'a>) -> Value<'a> {
-        match json {
-            Json::Null => Value::Null,
-            Json::Bool(b) => Value::Bool(*b),
-            Json::Int(i) => Value::Int(*i),
-            Json::Double(d) => Value::Double(*d),
-            Json::String(s) => Value::String(Str::Borrowed(s)),
-            Json::Array(items) => Value::List(List::Json(items)),
-            Json::Object(entries) => Value::Map(Map::Json(entries)),
+        Value::from_node(json.node())
+    }
+
+    /// The value a JSON node reads as, borrowing from it.
+    pub fn from_node(node: Node<'a>) -> Value<'a> {
+        match node {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(b),
+            Node::Int(i) => Value::Int(i),
+            Node::Double(d) => Value::Double(d),
+            Node::String(s) => Value::String(Str::Borrowed(s)),
+            Node::Array(items) => Value::List(List::Json(items)),
+            Node::Object(entries) => Value::Map(Map::Json(entries)),
         }
     }
 

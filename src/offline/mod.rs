@@ -412,7 +412,7 @@ fn evaluate<R>(
         .flatten();
     let admission = cel_request
         .as_ref()
-        .map(|r| namespaces.bind(Admission::from_request(r)));
+        .map(|r| namespaces.bind(Admission::from_request(r.node())));
     let run = |images: &dyn ImageVerdicts| match &admission {
         Some(admission) => {
             engine::evaluate_admission(set, Some((&request, pod)), images, admission)
@@ -454,7 +454,7 @@ fn judge_other(
     }
     let request =
         synthetic_create(Json::from_value(object), "default").ok_or("has no apiVersion or kind")?;
-    let admission = namespaces.bind(Admission::from_request(&request));
+    let admission = namespaces.bind(Admission::from_request(request.node()));
     let verdict = engine::evaluate_admission(set, None, &Unverified, &admission);
     if verdict.judged == 0 {
         return Ok(None);
