@@ -107,6 +107,23 @@ fn base_review() -> Value {
     serde_json::from_str(include_str!("fixtures/review-deployment-8k.json")).unwrap()
 }
 
+/// The base review with `value` at `target`, sent to `/validate` and its answer checked (a
+/// readable, non-empty uid is always echoed when the answer is a review); returns the body.
+fn validated_with(set: &PolicySet, target: &str, value: Value) -> Vec<u8> {
+    let mut review = base_review();
+    if let Some(slot) = review.pointer_mut(target) {
+        *slot = value;
+    }
+    let uid = review
+        .pointer("/request/uid")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let body = serde_json::to_vec(&review).unwrap();
+    let answer = admission::review(&body, set, Endpoint::Validate);
+    check_answer(&answer, uid.as_deref().filter(|u| !u.is_empty()));
+    body
+}
+
 /// JSON pointers of the places policies read (and a few they skip).
 const TARGETS: &[&str] = &[
     "/request",
@@ -179,15 +196,7 @@ proptest! {
         value in json_value(),
     ) {
         let set = policies();
-        let mut review = base_review();
-        if let Some(slot) = review.pointer_mut(target) {
-            *slot = value;
-        }
-        let uid = review.pointer("/request/uid").and_then(Value::as_str).map(str::to_owned);
-        let body = serde_json::to_vec(&review).unwrap();
-        let answer = admission::review(&body, &set, Endpoint::Validate);
-        // A readable, non-empty uid is always echoed when the answer is a review.
-        check_answer(&answer, uid.as_deref().filter(|u| !u.is_empty()));
+        let body = validated_with(&set, target, value);
         // Mutation never denies.
         let mutate = admission::review(&body, &set, Endpoint::Mutate);
         if mutate.http_status == 200 {
@@ -201,15 +210,7 @@ proptest! {
         target in prop::sample::select(TARGETS),
         value in json_value(),
     ) {
-        let set = policies_with_cel();
-        let mut review = base_review();
-        if let Some(slot) = review.pointer_mut(target) {
-            *slot = value;
-        }
-        let uid = review.pointer("/request/uid").and_then(Value::as_str).map(str::to_owned);
-        let body = serde_json::to_vec(&review).unwrap();
-        let answer = admission::review(&body, &set, Endpoint::Validate);
-        check_answer(&answer, uid.as_deref().filter(|u| !u.is_empty()));
+        validated_with(&policies_with_cel(), target, value);
     }
 
     /// What CEL expressions read of a review, decoded a level at a time as they read it, is
