@@ -188,6 +188,7 @@ impl<'de> de::Visitor<'de> for RequestPass {
         let mut r = RequestIn {
             uid: None,
             kind: None,
+            resource: None,
             sub_resource: None,
             name: None,
             namespace: None,
@@ -197,11 +198,12 @@ impl<'de> de::Visitor<'de> for RequestPass {
             old_object: None,
         };
         let mut workload = None;
-        let mut seen = [false; 9];
+        let mut seen = [false; 10];
         while let Some(key) = map.next_key::<&'de str>()? {
             match key {
                 "uid" => set_once(&mut r.uid, &mut seen[0], "uid", &mut map)?,
                 "kind" => set_once(&mut r.kind, &mut seen[1], "kind", &mut map)?,
+                "resource" => set_once(&mut r.resource, &mut seen[9], "resource", &mut map)?,
                 "subResource" => {
                     set_once(&mut r.sub_resource, &mut seen[2], "subResource", &mut map)?
                 }

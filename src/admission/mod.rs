@@ -24,7 +24,7 @@ use decode::{Target, decode_one_pass, read_uid, target};
 use encode::{allow, encode_findings, encode_verdict, fail_closed, findings, patched};
 pub use encode::{bad_request, status_body};
 pub use namespace::{Judged as NamespaceJudged, NamespaceReview, answer_namespace};
-use wire::ReviewIn;
+use wire::{RequestIn, ReviewIn};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -117,6 +117,60 @@ fn cel_request(review: Node<'_>) -> Result<Node<'_>, String> {
         .ok_or_else(|| "the review cannot be read for CEL policies: it has no request".to_owned())
 }
 
+/// What CEL policies' rules select a request by (its resource, subresource, operation,
+/// namespace, name, kind and user), as the review decoder read them: enough to know, before
+/// reading the review for CEL, that no CEL policy of a set selects it. They are the fields
+/// CEL's reading of the review gives [`crate::cel::Admission`] (a field the decoder finds
+/// missing reads as empty there too).
+struct CelKey<'a> {
+    group: Option<Text<'a>>,
+    version: Option<Text<'a>>,
+    resource: Option<Text<'a>>,
+    sub_resource: Option<Text<'a>>,
+    operation: Option<Text<'a>>,
+    namespace: Option<Text<'a>>,
+    name: Option<Text<'a>>,
+    kind: Option<Text<'a>>,
+    user: Option<Text<'a>>,
+}
+
+impl<'a> CelKey<'a> {
+    fn of(request: &RequestIn<'a>) -> CelKey<'a> {
+        let resource = request.resource.as_ref();
+        CelKey {
+            group: resource.and_then(|r| r.group.clone()),
+            version: resource.and_then(|r| r.version.clone()),
+            resource: resource.and_then(|r| r.resource.clone()),
+            sub_resource: request.sub_resource.clone(),
+            operation: request.operation.clone(),
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+            kind: request.kind.as_ref().and_then(|k| k.kind.clone()),
+            user: request.user_info.as_ref().and_then(|u| u.username.clone()),
+        }
+    }
+
+    /// Whether some CEL policy of `set` may select the request.
+    fn may_be_selected_in(&self, set: &PolicySet) -> bool {
+        if !set.has_cel() {
+            return false;
+        }
+        fn text<'t>(t: &'t Option<Text<'_>>) -> &'t str {
+            t.as_deref().unwrap_or("")
+        }
+        let attributes = crate::cel::matcher::Attributes {
+            group: text(&self.group),
+            version: text(&self.version),
+            resource: text(&self.resource),
+            sub_resource: text(&self.sub_resource),
+            operation: text(&self.operation),
+            namespace: text(&self.namespace),
+            name: text(&self.name),
+        };
+        crate::cel::judge::may_select(set, &attributes, text(&self.kind), self.user.as_deref())
+    }
+}
+
 /// A review read from its body: answered already, or a workload to judge.
 // Returned by value once per review and matched at once; boxing either variant would put an
 // allocation on the review's path.
@@ -140,6 +194,8 @@ pub struct Other<'a> {
     uid: Text<'a>,
     /// `request.namespace` (empty for cluster-scoped objects).
     namespace: Option<Text<'a>>,
+    /// What CEL policies' rules select it by.
+    cel: CelKey<'a>,
     /// The whole review, which CEL policies read.
     body: &'a [u8],
 }
@@ -160,7 +216,9 @@ pub struct Judgement<'a> {
     old_object: Option<&'a RawValue>,
     /// Its labels, read from it on first use.
     old_labels: Option<OldLabels<'a>>,
-    /// The whole review, which CEL policies read again when the set has any.
+    /// What CEL policies' rules select it by.
+    cel: CelKey<'a>,
+    /// The whole review, which CEL policies read again when some of them select it.
     body: &'a [u8],
 }
 
@@ -265,6 +323,7 @@ fn prepare<'a>(
     let Some(request) = review.request else {
         return Decoded::Answered(bad_request("the AdmissionReview has no request"));
     };
+    let cel = CelKey::of(&request);
     if endpoint == Endpoint::Validate
         && let (Some(gvk), Some(uid), Some(operation)) =
             (&request.kind, &request.uid, &request.operation)
@@ -280,6 +339,7 @@ fn prepare<'a>(
             endpoint,
             uid: Text(uid.0.clone()),
             namespace: request.namespace.as_ref().map(|n| Text(n.0.clone())),
+            cel,
             body,
         };
         return namespace::decode(
@@ -302,6 +362,7 @@ fn prepare<'a>(
                 endpoint,
                 uid,
                 namespace: request.namespace,
+                cel,
                 body,
             });
         }
@@ -337,6 +398,7 @@ fn prepare<'a>(
         object,
         old_object: request.old_object,
         old_labels: request.old_object.map(OldLabels::new),
+        cel,
         body,
     })
 }
@@ -362,15 +424,16 @@ pub fn answer_in(
     namespace_object: Option<&crate::cel::Json<'_>>,
 ) -> Answer {
     let request = judgement.request_in(namespace);
-    // CEL policies read the whole request: decoded again, only for sets that have them, and
-    // only on /validate (they validate; /mutate never denies).
-    let cel_review = match set.has_cel() && judgement.endpoint == Endpoint::Validate {
-        true => match cel_review(judgement.body) {
-            Ok(review) => Some(review),
-            Err(why) => return fail_closed(&judgement.uid, judgement.endpoint, &why),
-        },
-        false => None,
-    };
+    // CEL policies read the whole request: read again, only when some CEL policy may select
+    // it, and only on /validate (they validate; /mutate never denies).
+    let cel_review =
+        match judgement.endpoint == Endpoint::Validate && judgement.cel.may_be_selected_in(set) {
+            true => match cel_review(judgement.body) {
+                Ok(review) => Some(review),
+                Err(why) => return fail_closed(&judgement.uid, judgement.endpoint, &why),
+            },
+            false => None,
+        };
     let cel_request = match cel_review.as_ref().map(|review| cel_request(review.root())) {
         Some(Ok(request)) => Some(request),
         Some(Err(why)) => return fail_closed(&judgement.uid, judgement.endpoint, &why),
@@ -500,6 +563,9 @@ fn with_cel_findings(
     namespace_object: Option<&crate::cel::Json<'_>>,
     answer: impl FnOnce(Option<(Subject, encode::Findings<'_>)>) -> Answer,
 ) -> Answer {
+    if !other.cel.may_be_selected_in(set) {
+        return answer(None);
+    }
     let review = match cel_review(other.body) {
         Ok(review) => review,
         Err(why) => return fail_closed(&other.uid, other.endpoint, &why),

@@ -24,6 +24,8 @@ pub(super) struct RequestIn<'a> {
     #[serde(borrow, default)]
     pub(super) kind: Option<GroupVersionKind<'a>>,
     #[serde(borrow, default)]
+    pub(super) resource: Option<GroupVersionResource<'a>>,
+    #[serde(borrow, default)]
     pub(super) sub_resource: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(super) name: Option<Text<'a>>,
@@ -45,6 +47,16 @@ pub(super) struct GroupVersionKind<'a> {
     pub(super) group: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(super) kind: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct GroupVersionResource<'a> {
+    #[serde(borrow, default)]
+    pub(super) group: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) version: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) resource: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::admission::Admission;
+use super::matcher::Attributes;
 use super::policy::{Applies, Origin};
 use crate::engine::ObjectLabels;
 use crate::labels::{Labels, NoLabels};
@@ -18,6 +19,28 @@ pub struct Judged<'p, 'v> {
     pub annotations: Vec<(String, String)>,
     /// CEL policies that selected the request.
     pub judged: usize,
+}
+
+/// Whether some CEL policy of `set` may select a request of these `attributes`, of the kind
+/// named `kind`, by `user`: portier's policies by their kind, namespace and user globs,
+/// ValidatingAdmissionPolicies by their rules and their binding's, as [`judge`] first
+/// decides; label selectors are left to it. `false` only when [`judge`] would judge nothing,
+/// so a review no CEL policy selects need not be read for CEL at all.
+pub fn may_select(
+    set: &PolicySet,
+    attributes: &Attributes<'_>,
+    kind: &str,
+    user: Option<&str>,
+) -> bool {
+    set.policies().iter().any(|policy| match &policy.check {
+        Check::Cel(cel) => match cel.origin {
+            Origin::Portier { .. } => policy
+                .selector
+                .judges_kind(kind, attributes.namespace, user),
+            Origin::Binding { .. } => cel.rules_select(attributes),
+        },
+        _ => false,
+    })
 }
 
 /// Judges `admission` with every CEL policy of `set` that selects it: portier's own by their
@@ -126,5 +149,105 @@ fn status_reason(reason: &str) -> &'static str {
         "Forbidden" => "Forbidden",
         "RequestEntityTooLarge" => "RequestEntityTooLarge",
         _ => "Invalid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cel::Json;
+    use crate::namespaces::NamespaceLabels;
+
+    const POLICIES: &str = r#"
+apiVersion: portier.dev/v1
+kind: Policy
+metadata: {name: portier-kinds}
+spec:
+  check: cel
+  mode: enforce
+  match: {kinds: [Service, "Ingress*"], namespaces: ["shop*"]}
+  exclude: {users: ["system:serviceaccount:kube-system:*"]}
+  params:
+    validations: [{expression: "false"}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: vap}
+spec:
+  matchConstraints:
+    resourceRules:
+      - {apiGroups: ["apps"], apiVersions: ["v1"], operations: [CREATE], resources: ["deployments", "statefulsets/scale"]}
+      - {apiGroups: [""], apiVersions: ["*"], operations: ["*"], resources: ["pods/*"], scope: Namespaced}
+    excludeResourceRules:
+      - {apiGroups: [""], apiVersions: ["*"], operations: ["*"], resources: ["pods/exec"], resourceNames: [debug]}
+    namespaceSelector: {matchLabels: {team: a}}
+    objectSelector: {matchExpressions: [{key: tier, operator: NotIn, values: [test]}]}
+  validations: [{expression: "false"}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: vap}
+spec:
+  policyName: vap
+  validationActions: [Deny]
+  matchResources:
+    excludeResourceRules:
+      - {apiGroups: ["apps"], apiVersions: ["v1"], operations: ["*"], resources: ["deployments"], resourceNames: [legacy]}
+"#;
+
+    /// Skipping CEL for a request `may_select` turns down is safe only if `judge` would judge
+    /// it with no policy: checked over every combination of a few values of each attribute.
+    #[test]
+    fn a_request_may_select_turns_down_is_judged_by_no_policy() {
+        let set = PolicySet::from_yaml("p.yaml", POLICIES).unwrap();
+        let resources = [
+            ("", "v1", "pods", "Pod"),
+            ("", "v1", "services", "Service"),
+            ("networking.k8s.io", "v1", "ingresses", "Ingress"),
+            ("apps", "v1", "deployments", "Deployment"),
+            ("apps", "v1", "statefulsets", "StatefulSet"),
+            ("apps", "v2", "deployments", "Deployment"),
+            ("", "v1", "namespaces", "Namespace"),
+        ];
+        let (mut turned_down, mut judged) = (0, 0);
+        for (group, version, resource, kind) in resources {
+            for sub in ["", "exec", "scale", "status"] {
+                for operation in ["CREATE", "UPDATE", "DELETE", "CONNECT"] {
+                    for namespace in ["", "shop", "kube-system"] {
+                        for name in ["", "debug", "legacy"] {
+                            for user in ["alice", "system:serviceaccount:kube-system:ctl"] {
+                                for tier in ["prod", "test"] {
+                                    let request = Json::from_value(&serde_json::json!({
+                                        "uid": "u", "kind": {"group": group, "version": version, "kind": kind},
+                                        "resource": {"group": group, "version": version, "resource": resource},
+                                        "subResource": sub, "operation": operation, "namespace": namespace,
+                                        "name": name, "userInfo": {"username": user},
+                                        "object": {"metadata": {"name": name, "labels": {"tier": tier}}},
+                                    }));
+                                    let admission = Admission::from_request(request.node())
+                                        .with_namespace_labels(NamespaceLabels::Unknown(
+                                            "not known",
+                                        ));
+                                    let mut out = Judged::default();
+                                    judge(&set, &admission, &mut out);
+                                    let may =
+                                        may_select(&set, &admission.attributes, kind, Some(user));
+                                    assert!(
+                                        may || out.judged == 0,
+                                        "{resource}/{sub} {operation} {namespace}/{name} by {user}: turned down, yet judged"
+                                    );
+                                    turned_down += usize::from(!may);
+                                    judged += usize::from(out.judged > 0);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            turned_down > 1000 && judged > 100,
+            "{turned_down} turned down, {judged} judged"
+        );
     }
 }

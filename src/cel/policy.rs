@@ -19,7 +19,7 @@ use super::Program;
 use super::admission::Admission;
 use super::eval::{Activation, RUNTIME_BUDGET, Scope};
 use super::json::Json;
-use super::matcher::Matcher;
+use super::matcher::{Attributes, Matcher};
 use super::value::Value;
 use crate::labels::LabelSelector;
 
@@ -237,8 +237,7 @@ impl CelPolicy {
     /// Whether the policy's rules (and its binding's) select the request: rules and object
     /// selectors first, which need nothing but the request, then namespace selectors.
     pub fn applies(&self, admission: &Admission<'_>) -> Applies {
-        let chosen = self.constraints.matches(&admission.attributes)
-            && self.binding_match.matches(&admission.attributes)
+        let chosen = self.rules_select(&admission.attributes)
             && self.object_selectors.iter().all(|selector| {
                 [admission.labels, admission.old_labels]
                     .into_iter()
@@ -269,6 +268,12 @@ impl CelPolicy {
                 ))
             }
         }
+    }
+
+    /// Whether the policy's rules and its binding's select a request with these attributes
+    /// (its selectors aside).
+    pub fn rules_select(&self, attributes: &Attributes<'_>) -> bool {
+        self.constraints.matches(attributes) && self.binding_match.matches(attributes)
     }
 
     /// Whether judging a request may need its namespace: a namespace selector, or an
