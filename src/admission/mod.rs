@@ -117,12 +117,12 @@ fn cel_request(review: Node<'_>) -> Result<Node<'_>, String> {
         .ok_or_else(|| "the review cannot be read for CEL policies: it has no request".to_owned())
 }
 
-/// What CEL policies' rules select a request by (its resource, subresource, operation,
-/// namespace, name, kind and user), as the review decoder read them: enough to know, before
-/// reading the review for CEL, that no CEL policy of a set selects it. They are the fields
-/// CEL's reading of the review gives [`crate::cel::Admission`] (a field the decoder finds
-/// missing reads as empty there too).
-struct CelKey<'a> {
+/// What a request names (its resource, subresource, operation, namespace, name, kind and
+/// user), as the review decoder read them: what the built-in checks' selectors read, and what
+/// CEL policies' rules select by, enough to know before reading the review for CEL that no
+/// CEL policy of a set selects it. They are the fields CEL's reading of the review gives
+/// [`crate::cel::Admission`] (a field the decoder finds missing reads as empty there too).
+struct RequestKey<'a> {
     group: Option<Text<'a>>,
     version: Option<Text<'a>>,
     resource: Option<Text<'a>>,
@@ -134,10 +134,10 @@ struct CelKey<'a> {
     user: Option<Text<'a>>,
 }
 
-impl<'a> CelKey<'a> {
-    fn of(request: &RequestIn<'a>) -> CelKey<'a> {
+impl<'a> RequestKey<'a> {
+    fn of(request: &RequestIn<'a>) -> RequestKey<'a> {
         let resource = request.resource.as_ref();
-        CelKey {
+        RequestKey {
             group: resource.and_then(|r| r.group.clone()),
             version: resource.and_then(|r| r.version.clone()),
             resource: resource.and_then(|r| r.resource.clone()),
@@ -192,10 +192,8 @@ pub enum Decoded<'a> {
 pub struct Other<'a> {
     endpoint: Endpoint,
     uid: Text<'a>,
-    /// `request.namespace` (empty for cluster-scoped objects).
-    namespace: Option<Text<'a>>,
-    /// What CEL policies' rules select it by.
-    cel: CelKey<'a>,
+    /// What the request names (`namespace` is empty for cluster-scoped objects).
+    key: RequestKey<'a>,
     /// The whole review, which CEL policies read.
     body: &'a [u8],
 }
@@ -204,10 +202,8 @@ pub struct Other<'a> {
 pub struct Judgement<'a> {
     endpoint: Endpoint,
     uid: Text<'a>,
-    operation: Option<Text<'a>>,
-    name: Option<Text<'a>>,
-    namespace: Option<Text<'a>>,
-    user: Option<Text<'a>>,
+    /// What the request names.
+    key: RequestKey<'a>,
     kind: WorkloadKind,
     workload: Workload<'a>,
     /// The object as sent, for `/mutate`'s patch.
@@ -216,8 +212,6 @@ pub struct Judgement<'a> {
     old_object: Option<&'a RawValue>,
     /// Its labels, read from it on first use.
     old_labels: Option<OldLabels<'a>>,
-    /// What CEL policies' rules select it by.
-    cel: CelKey<'a>,
     /// The whole review, which CEL policies read again when some of them select it.
     body: &'a [u8],
 }
@@ -225,15 +219,16 @@ pub struct Judgement<'a> {
 impl<'a> Judgement<'a> {
     /// What the policies' selectors read of the request, without the namespace's labels.
     pub fn request(&self) -> Request<'_> {
-        let namespace = self
+        let key = &self.key;
+        let namespace = key
             .namespace
             .as_deref()
             .or(self.workload.namespace.as_deref())
             .unwrap_or("");
-        let request = Request::new(self.kind, namespace, self.user.as_deref())
-            .with_name(self.name.as_deref())
+        let request = Request::new(self.kind, namespace, key.user.as_deref())
+            .with_name(key.name.as_deref())
             .with_object_labels(&self.workload.labels)
-            .with_operation(self.operation.as_deref(), self.old_object.map(|o| o.get()));
+            .with_operation(key.operation.as_deref(), self.old_object.map(|o| o.get()));
         match &self.old_labels {
             Some(old) => request.with_old_object_labels(old),
             None => request,
@@ -323,7 +318,7 @@ fn prepare<'a>(
     let Some(request) = review.request else {
         return Decoded::Answered(bad_request("the AdmissionReview has no request"));
     };
-    let cel = CelKey::of(&request);
+    let key = RequestKey::of(&request);
     if endpoint == Endpoint::Validate
         && let (Some(gvk), Some(uid), Some(operation)) =
             (&request.kind, &request.uid, &request.operation)
@@ -338,8 +333,7 @@ fn prepare<'a>(
         let other = Other {
             endpoint,
             uid: Text(uid.0.clone()),
-            namespace: request.namespace.as_ref().map(|n| Text(n.0.clone())),
-            cel,
+            key,
             body,
         };
         return namespace::decode(
@@ -361,8 +355,7 @@ fn prepare<'a>(
             return Decoded::Other(Other {
                 endpoint,
                 uid,
-                namespace: request.namespace,
-                cel,
+                key,
                 body,
             });
         }
@@ -389,16 +382,12 @@ fn prepare<'a>(
     Decoded::Judge(Judgement {
         endpoint,
         uid,
-        operation: request.operation,
-        name: request.name,
-        namespace: request.namespace,
-        user: request.user_info.and_then(|u| u.username),
+        key,
         kind,
         workload,
         object,
         old_object: request.old_object,
         old_labels: request.old_object.map(OldLabels::new),
-        cel,
         body,
     })
 }
@@ -427,7 +416,7 @@ pub fn answer_in(
     // CEL policies read the whole request: read again, only when some CEL policy may select
     // it, and only on /validate (they validate; /mutate never denies).
     let cel_review =
-        match judgement.endpoint == Endpoint::Validate && judgement.cel.may_be_selected_in(set) {
+        match judgement.endpoint == Endpoint::Validate && judgement.key.may_be_selected_in(set) {
             true => match cel_review(judgement.body) {
                 Ok(review) => Some(review),
                 Err(why) => return fail_closed(&judgement.uid, judgement.endpoint, &why),
@@ -490,10 +479,11 @@ pub fn answer_in(
     }
     let subject = Subject {
         uid: judgement.uid.to_string(),
-        operation: judgement.operation.as_deref().unwrap_or("").to_owned(),
+        operation: judgement.key.operation.as_deref().unwrap_or("").to_owned(),
         kind: request.kind.as_str().to_owned(),
         namespace: request.namespace.to_owned(),
         name: judgement
+            .key
             .name
             .as_deref()
             .filter(|n| !n.is_empty())
@@ -509,7 +499,7 @@ pub fn answer_in(
 impl Other<'_> {
     /// The namespace the request is in; empty for a cluster-scoped object.
     pub fn namespace(&self) -> &str {
-        self.namespace.as_deref().unwrap_or("")
+        self.key.namespace.as_deref().unwrap_or("")
     }
 }
 
@@ -563,7 +553,7 @@ fn with_cel_findings(
     namespace_object: Option<&crate::cel::Json<'_>>,
     answer: impl FnOnce(Option<(Subject, encode::Findings<'_>)>) -> Answer,
 ) -> Answer {
-    if !other.cel.may_be_selected_in(set) {
+    if !other.key.may_be_selected_in(set) {
         return answer(None);
     }
     let review = match cel_review(other.body) {
